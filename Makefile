@@ -1,0 +1,40 @@
+# fakescope: the two commands a new machine needs are `make quickstart` and `make test`.
+#
+#   make install                 CPU install into .venv (torch 2.13.0 CPU wheel, then fakescope[dev])
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cu128    GPU install (CUDA wheel of the same torch)
+#   make quickstart              install, then synthetic benchmark -> train -> cross-generator report
+#   make test                    install, then the test suite (slow tests excluded)
+#   make test-slow               the slow tests too
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+EXTRAS ?= dev
+PYTEST_ARGS ?=
+
+.PHONY: install quickstart test test-slow clean
+
+install: $(VENV)/.install-stamp
+
+$(VENV)/.install-stamp: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade --quiet pip
+	$(PIP) install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PIP) install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	@$(PY) -c "import torch, fakescope; print('fakescope', fakescope.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+	touch $@
+
+quickstart: install
+	$(VENV)/bin/fakescope quickstart
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs data/synth .pytest_cache

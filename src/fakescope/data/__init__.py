@@ -1,0 +1,1 @@
+"""Data: image reading, preprocessing, datasets and the built-in synthetic benchmark."""

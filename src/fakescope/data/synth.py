@@ -1,0 +1,462 @@
+"""The built-in synthetic benchmark: real crops of shipped photos, fakes from several generator families.
+
+Generated offline and deterministically from a seed; nothing is downloaded.
+
+Real images
+    Crops (random position, scale and flip) of natural photos that installed
+    packages ship: scikit-image's colour and grey photos, scikit-learn's two
+    sample photos and matplotlib's ``grace_hopper.jpg``, plus procedurally
+    generated dead-leaves images (occluding discs with power-law sizes, camera
+    blur, sensor noise and JPEG), which share natural images' statistics.
+    Every photo belongs to exactly one of train / val / test, so no test crop
+    comes from a photo seen in training.
+
+Fake images
+    Each generator family keeps an image's content but re-synthesises it,
+    leaving its own fingerprint, the way real generators do:
+
+    * ``tconv``: content at 1/4 resolution decoded by two stride-2 transposed
+      convolutions with random weights (the checkerboard spectrum of GAN decoders);
+    * ``nearest``: nearest-neighbour upsampling then a random 3x3 convolution;
+    * ``bilinear``: bilinear upsampling (one stage, 1/2 resolution) then a random convolution;
+    * ``pixelshuffle``: sub-pixel convolution (a random conv to 4x channels, then pixel shuffle);
+    * ``diffusion``: an SDEdit-style DDIM loop: the image is noised, then
+      iteratively denoised by a fixed random denoiser (smoothing plus a random conv net).
+
+    Every family adds a random-conv texture driven by fresh noise, so no two
+    fakes share a pattern exactly.
+
+Videos
+    Real: a smooth camera path (pan and zoom) over a photo, with per-frame sensor
+    noise. Fake: the same, but a face-sized region is re-synthesised
+    independently in every frame, so it flickers in time (the temporal
+    inconsistency of frame-by-frame face swapping).
+
+Layout (ForenSynths)::
+
+    out/train/<category>/0_real|1_fake/*.png   categories: photo, texture
+    out/val/<category>/0_real|1_fake/*.png
+    out/test/<generator>/0_real|1_fake/*.png   one folder per generator family
+    out/videos/<split>/0_real|1_fake/<video>/frame_000.png
+    out/videos/manifest.csv                    path,label,dataset,method,split,video_id,frame_index
+    out/meta.json                              parameters, counts, photo splits
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from fakescope.errors import ConfigError
+
+FAMILIES = ("tconv", "nearest", "bilinear", "pixelshuffle", "diffusion")
+
+# Which photo goes to which split. The two motorcycle frames are a stereo pair: same split.
+PHOTO_SPLITS: dict[str, tuple[str, ...]] = {
+    "train": ("astronaut", "coffee", "rocket", "hubble_deep_field", "china", "camera", "brick", "grass"),
+    "val": ("immunohistochemistry", "gravel", "coins"),
+    "test": ("chelsea", "motorcycle_left", "motorcycle_right", "flower", "grace_hopper", "retina", "moon"),
+}
+TEXTURES_PER_SPLIT = {"train": 12, "val": 4, "test": 8}
+TEXTURE_SIZE = 384
+
+
+# ---------------------------------------------------------------- real photos
+def load_photo(name: str) -> np.ndarray:
+    """A photo that an installed package ships, as uint8 RGB ``[H, W, 3]``."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        arr = load_sample_image(f"{name}.jpg")
+    elif name == "grace_hopper":
+        import matplotlib.cbook
+
+        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as fh:
+            arr = np.asarray(Image.open(fh).convert("RGB"))
+    elif name.startswith("motorcycle_"):
+        import skimage.data
+
+        left, right, _ = skimage.data.stereo_motorcycle()
+        arr = left if name.endswith("left") else right
+    else:
+        import skimage.data
+
+        arr = getattr(skimage.data, name)()
+    arr = np.asarray(arr)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(arr[:, :, :3].astype(np.uint8))
+
+
+def dead_leaves(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A dead-leaves image: occluding discs with power-law radii, then camera blur, noise and JPEG."""
+    from scipy.ndimage import gaussian_filter
+
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = rng.uniform(0, 255, 3)
+    rmin, rmax = 2.0, size / 4
+    # p(r) ~ r^-3 between rmin and rmax (inverse-CDF sampling), scale-invariant like natural images
+    n = int(size * size / 60)
+    u = rng.uniform(size=n)
+    radii = (rmin ** -2 - u * (rmin ** -2 - rmax ** -2)) ** -0.5
+    centres = rng.uniform(-rmax / 2, size + rmax / 2, (n, 2))
+    palette = rng.uniform(0, 255, (n, 3)) * rng.uniform(0.6, 1.0) + rng.uniform(-20, 20, 3)
+    for (cx, cy), r, colour in zip(centres, radii, palette):
+        x0, x1 = max(int(cx - r), 0), min(int(cx + r) + 1, size)
+        y0, y1 = max(int(cy - r), 0), min(int(cy + r) + 1, size)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+        img[y0:y1, x0:x1][mask] = colour
+    sigma = rng.uniform(0.5, 1.2)
+    for c in range(3):
+        img[:, :, c] = gaussian_filter(img[:, :, c], sigma)
+    img += rng.normal(0, rng.uniform(1.0, 4.0), img.shape)
+    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    buf = io.BytesIO()
+    out.save(buf, format="JPEG", quality=int(rng.integers(75, 96)))
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+class CropSampler:
+    """Random crops of a pool of images: random scale (antialiased), position and flip; flat crops rejected."""
+
+    def __init__(self, images: list[np.ndarray], size: int, rng: np.random.Generator,
+                 scale: tuple[float, float] = (0.35, 1.0)) -> None:
+        self.images = [Image.fromarray(a) for a in images]
+        self.size = size
+        self.rng = rng
+        self.scale = scale
+        # sample photos in proportion to the square root of their area
+        w = np.array([math.sqrt(i.size[0] * i.size[1]) for i in self.images])
+        self.p = w / w.sum()
+
+    def window(self, img: Image.Image, scale: float) -> tuple[float, float, float]:
+        side = min(self.size / scale, min(img.size) - 1)
+        return side, self.rng.uniform(0, img.size[0] - side), self.rng.uniform(0, img.size[1] - side)
+
+    def sample(self) -> np.ndarray:
+        for _ in range(20):
+            img = self.images[self.rng.choice(len(self.images), p=self.p)]
+            scale = math.exp(self.rng.uniform(math.log(self.scale[0]), math.log(self.scale[1])))
+            side, x, y = self.window(img, scale)
+            crop = img.resize((self.size, self.size), Image.Resampling.LANCZOS, box=(x, y, x + side, y + side))
+            arr = np.asarray(crop)
+            if self.rng.random() < 0.5:
+                arr = arr[:, ::-1]
+            if arr.std() >= 8.0:
+                return np.ascontiguousarray(arr)
+        return np.ascontiguousarray(arr)
+
+
+# ----------------------------------------------------------- generator families
+def _randn(g: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=g)
+
+
+def _zero_mean(w: torch.Tensor) -> torch.Tensor:
+    """Remove each kernel's mean (over its spatial taps), scaled to unit RMS per tap."""
+    w = w - w.mean(dim=(-2, -1), keepdim=True)
+    return w / w.pow(2).mean().sqrt().clamp_min(1e-8) / w.shape[-1]
+
+
+def _bilinear_kernel_4x4() -> torch.Tensor:
+    k = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    return torch.outer(k, k)
+
+
+class Generator:
+    """A generator family with weights fixed by ``seed``; ``__call__`` maps images in [0,1] to fakes."""
+
+    def __init__(self, family: str, seed: int, fingerprint: float = 0.04, texture: float = 0.06,
+                 width: int = 16) -> None:
+        if family not in FAMILIES:
+            raise ConfigError(f"unknown generator family '{family}' (known: {', '.join(FAMILIES)})")
+        self.family = family
+        self.fingerprint = fingerprint
+        self.texture = texture
+        g = torch.Generator().manual_seed(seed)
+        self.stages = {"tconv": 2, "nearest": 2, "bilinear": 1, "pixelshuffle": 1, "diffusion": 1}[family]
+        eye = torch.eye(3)
+        self.up: list[torch.Tensor] = []
+        self.refine: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for _ in range(self.stages):
+            # Perturbations have zero mean over each kernel, so flat regions keep their colour;
+            # what differs between families is how the perturbation varies with the output phase.
+            if family == "tconv":  # [in, out, 4, 4]: a bilinear kernel per channel, perturbed
+                w = eye[:, :, None, None] * _bilinear_kernel_4x4() + fingerprint * _zero_mean(_randn(g, 3, 3, 4, 4))
+            elif family == "pixelshuffle":  # [3*4, 3, 3, 3]: each sub-pixel a perturbed identity
+                delta = torch.zeros(3, 3, 3, 3)
+                delta[torch.arange(3), torch.arange(3), 1, 1] = 1.0
+                w = delta.repeat_interleave(4, dim=0) + fingerprint * _zero_mean(_randn(g, 12, 3, 3, 3))
+            else:  # [3, 3, 3, 3]: identity plus a perturbation
+                w = torch.zeros(3, 3, 3, 3)
+                w[torch.arange(3), torch.arange(3), 1, 1] = 1.0
+                w = w + fingerprint * _zero_mean(_randn(g, 3, 3, 3, 3))
+            self.up.append(w)
+            self.refine.append((_randn(g, width, 3, 3, 3) / math.sqrt(27), _randn(g, 3, width, 3, 3) / math.sqrt(9 * width)))
+
+    def _texture(self, h: torch.Tensor, i: int, g: torch.Generator) -> torch.Tensor:
+        w1, w2 = self.refine[i]
+        z = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), w1)
+        z = F.relu(z + 0.5 * torch.randn(z.shape, generator=g))
+        return self.texture * torch.tanh(F.conv2d(F.pad(z, (1, 1, 1, 1), mode="reflect"), w2))
+
+    def _upsample(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        w = self.up[i]
+        if self.family == "tconv":
+            return F.conv_transpose2d(h, w, stride=2, padding=1)
+        if self.family == "pixelshuffle":
+            return F.pixel_shuffle(F.conv2d(F.pad(h, (1, 1, 1, 1), mode="replicate"), w), 2)
+        h = F.interpolate(h, scale_factor=2, mode="nearest" if self.family == "nearest" else "bilinear",
+                          align_corners=None if self.family == "nearest" else False)
+        return F.conv2d(F.pad(h, (1, 1, 1, 1), mode="replicate"), w)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """``x``: ``[N, 3, S, S]`` in [0, 1] (S divisible by 4) -> fakes of the same shape."""
+        if self.family == "diffusion":
+            return self._diffusion(x, g)
+        h = F.avg_pool2d(x, 2 ** self.stages)
+        for i in range(self.stages):
+            h = self._upsample(h, i)
+            h = h + self._texture(h, i, g)
+        return h.clamp(0, 1)
+
+    def _diffusion(self, x: torch.Tensor, g: torch.Generator, steps: int = 8, start: float = 0.8) -> torch.Tensor:
+        # DDIM (eta = 0) from alpha_bar = start (SDEdit strength) to 1, with a fixed "denoiser":
+        # x0_hat = blur(z) + texture(z); eps_hat follows from z and x0_hat.
+        ab = torch.linspace(start, 0.999, steps)
+        k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
+        k = (torch.outer(k, k) / 256.0).expand(3, 1, 5, 5)
+        z = ab[0].sqrt() * (2 * x - 1) + (1 - ab[0]).sqrt() * torch.randn(x.shape, generator=g)
+        x0 = z
+        for t in range(steps):
+            x0 = F.conv2d(F.pad(z, (2, 2, 2, 2), mode="reflect"), k, groups=3)
+            x0 = x0 + self._texture(x0, 0, g)
+            if t == steps - 1:
+                break
+            eps = (z - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt()
+            z = ab[t + 1].sqrt() * x0 + (1 - ab[t + 1]).sqrt() * eps
+        return ((x0 + 1) / 2).clamp(0, 1)
+
+
+# -------------------------------------------------------------------- writer
+@dataclass
+class SynthConfig:
+    """Sizes and seeds of the synthetic benchmark (the defaults suit a 2-core CPU)."""
+
+    out: str = "data/synth"
+    seed: int = 0
+    size: int = 64
+    train_per_class: int = 2000
+    val_per_class: int = 300
+    test_per_class: int = 300
+    train_generator: str = "tconv"
+    test_generators: tuple[str, ...] = FAMILIES
+    texture_fraction: float = 0.25
+    videos_per_class: dict[str, int] = field(default_factory=lambda: {"train": 40, "val": 10, "test": 20})
+    frames: int = 16
+    camera_motion: float = 1.0
+    flicker: float = 1.0
+    fingerprint: float = 0.04
+    texture: float = 0.06
+
+    def validate(self) -> None:
+        if self.size % 4 or self.size < 16:
+            raise ConfigError(f"synth: size must be a multiple of 4 and at least 16, got {self.size}")
+        for fam in (self.train_generator, *self.test_generators):
+            if fam not in FAMILIES:
+                raise ConfigError(f"synth: unknown generator family '{fam}' (known: {', '.join(FAMILIES)})")
+        if not 0 <= self.texture_fraction <= 1:
+            raise ConfigError("synth: texture_fraction must be between 0 and 1")
+
+
+def _family_seed(seed: int, family: str) -> int:
+    return seed * 1000 + FAMILIES.index(family) + 1
+
+
+def _split_pools(seed: int) -> dict[str, dict[str, list[np.ndarray]]]:
+    pools: dict[str, dict[str, list[np.ndarray]]] = {}
+    for i, split in enumerate(("train", "val", "test")):
+        rng = np.random.default_rng([seed, 7, i])
+        pools[split] = {
+            "photo": [load_photo(n) for n in PHOTO_SPLITS[split]],
+            "texture": [dead_leaves(TEXTURE_SIZE, rng) for _ in range(TEXTURES_PER_SPLIT[split])],
+        }
+    return pools
+
+
+def _to_tensor(batch: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _save_png(arr: np.ndarray, path: Path) -> None:
+    Image.fromarray(arr).save(path, format="PNG", compress_level=3)
+
+
+def _write_pairs(out_dir: Path, n: int, sampler: CropSampler, gen: Generator, g: torch.Generator,
+                 batch: int = 64) -> None:
+    real_dir, fake_dir = out_dir / "0_real", out_dir / "1_fake"
+    real_dir.mkdir(parents=True, exist_ok=True)
+    fake_dir.mkdir(parents=True, exist_ok=True)
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        for j in range(m):
+            _save_png(sampler.sample(), real_dir / f"{start + j:05d}.png")
+        content = _to_tensor([sampler.sample() for _ in range(m)])
+        for j, arr in enumerate(_to_uint8(gen(content, g))):
+            _save_png(arr, fake_dir / f"{start + j:05d}.png")
+
+
+def _split_counts(n: int, texture_fraction: float) -> dict[str, int]:
+    n_tex = int(round(n * texture_fraction))
+    return {"photo": n - n_tex, "texture": n_tex}
+
+
+def _camera_path(img: Image.Image, size: int, frames: int, rng: np.random.Generator,
+                 motion: float = 1.0) -> list[np.ndarray]:
+    """A smooth pan-and-zoom over ``img`` (``motion`` scales it; 0 is a still camera): crops resized to ``size``."""
+    w, h = img.size
+    side0 = rng.uniform(1.2 * size, max(1.25 * size, 0.7 * min(w, h)))
+    zoom = rng.uniform(-0.15, 0.15) * motion
+    vel = rng.uniform(-0.4, 0.4, 2) * side0 / frames * motion
+    cx, cy = rng.uniform(side0 / 2, w - side0 / 2), rng.uniform(side0 / 2, h - side0 / 2)
+    out = []
+    for t in range(frames):
+        side = side0 * (1 + zoom * t / max(frames - 1, 1))
+        x = np.clip(cx + vel[0] * t, side / 2, w - side / 2)
+        y = np.clip(cy + vel[1] * t, side / 2, h - side / 2)
+        box = (x - side / 2, y - side / 2, x + side / 2, y + side / 2)
+        out.append(np.asarray(img.resize((size, size), Image.Resampling.LANCZOS, box=box)))
+    return out
+
+
+def _write_videos(root: Path, split: str, n: int, images: list[np.ndarray], cfg: SynthConfig,
+                  rows: list[dict], seed: int) -> None:
+    rng = np.random.default_rng([seed, 11, ["train", "val", "test"].index(split)])
+    g = torch.Generator().manual_seed(seed * 7919 + len(split))
+    gen = Generator("bilinear", _family_seed(seed, "bilinear") + 500, fingerprint=cfg.fingerprint,
+                    texture=2 * cfg.texture * cfg.flicker)
+    pil = [Image.fromarray(a) for a in images]
+    size = cfg.size
+    yy, xx = np.mgrid[0:size, 0:size]
+    for label, label_dir in ((0, "0_real"), (1, "1_fake")):
+        for v in range(n):
+            vid = f"v{v:04d}"
+            vdir = root / split / label_dir / vid
+            vdir.mkdir(parents=True, exist_ok=True)
+            frames = np.stack(_camera_path(pil[rng.integers(len(pil))], size, cfg.frames, rng,
+                                           cfg.camera_motion)).astype(np.float32)
+            frames += rng.normal(0, 1.5, frames.shape)  # per-frame sensor noise, both classes
+            if label == 1:
+                # a face-sized region re-synthesised independently in every frame (temporal flicker)
+                r = rng.uniform(0.18, 0.25) * size
+                cx, cy = rng.uniform(0.4, 0.6, 2) * size
+                dist = np.sqrt(((xx - cx) / r) ** 2 + ((yy - cy) / (1.2 * r)) ** 2)
+                mask = np.clip((1.0 - dist) * 4.0, 0.0, 1.0)[None, :, :, None]  # feathered ellipse
+                synth = _to_uint8(gen(_to_tensor(list(np.clip(frames, 0, 255).astype(np.uint8))), g)).astype(np.float32)
+                synth += rng.normal(0, 4.0 * cfg.flicker, (cfg.frames, 1, 1, 3))  # per-frame colour drift of the swapped region
+                frames = mask * synth + (1 - mask) * frames
+            for t, frame in enumerate(np.clip(frames + 0.5, 0, 255).astype(np.uint8)):
+                path = vdir / f"frame_{t:03d}.png"
+                _save_png(frame, path)
+                rows.append({"path": str(path.relative_to(root)), "label": label, "dataset": "synth-videos",
+                             "method": "original" if label == 0 else "flicker", "split": split,
+                             "video_id": f"{split}/{label_dir}/{vid}", "frame_index": t})
+
+
+def generate(cfg: SynthConfig, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
+    """Write the benchmark to ``cfg.out``; returns the folder. Deterministic for a given config."""
+    cfg.validate()
+    out = Path(cfg.out)
+    if (out / "meta.json").exists():
+        meta = json.loads((out / "meta.json").read_text())
+        if meta.get("config") == _jsonable(cfg) and not overwrite:
+            log(f"synthetic benchmark already present at {out} (same parameters); reusing it")
+            return out
+        if not overwrite:
+            raise ConfigError(f"{out}: holds a synthetic benchmark made with other parameters; "
+                              "pass --overwrite or choose another --out")
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    t0 = time.time()
+    torch_threads = torch.get_num_threads()
+    pools = _split_pools(cfg.seed)
+    counts: dict[str, int] = {}
+
+    def sampler(split: str, kind: str, salt: int) -> CropSampler:
+        return CropSampler(pools[split][kind], cfg.size, np.random.default_rng([cfg.seed, salt]))
+
+    gens = {f: Generator(f, _family_seed(cfg.seed, f), cfg.fingerprint, cfg.texture) for f in FAMILIES}
+    for split, n in (("train", cfg.train_per_class), ("val", cfg.val_per_class)):
+        for kind, k in _split_counts(n, cfg.texture_fraction).items():
+            if k == 0:
+                continue
+            salt = 100 + 10 * ["train", "val"].index(split) + ["photo", "texture"].index(kind)
+            g = torch.Generator().manual_seed(cfg.seed * 31 + salt)
+            _write_pairs(tmp / split / kind, k, sampler(split, kind, salt), gens[cfg.train_generator], g)
+            counts[f"{split}/{kind}"] = 2 * k
+        log(f"  {split}: {2 * n} images ({cfg.train_generator} fakes)")
+    for i, fam in enumerate(cfg.test_generators):
+        test_pool = pools["test"]["photo"] + pools["test"]["texture"]
+        s = CropSampler(test_pool, cfg.size, np.random.default_rng([cfg.seed, 200 + i]))
+        g = torch.Generator().manual_seed(cfg.seed * 31 + 200 + i)
+        _write_pairs(tmp / "test" / fam, cfg.test_per_class, s, gens[fam], g)
+        counts[f"test/{fam}"] = 2 * cfg.test_per_class
+    log(f"  test: {len(cfg.test_generators)} generators x {2 * cfg.test_per_class} images")
+
+    rows: list[dict] = []
+    for split, n in cfg.videos_per_class.items():
+        if n > 0:
+            _write_videos(tmp / "videos", split, n, pools[split]["photo"], cfg, rows, cfg.seed)
+            counts[f"videos/{split}"] = 2 * n
+    if rows:
+        with open(tmp / "videos" / "manifest.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        log(f"  videos: {sum(cfg.videos_per_class.values()) * 2} clips of {cfg.frames} frames")
+
+    meta = {
+        "config": _jsonable(cfg),
+        "counts": counts,
+        "photo_splits": {k: list(v) for k, v in PHOTO_SPLITS.items()},
+        "textures_per_split": TEXTURES_PER_SPLIT,
+        "families": list(FAMILIES),
+        "seconds": round(time.time() - t0, 1),
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    torch.set_num_threads(torch_threads)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)  # the finished benchmark appears at once; an interrupted run leaves only *.partial
+    log(f"synthetic benchmark written to {out} in {meta['seconds']} s")
+    return out
+
+
+def _jsonable(cfg: SynthConfig) -> dict:
+    return json.loads(json.dumps(asdict(cfg)))

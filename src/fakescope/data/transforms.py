@@ -1,0 +1,186 @@
+"""Image reading and the transforms derived from a model's :class:`PreprocessConfig`.
+
+No torchvision: PIL does the geometry, and normalisation happens on the
+model's device (:meth:`fakescope.models.Detector.normalize`). Transforms
+return ``uint8`` tensors ``[3, S, S]`` (images) or ``[T, 3, S, S]`` (clips),
+so batches stay small on their way to the device.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageFilter
+
+from fakescope.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+_INTERP = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+# A truncated file must be an error, not a half-grey image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageReadError(DataError):
+    """An image file could not be decoded."""
+
+
+def is_image_file(path: str | Path) -> bool:
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Grayscale, palette, CMYK, 16-bit and RGBA images to 8-bit RGB (alpha composited on black)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = max(float(arr.max()), 1.0)
+        img = Image.fromarray((arr / (65535.0 if hi > 255 else 255.0) * 255.0).clip(0, 255).astype(np.uint8))
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Read an image file as RGB. Raises :class:`ImageReadError` naming the file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> uint8 ``[3, H, W]``."""
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def jpeg_compress(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    with Image.open(buf) as out:
+        return out.convert("RGB")
+
+
+def gaussian_blur(img: Image.Image, sigma: float) -> Image.Image:
+    return img.filter(ImageFilter.GaussianBlur(radius=float(sigma))) if sigma > 0 else img
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Geometric parameters drawn once and applied to an image or to every frame of a clip."""
+
+    resize: tuple[int, int] | None  # (w, h) after resizing, or None
+    box: tuple[int, int, int, int] | None  # crop box (left, top, right, bottom) after resizing
+    flip: bool
+
+
+class Preprocessor:
+    """Turns PIL images into model input as the model's ``PreprocessConfig`` says.
+
+    ``train=True`` draws random crops and applies the augmentations of
+    ``augment``; evaluation is deterministic. ``perturb`` (robustness sweeps)
+    is applied to the raw image before anything else.
+    """
+
+    def __init__(self, preprocess, train: bool = False, augment=None,
+                 perturb: Callable[[Image.Image], Image.Image] | None = None) -> None:
+        self.pp = preprocess
+        self.train = train
+        self.augment = augment if train else None
+        self.perturb = perturb
+
+    # -- geometry --------------------------------------------------------
+    def draw_geometry(self, size: tuple[int, int], rng: random.Random) -> Geometry:
+        w, h = size
+        s = self.pp.input_size
+        resize = None
+        if self.pp.policy == "resize":
+            return Geometry((s, s), None, self._flip(rng))
+        if self.pp.policy == "resize_crop" or min(w, h) < s:
+            short = max(self.pp.short_side, s)
+            scale = short / min(w, h)
+            w, h = max(s, round(w * scale)), max(s, round(h * scale))
+            resize = (w, h)
+        if self.train:
+            left, top = rng.randint(0, w - s), rng.randint(0, h - s)
+        else:
+            left, top = (w - s) // 2, (h - s) // 2
+        return Geometry(resize, (left, top, left + s, top + s), self._flip(rng))
+
+    def _flip(self, rng: random.Random) -> bool:
+        return bool(self.augment is not None and self.augment.hflip and rng.random() < 0.5)
+
+    def apply_geometry(self, img: Image.Image, geo: Geometry) -> Image.Image:
+        if geo.resize is not None and img.size != geo.resize:
+            img = img.resize(geo.resize, _INTERP[self.pp.interpolation])
+        if geo.box is not None:
+            img = img.crop(geo.box)
+        if geo.flip:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return img
+
+    # -- photometric -----------------------------------------------------
+    def draw_photometric(self, rng: random.Random) -> tuple[float, int | None]:
+        a = self.augment
+        if a is None:
+            return 0.0, None
+        sigma = rng.uniform(*a.blur_sigma) if rng.random() < a.blur_prob else 0.0
+        quality = rng.randint(*a.jpeg_quality) if rng.random() < a.jpeg_prob else None
+        return sigma, quality
+
+    def apply_photometric(self, img: Image.Image, params: tuple[float, int | None]) -> Image.Image:
+        sigma, quality = params
+        img = gaussian_blur(img, sigma)
+        if quality is not None:
+            img = jpeg_compress(img, quality)
+        return img
+
+    # -- entry points ----------------------------------------------------
+    def __call__(self, img: Image.Image, rng: random.Random | None = None) -> torch.Tensor:
+        rng = rng or random
+        if self.perturb is not None:
+            img = self.perturb(img)
+        img = self.apply_photometric(img, self.draw_photometric(rng))
+        return pil_to_tensor(self.apply_geometry(img, self.draw_geometry(img.size, rng)))
+
+    def clip(self, frames: Sequence[Image.Image], rng: random.Random | None = None) -> torch.Tensor:
+        """Frames -> ``[T, 3, S, S]``; crop, flip and photometric parameters are shared by all frames."""
+        rng = rng or random
+        if self.perturb is not None:
+            frames = [self.perturb(f) for f in frames]
+        photo = self.draw_photometric(rng)
+        geo = self.draw_geometry(frames[0].size, rng)
+        out = []
+        for f in frames:
+            if f.size != frames[0].size:
+                f = f.resize(frames[0].size, _INTERP[self.pp.interpolation])
+            out.append(pil_to_tensor(self.apply_geometry(self.apply_photometric(f, photo), geo)))
+        return torch.stack(out)
+
+
+def warn_skip(path: str, error: str) -> None:
+    warnings.warn(f"skipping unreadable sample {path}: {error}", RuntimeWarning, stacklevel=3)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, test-set scoring, robustness sweeps and reports."""

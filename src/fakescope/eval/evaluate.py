@@ -1,0 +1,175 @@
+"""``fakescope eval``: score one or more test sets with a checkpoint and write the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from fakescope.config import DataConfig, DataSource, RobustnessConfig
+from fakescope.data.datasets import build_dataset, load_samples
+from fakescope.eval.metrics import compute_metrics, mean_metrics
+from fakescope.eval.robustness import Perturbation
+from fakescope.train.data import make_loader
+from fakescope.utils.console import show_progress
+
+
+@dataclass
+class Scored:
+    """Scores of one test set."""
+
+    name: str
+    path: str
+    scores: np.ndarray
+    labels: np.ndarray
+    video_ids: list[str | None]
+    paths: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.inference_mode()
+def score_dataset(model, dataset, *, batch_size: int = 64, num_workers: int = 2, progress: bool = False,
+                  desc: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """P(fake) for every readable item: ``(scores, labels, item indices, skipped errors)``."""
+    device = next(model.parameters()).device
+    loader = make_loader(dataset, batch_size, num_workers)
+    scores, labels, index, skipped = [], [], [], []
+    it = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(loader, desc=desc, leave=False)
+    for batch in it:
+        skipped.extend(err for _, err in batch["skipped"])
+        if batch["image"] is None:
+            continue
+        scores.append(model.predict_proba(batch["image"].to(device)).float().cpu())
+        labels.append(batch["label"])
+        index.append(batch["index"])
+    if not scores:
+        return np.zeros(0), np.zeros(0, int), np.zeros(0, int), skipped
+    return (torch.cat(scores).numpy().astype(np.float64), torch.cat(labels).numpy(), torch.cat(index).numpy(),
+            skipped)
+
+
+def _as_sources(sources: Sequence[DataSource | str]) -> list[DataSource]:
+    data = DataConfig()
+    out: list[DataSource] = []
+    for s in sources:
+        out.extend(data.resolve(s if isinstance(s, DataSource) else DataSource.model_validate(s)))
+    names = [s.name for s in out]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:  # disambiguate equal basenames by their parent folder
+        out = [DataSource(path=s.path, split=s.split,
+                          name=f"{Path(s.path).parent.name}/{s.name}" if s.name in dupes else s.name) for s in out]
+    return out
+
+
+def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, perturb=None,
+                 progress: bool = False) -> Scored:
+    samples = load_samples(src.path, src.split)
+    ds = build_dataset(samples, model.preprocess, model.modality, train=False, perturb=perturb, name=src.name or "")
+    s, y, idx, skipped = score_dataset(model, ds, batch_size=batch_size, num_workers=num_workers,
+                                       progress=progress, desc=src.name or "")
+    vids = ds.video_ids()
+    paths = ds.paths()
+    return Scored(src.name or src.path, src.path, s, y, [vids[i] for i in idx], [paths[i] for i in idx], skipped)
+
+
+def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_dir: str | Path, *,
+             batch_size: int = 64, num_workers: int = 2, device: str | None = None, threshold: float = 0.5,
+             robustness: RobustnessConfig | None = None, echo: Callable[[str], None] = print,
+             progress: bool | str = "auto") -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on each source; writes metrics.json/.md/.csv, report.html and plots."""
+    from fakescope.checkpoint import load, read_config
+    from fakescope.eval import report
+
+    model = load(checkpoint, device=str(pick_device(device)))
+    progress = show_progress(progress)
+    srcs = _as_sources(sources)
+    if not srcs:
+        raise ValueError("no test data given")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scored: list[Scored] = []
+    per_set: dict[str, dict] = {}
+    for src in srcs:
+        sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, progress=progress)
+        m = compute_metrics(sc.labels, sc.scores, sc.video_ids, threshold)
+        m["skipped"] = len(sc.skipped)
+        per_set[sc.name] = m
+        scored.append(sc)
+        _write_scores(out / "scores" / f"{safe_name(sc.name)}.csv", sc)
+        auc = "n/a" if m["auc"] is None else f"{m['auc']:.4f}"
+        echo(f"  {sc.name}: n={m['n']} auc={auc} acc={m['acc']:.4f}" + (f" ({len(sc.skipped)} skipped)" if sc.skipped else ""))
+    cfg = read_config(checkpoint)
+    results: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "model": cfg["model"]["name"],
+        "fakescope_version": cfg.get("fakescope_version"),
+        "threshold": threshold,
+        "sets": per_set,
+        "mean": mean_metrics(per_set),
+        "skipped": {sc.name: sc.skipped for sc in scored if sc.skipped},
+    }
+    if robustness is not None:
+        results["robustness"] = _sweep(model, srcs, per_set, robustness, threshold, batch_size, num_workers, echo)
+    report.write_report(results, scored, out)
+    echo(f"report: {out / 'report.html'}")
+    return results
+
+
+def _sweep(model, srcs: list[DataSource], clean: dict[str, dict], levels: RobustnessConfig, threshold: float,
+           batch_size: int, num_workers: int, echo: Callable[[str], None]) -> dict[str, Any]:
+    sweep: dict[str, Any] = {}
+    for kind, values in levels.model_dump().items():
+        rows: list[dict[str, Any]] = [{"level": None, "sets": {n: _brief(m) for n, m in clean.items()}}]
+        for level in values:
+            p = Perturbation(kind, float(level))
+            sets = {}
+            for src in srcs:
+                sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, perturb=p)
+                sets[sc.name] = _brief(compute_metrics(sc.labels, sc.scores, sc.video_ids, threshold))
+            rows.append({"level": float(level), "sets": sets})
+            mean_auc = _mean([s["auc"] for s in sets.values()])
+            echo(f"  robustness {p.label}: mean auc={'n/a' if mean_auc is None else f'{mean_auc:.4f}'}")
+        sweep[kind] = rows
+    return sweep
+
+
+def _brief(m: dict) -> dict:
+    return {k: m.get(k) for k in ("auc", "ap", "acc", "video_auc") if k in m}
+
+
+def _mean(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals and len(vals) == len(values) else None
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "set"
+
+
+def _write_scores(path: Path, sc: Scored) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "score", "video_id"])
+        for p, y, s, v in zip(sc.paths, sc.labels, sc.scores, sc.video_ids):
+            w.writerow([p, int(y), f"{s:.6f}", v or ""])
+
+
+def load_results(out_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(out_dir) / "metrics.json").read_text())

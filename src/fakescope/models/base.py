@@ -1,0 +1,148 @@
+"""The interface every detector follows, and the preprocessing it declares as data.
+
+A detector is an ``nn.Module`` that
+
+* declares its input ``modality``: ``"image"`` (``[B, 3, H, W]``) or ``"clip"``
+  (``[B, T, 3, H, W]``);
+* carries a typed config (a subclass of :class:`DetectorConfig`) whose
+  ``preprocess`` field says how a raw image becomes its input: input size,
+  resize/crop policy, interpolation, normalisation, clip length. Training,
+  evaluation and inference all build their transforms from it;
+* maps normalised float input to one logit per sample (``forward``),
+  where ``sigmoid(logit)`` is the probability that the input is fake
+  (label 1; 0 is real);
+* computes its training loss with :meth:`Detector.compute_loss`, which returns
+  the total and every named term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+
+from fakescope.config import Strict
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+LABELS = {0: "real", 1: "fake"}
+
+
+class PreprocessConfig(Strict):
+    """How a raw image (or frame) becomes model input. Stored with every checkpoint.
+
+    Policies:
+
+    * ``crop``: keep the native resolution (resampling destroys generator
+      traces); an image smaller than ``input_size`` on a side is first resized
+      so its short side is ``resize_to`` (default ``input_size``). Training takes
+      a random crop, evaluation the centre crop. ForenSynths / UniversalFakeDetect
+      convention.
+    * ``resize``: resize the whole image to ``input_size`` x ``input_size`` (face crops).
+    * ``resize_crop``: resize the short side to ``resize_to`` and take a crop
+      (random in training, centre in evaluation); the ImageNet convention.
+    """
+
+    input_size: int = Field(default=224, ge=8)
+    policy: Literal["crop", "resize", "resize_crop"] = "crop"
+    resize_to: int | None = Field(default=None, ge=8)
+    interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    clip_len: int | None = Field(default=None, ge=1, description="frames per clip (clip models only)")
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(v <= 0 for v in value):
+            raise ValueError("every std value must be positive")
+        return value
+
+    @property
+    def short_side(self) -> int:
+        return self.resize_to or self.input_size
+
+
+class DetectorConfig(Strict):
+    """Fields every detector config has; detectors subclass it and add their own."""
+
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    pretrained: bool = Field(default=False, description="load pretrained backbone weights (by hub name or `weights`)")
+    weights: str | None = Field(default=None, description="local backbone weights: a folder or a weights file")
+
+
+@dataclass
+class LossOutput:
+    """What :meth:`Detector.compute_loss` returns."""
+
+    total: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    logits: Tensor | None = None
+
+
+class Detector(nn.Module):
+    """Base class of every registered detector."""
+
+    modality: ClassVar[Literal["image", "clip"]] = "image"
+    config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        super().__init__()
+        if not isinstance(cfg, self.config_class):
+            raise TypeError(f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.registry_name: str | None = None
+        pp = cfg.preprocess
+        # Normalisation runs on the model's device as the first op of the model's input path.
+        self.register_buffer("_mean", torch.tensor(pp.mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(pp.std).view(3, 1, 1), persistent=False)
+
+    # -- preprocessing ------------------------------------------------------
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.cfg.preprocess
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """uint8 (0..255) or float (0..1) pixels -> normalised float, on the model's device.
+
+        Works for images ``[B, 3, H, W]`` and clips ``[B, T, 3, H, W]``.
+        """
+        x = x.to(self._mean.device, non_blocking=True)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return (x - self._mean) / self._std
+
+    # -- interface ----------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Normalised input -> one logit per sample, shape ``[B]`` (sigmoid = P(fake))."""
+        raise NotImplementedError
+
+    def compute_loss(self, x: Tensor, target: Tensor) -> LossOutput:
+        """Training loss on a normalised batch. Default: binary cross-entropy on the logit."""
+        logits = self(x)
+        bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+        return LossOutput(total=bce, terms={"bce": bce}, logits=logits)
+
+    @torch.no_grad()
+    def predict_proba(self, x: Tensor) -> Tensor:
+        """Raw pixels (already cropped to the input size) -> P(fake), shape ``[B]``."""
+        return torch.sigmoid(self(self.normalize(x)).float())
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def describe(self) -> dict[str, Any]:
+        """What goes into ``config.json`` next to the weights."""
+        return {
+            "name": self.registry_name,
+            "modality": self.modality,
+            "config": self.cfg.model_dump(mode="json"),
+            "num_parameters": self.num_parameters(),
+            "num_trainable_parameters": self.num_parameters(trainable_only=True),
+        }

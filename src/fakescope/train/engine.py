@@ -1,0 +1,194 @@
+"""``fakescope train``: Lightning Trainer set-up, resume, and export of the selected checkpoint.
+
+Run folder (``output_dir/name``)::
+
+    config.yaml               the resolved config
+    checkpoints/best.ckpt     best on the validation metric (Lightning format, resumable)
+    checkpoints/last.ckpt     end of the last finished epoch (``--resume`` starts here)
+    logs/tensorboard/...      TensorBoard
+    logs/csv/version_N/       Lightning CSV logs (a new version per resume)
+    history.csv               one row per finished epoch, validation metrics (kept across resumes)
+    model/                    the selected checkpoint as a fakescope checkpoint (safetensors)
+    eval/                     test-set evaluation, when data.test is set
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from fakescope.config import ExperimentConfig, dump_config
+from fakescope.errors import ConfigError
+from fakescope.utils.console import quiet_lightning, show_progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path | None
+    best: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 0
+    evaluation: dict[str, Any] | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+def _precision(requested: str, accelerator: str) -> str:
+    cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if requested == "auto":
+        if cuda:
+            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return "32-true"
+    if requested == "16" and not cuda:
+        raise ConfigError("trainer.precision: fp16 mixed precision needs a CUDA GPU; use bf16 on a CPU")
+    return {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}[requested]
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
+def build_trainer(cfg: ExperimentConfig, extra_callbacks: list | None = None):
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    quiet_lightning()
+    t = cfg.trainer
+    run_dir = cfg.run_dir
+    monitor, mode = t.selection_metric
+    callbacks: list = [
+        # best on the validation metric (the checkpoint that gets exported) ...
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+        # ... and the end of every epoch, for --resume (Lightning's save_last only writes when top-k does)
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                        every_n_epochs=1, auto_insert_metric_name=False, enable_version_counter=False),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if t.early_stopping.enabled:
+        es = t.early_stopping
+        callbacks.append(EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
+                                       min_delta=es.min_delta, check_finite=True))
+    progress = show_progress(t.progress_bar)
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps)))
+    callbacks += list(extra_callbacks or [])
+    loggers = [
+        TensorBoardLogger(save_dir=str(run_dir / "logs"), name="tensorboard", default_hp_metric=False),
+        CSVLogger(save_dir=str(run_dir / "logs"), name="csv"),
+    ]
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=_precision(t.precision, t.accelerator), max_epochs=t.max_epochs, max_steps=t.max_steps,
+        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
+        deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, enable_progress_bar=progress, callbacks=callbacks,
+        logger=loggers, default_root_dir=str(run_dir), num_sanity_val_steps=0,
+    )
+
+
+def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+          extra_callbacks: list | None = None, evaluate_after: bool | None = None,
+          echo: Callable[[str], None] = print) -> TrainResult:
+    """Train ``cfg``; returns where the selected checkpoint was exported."""
+    import lightning as L
+
+    from fakescope.train.data import DetectorDataModule
+    from fakescope.train.module import DetectorModule
+
+    run_dir = cfg.run_dir
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise ConfigError(f"--resume: {last} not found (nothing to resume in {run_dir})")
+    if not resume and last.exists() and not overwrite:
+        raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue it, --overwrite to "
+                          "start again, or set another name/output_dir")
+    if not resume and overwrite and (run_dir / "checkpoints").exists():
+        for f in (run_dir / "checkpoints").glob("*.ckpt"):
+            f.unlink()
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if _rank() == 0:
+        dump_config(cfg, run_dir / "config.yaml")
+    module = DetectorModule(cfg.to_dict())
+    dm = DetectorDataModule(cfg, module.model.preprocess, module.model.modality)
+    trainer = build_trainer(cfg, extra_callbacks)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+
+    result = TrainResult(run_dir=run_dir, checkpoint=None, epochs=int(trainer.current_epoch),
+                         skipped=list(module.skipped))
+    if not trainer.is_global_zero:
+        return result
+    _write_history(run_dir / "history.csv", module.val_history)
+    if module.skipped:
+        (run_dir / "skipped.txt").write_text("\n".join(module.skipped) + "\n")
+        echo(f"warning: {len(module.skipped)} unreadable sample(s) were skipped; listed in {run_dir / 'skipped.txt'}")
+
+    ckpt_cb = trainer.checkpoint_callback
+    best_path = Path(ckpt_cb.best_model_path) if ckpt_cb and ckpt_cb.best_model_path else last
+    if not best_path.is_file():
+        raise ConfigError(f"training finished without a checkpoint in {run_dir / 'checkpoints'}")
+    state = torch.load(str(best_path), map_location="cpu", weights_only=True)
+    best_epoch = int(state.get("epoch", -1))
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    module.model.load_state_dict(weights, strict=True)
+    best_row = next((r for r in module.val_history if r["epoch"] == best_epoch), {})
+    monitor, mode = cfg.trainer.selection_metric
+    result.best = {"epoch": best_epoch, "monitor": monitor, "mode": mode, **best_row}
+
+    from fakescope.checkpoint import save
+
+    data = cfg.data
+    training = {
+        "experiment": cfg.name,
+        "train_data": [s.path for s in data.train],
+        "val_data": [s.path for s in data.val],
+        "epochs_run": int(trainer.current_epoch),
+        "selected_epoch": best_epoch,
+        "selected_on": f"{monitor} ({mode}) on the validation data",
+        "optimizer": cfg.optim.name,
+        "lr": cfg.optim.lr,
+        "batch_size": data.batch_size,
+        "seed": cfg.seed,
+    }
+    validation = {k.split("/", 1)[1]: v for k, v in best_row.items() if k.startswith("val/")}
+    result.checkpoint = save(module.model.cpu(), run_dir / "model", training=training, validation=validation)
+    echo(f"selected epoch {best_epoch} on {monitor}; checkpoint: {result.checkpoint}")
+
+    do_eval = cfg.eval.after_training if evaluate_after is None else evaluate_after
+    if do_eval and cfg.data.test:
+        from fakescope.eval.evaluate import evaluate
+        from fakescope.train.data import resolve_sources
+
+        result.evaluation = evaluate(
+            result.checkpoint, resolve_sources(cfg.data, cfg.data.test), run_dir / "eval",
+            batch_size=cfg.data.eval_batch_size or cfg.data.batch_size, num_workers=cfg.data.num_workers,
+            threshold=cfg.eval.threshold,
+            robustness=cfg.eval.robustness_levels if cfg.eval.robustness else None, echo=echo,
+        )
+    (run_dir / "summary.json").write_text(json.dumps(
+        {"best": result.best, "checkpoint": str(result.checkpoint), "epochs_run": result.epochs,
+         "skipped": len(result.skipped),
+         "test_mean": (result.evaluation or {}).get("mean")}, indent=2, default=str))
+    return result
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    keys = ["epoch", "step"] + sorted({k for r in rows for k in r} - {"epoch", "step"})
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in sorted(rows, key=lambda r: r["epoch"]):
+            w.writerow(r)

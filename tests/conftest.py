@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny synthetic data, made by the tests themselves (no downloads)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+def write_images(folder: Path, n: int, size: int = 32, seed: int = 0, kind: str = "noise") -> list[Path]:
+    """``n`` small PNGs; ``kind='smooth'`` gives low-pass images, ``'noise'`` white-noise ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        if kind == "smooth":
+            base = rng.uniform(0, 255, (size // 8, size // 8, 3))
+            arr = np.asarray(Image.fromarray(base.astype(np.uint8)).resize((size, size), Image.BILINEAR))
+        else:
+            arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        p = folder / f"{i:04d}.png"
+        Image.fromarray(arr).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory) -> Path:
+    """A very small built-in benchmark (32 px), generated once per test session."""
+    from fakescope.data.synth import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("synth") / "bench"
+    cfg = SynthConfig(out=str(out), seed=1, size=32, train_per_class=48, val_per_class=24, test_per_class=16,
+                      videos_per_class={"train": 4, "val": 2, "test": 2}, frames=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        generate(cfg, log=lambda m: None)
+    return out
+
+
+def tiny_experiment(tmp_path: Path, data_root: Path, *extra: str, model: str = "simple_cnn_tiny"):
+    """A config for a fast training run on ``data_root`` (the tiny synthetic benchmark)."""
+    from fakescope.config import load_config
+
+    return load_config(data={
+        "name": "tiny", "output_dir": str(tmp_path / "runs"), "seed": 0,
+        "model": {"name": model},
+        "data": {"root": str(data_root), "train": "train", "val": "val", "test": "test/*",
+                 "batch_size": 16, "num_workers": 0},
+        "optim": {"name": "adamw", "lr": 3e-3},
+        "trainer": {"max_epochs": 2, "progress_bar": False, "log_every_n_steps": 1,
+                    "early_stopping": {"patience": 5}},
+    }, overrides=list(extra))

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import write_images
+from fakescope.checkpoint import save
+from fakescope.config import RobustnessConfig
+from fakescope.eval.evaluate import evaluate
+from fakescope.eval.robustness import Perturbation
+from fakescope.models import create_model
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    return save(create_model("simple_cnn_tiny"), tmp_path / "ck")
+
+
+def test_eval_writes_all_report_files(tmp_path, checkpoint, tiny_synth):
+    out = tmp_path / "rep"
+    res = evaluate(checkpoint, [str(tiny_synth / "test" / "*")], out, batch_size=8, num_workers=0,
+                   echo=lambda m: None, progress=False)
+    for name in ("metrics.json", "metrics.md", "metrics.csv", "report.html", "plots/roc.png"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "plots").glob("hist_*.png"))) == 5
+    data = json.loads((out / "metrics.json").read_text())
+    assert set(data["sets"]) == {"tconv", "nearest", "bilinear", "pixelshuffle", "diffusion"}
+    for m in data["sets"].values():
+        assert {"n", "auc", "ap", "acc", "eer", "real_acc", "fake_acc"} <= set(m) and m["n"] == 32
+    aucs = [m["auc"] for m in data["sets"].values()]
+    assert data["mean"]["auc"] == pytest.approx(float(np.mean(aucs)))
+    md = (out / "metrics.md").read_text()
+    assert "| tconv |" in md and "**mean**" in md
+    rows = list(csv.reader(open(out / "metrics.csv")))
+    assert rows[0][:3] == ["test set", "n", "AUC"] and rows[-1][0] == "mean" and len(rows) == 7
+    html = (out / "report.html").read_text()
+    assert "plots/roc.png" in html and "hist_tconv.png" in html
+    scores = list(csv.DictReader(open(out / "scores" / "tconv.csv")))
+    assert len(scores) == 32 and all(0.0 <= float(r["score"]) <= 1.0 for r in scores)
+    assert res["mean"]["auc"] == data["mean"]["auc"]
+
+
+def test_video_auc_on_frame_folders(tmp_path, checkpoint, tiny_synth):
+    res = evaluate(checkpoint, [str(tiny_synth / "videos" / "test")], tmp_path / "v", num_workers=0,
+                   echo=lambda m: None, progress=False)
+    m = res["sets"]["test"]
+    assert m["n"] == 4 * 6 and m["n_videos"] == 4 and m["video_auc"] is not None
+
+
+def test_manifest_split_as_test_set(tmp_path, checkpoint, tiny_synth):
+    src = {"path": str(tiny_synth / "videos" / "manifest.csv"), "split": "val", "name": "synth-val"}
+    res = evaluate(checkpoint, [src], tmp_path / "m", num_workers=0, echo=lambda m: None, progress=False)
+    assert res["sets"]["synth-val"]["n_videos"] == 4
+
+
+def test_robustness_sweep_tables_and_plots(tmp_path, checkpoint, tiny_synth):
+    levels = RobustnessConfig(jpeg_quality=[50], blur_sigma=[1.0], downscale=[0.5], noise_sigma=[0.05])
+    out = tmp_path / "rob"
+    res = evaluate(checkpoint, [str(tiny_synth / "test" / "tconv")], out, num_workers=0, robustness=levels,
+                   echo=lambda m: None, progress=False)
+    assert set(res["robustness"]) == {"jpeg_quality", "blur_sigma", "downscale", "noise_sigma"}
+    for kind in res["robustness"]:
+        rows = res["robustness"][kind]
+        assert rows[0]["level"] is None and len(rows) == 2
+        assert (out / "robustness" / f"{kind}.csv").is_file() and (out / "plots" / f"robustness_{kind}.png").is_file()
+    assert "Robustness" in (out / "metrics.md").read_text()
+    # a real perturbation changes the scores
+    assert res["robustness"]["noise_sigma"][1]["sets"]["tconv"] != res["robustness"]["noise_sigma"][0]["sets"]["tconv"]
+
+
+def test_unreadable_test_image_is_counted_in_the_report(tmp_path, checkpoint):
+    root = tmp_path / "set"
+    write_images(root / "0_real", 4)
+    bad = write_images(root / "1_fake", 4, seed=1)[2]
+    bad.write_bytes(b"garbage")
+    with pytest.warns(RuntimeWarning, match="0002.png"):
+        res = evaluate(checkpoint, [str(root)], tmp_path / "o", num_workers=0, echo=lambda m: None, progress=False)
+    assert res["sets"]["set"]["n"] == 7 and res["sets"]["set"]["skipped"] == 1
+    assert any("0002.png" in e for e in res["skipped"]["set"])
+    assert "0002.png" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_perturbations_do_what_they_say():
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    arr = np.asarray(img, np.float32)
+    for kind, level in (("jpeg_quality", 30), ("blur_sigma", 2.0), ("downscale", 0.5), ("noise_sigma", 0.1)):
+        out = Perturbation(kind, level)(img)
+        assert out.size == img.size and out.mode == "RGB"
+        diff = np.abs(np.asarray(out, np.float32) - arr).mean()
+        assert diff > 5, f"{kind} barely changed the image"
+    # blur and downscaling remove high frequencies: less variation between neighbours
+    for kind, level in (("blur_sigma", 2.0), ("downscale", 0.5)):
+        out = np.asarray(Perturbation(kind, level)(img), np.float32)
+        assert np.abs(np.diff(out, axis=1)).mean() < 0.5 * np.abs(np.diff(arr, axis=1)).mean()
+    # noise is repeatable for the same image
+    assert np.array_equal(np.asarray(Perturbation("noise_sigma", 0.1)(img)),
+                          np.asarray(Perturbation("noise_sigma", 0.1)(img)))
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        Perturbation("rotate", 1)
