@@ -104,3 +104,23 @@ def test_perturbations_do_what_they_say():
                           np.asarray(Perturbation("noise_sigma", 0.1)(img)))
     with pytest.raises(ValueError, match="unknown perturbation"):
         Perturbation("rotate", 1)
+
+
+def test_paper_table_layout_and_reference_rows(tmp_path):
+    from fakescope.eval.tables import PaperTable, build_rows, write_table
+
+    table = PaperTable(
+        name="demo", title="Demo table", columns=("ProGAN", "StyleGAN"), metrics=("acc", "ap"),
+        aliases={"StyleGAN": ("stylegan1",)},
+        reference={"Baseline X": {"ProGAN": (99.0, 100.0), "StyleGAN": (70.5, None), "Mean": (84.8, None)}},
+        footnotes={("Baseline X", "StyleGAN"): "reconstructed"}, source="Demo paper, Table 1",
+    )
+    sets = {"progan": {"acc": 0.9, "ap": 0.95}, "StyleGAN1": {"acc": 0.5, "ap": 0.6}, "extra": {"acc": 1, "ap": 1}}
+    header, rows, notes = build_rows(table, sets, "ours-model")
+    assert header == ["method", "ProGAN ACC", "ProGAN AP", "StyleGAN ACC", "StyleGAN AP", "Mean ACC", "Mean AP"]
+    assert rows[0] == ["Baseline X (paper)", "99.0", "100.0", "70.5[1]", "n/a[1]", "84.8", "n/a"]
+    assert rows[1] == ["ours-model (ours)", "90.0", "95.0", "50.0", "60.0", "70.0", "77.5"]
+    assert any("extra" in n for n in notes) and any("reconstructed" in n for n in notes)
+    path = write_table(table, {"progan": {"acc": 1.0, "ap": 1.0}}, tmp_path, "m")
+    text = path.read_text()
+    assert "StyleGAN" in text and "no test set matched" in text and (tmp_path / "table_demo.csv").is_file()

@@ -45,6 +45,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        device=args.device, threshold=args.threshold,
                        robustness=RobustnessConfig() if args.robustness else None, echo=_echo)
     _echo(markdown_table(*metrics_table(results)))
+    if args.table:
+        from fakescope.eval.tables import get_table, write_table
+
+        for name in args.table:
+            path = write_table(get_table(name), results["sets"], out, ours=results["model"])
+            _echo(path.read_text())
     return 0
 
 
@@ -128,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-workers", type=int, default=2)
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     s.add_argument("--threshold", type=float, default=0.5)
+    s.add_argument("--table", nargs="+", metavar="NAME",
+                   help="also lay the results out as a paper's table beside its printed numbers")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("synth", help="generate the built-in synthetic benchmark (offline, deterministic)")

@@ -26,6 +26,7 @@ import torch
 
 from fakescope.config import ExperimentConfig, dump_config
 from fakescope.errors import ConfigError
+from fakescope.utils import console
 from fakescope.utils.console import quiet_lightning, show_progress
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def build_trainer(cfg: ExperimentConfig, extra_callbacks: list | None = None):
         check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, enable_progress_bar=progress, callbacks=callbacks,
         logger=loggers, default_root_dir=str(run_dir), num_sanity_val_steps=0,
+        enable_model_summary=console.VERBOSE,
     )
 
 

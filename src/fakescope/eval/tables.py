@@ -1,0 +1,147 @@
+"""Paper tables: our results laid out in a paper's column order, beside the numbers the paper printed.
+
+A :class:`PaperTable` names its columns (test sets, e.g. generators) in the paper's order, the
+folder names that map onto each column, the metrics per column, and the reference rows (each
+marked with where its numbers come from; reconstructed cells carry a footnote). Modules named
+``fakescope.eval.paper_*`` define tables with :func:`register_table`; they are found automatically.
+
+``fakescope eval CKPT --data 'ROOT/*' --table NAME`` writes ``table_NAME.md`` and ``.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_TABLES: dict[str, "PaperTable"] = {}
+_LOADED = False
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    name: str
+    title: str
+    columns: tuple[str, ...]
+    metrics: tuple[str, ...] = ("acc", "ap")
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    reference: dict[str, dict[str, tuple[float | None, ...]]] = field(default_factory=dict)
+    source: str = ""
+    footnotes: dict[tuple[str, str], str] = field(default_factory=dict)
+    mean_label: str = "Mean"
+
+    def column_of(self, set_name: str) -> str | None:
+        """The column a test set (folder name) belongs to, matched case- and punctuation-insensitively."""
+        key = _norm(set_name.split("/")[-1])
+        for col in self.columns:
+            if key in {_norm(a) for a in (col, *self.aliases.get(col, ()))}:
+                return col
+        return None
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def register_table(table: PaperTable) -> PaperTable:
+    for method, row in table.reference.items():
+        for col, vals in row.items():
+            if col not in table.columns and col != table.mean_label:
+                raise ValueError(f"table {table.name}: reference row {method!r} has unknown column {col!r}")
+            if len(vals) != len(table.metrics):
+                raise ValueError(f"table {table.name}: {method!r}/{col!r} needs {len(table.metrics)} values")
+    _TABLES[table.name] = table
+    return table
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    import fakescope.eval as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name.startswith("paper_"):
+            importlib.import_module(f"fakescope.eval.{mod.name}")
+    _LOADED = True
+
+
+def list_tables() -> list[str]:
+    _load()
+    return sorted(_TABLES)
+
+
+def get_table(name: str) -> PaperTable:
+    _load()
+    if name not in _TABLES:
+        from fakescope.errors import ConfigError
+
+        raise ConfigError(f"unknown paper table '{name}' (known: {', '.join(sorted(_TABLES)) or 'none'})")
+    return _TABLES[name]
+
+
+def build_rows(table: PaperTable, sets: dict[str, dict[str, Any]], ours: str) -> tuple[list[str], list[list[str]],
+                                                                                      list[str]]:
+    """Header, rows (reference rows, then ours) and notes. Our metrics are shown in percent."""
+    by_col: dict[str, dict[str, Any]] = {}
+    for name, m in sets.items():
+        col = table.column_of(name)
+        if col is not None:
+            by_col[col] = m
+    header = ["method"] + [f"{c} {m.upper()}" for c in (*table.columns, table.mean_label) for m in table.metrics]
+    notes: list[str] = []
+    marks: dict[tuple[str, str], str] = {}
+    for i, (key, text) in enumerate(sorted(table.footnotes.items()), start=1):
+        marks[key] = f"[{i}]"
+        notes.append(f"[{i}] {key[0]}, {key[1]}: {text}")
+    rows = []
+    for method, row in table.reference.items():
+        cells = [f"{method} (paper)"]
+        for col in (*table.columns, table.mean_label):
+            vals = row.get(col, (None,) * len(table.metrics))
+            for v in vals:
+                cells.append(("n/a" if v is None else f"{v:.1f}") + marks.get((method, col), ""))
+        rows.append(cells)
+    mine = [f"{ours} (ours)"]
+    means: dict[str, list[float]] = {m: [] for m in table.metrics}
+    for col in table.columns:
+        m = by_col.get(col)
+        for metric in table.metrics:
+            v = None if m is None else m.get(metric)
+            if v is not None:
+                means[metric].append(100 * v)
+            mine.append("n/a" if v is None else f"{100 * v:.1f}")
+    for metric in table.metrics:
+        vals = means[metric]
+        mine.append(f"{sum(vals) / len(vals):.1f}" if len(vals) == len(table.columns) else "n/a")
+    rows.append(mine)
+    missing = [c for c in table.columns if c not in by_col]
+    if missing:
+        notes.append(f"not evaluated here (no test set matched): {', '.join(missing)}; our mean is n/a then")
+    unmatched = [n for n in sets if table.column_of(n) is None]
+    if unmatched:
+        notes.append(f"test sets outside this table: {', '.join(unmatched)}")
+    if table.source:
+        notes.append(f"reference rows: {table.source}")
+    return header, rows, notes
+
+
+def write_table(table: PaperTable, sets: dict[str, dict[str, Any]], out_dir: str | Path, ours: str) -> Path:
+    from fakescope.eval.report import markdown_table
+
+    header, rows, notes = build_rows(table, sets, ours)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = [f"# {table.title}", "", "Values in percent.", "", markdown_table(header, rows)]
+    md += [f"- {n}" for n in notes]
+    path = out / f"table_{table.name}.md"
+    path.write_text("\n".join(md) + "\n")
+    with open(out / f"table_{table.name}.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
