@@ -5,6 +5,7 @@
 #   make quickstart              install, then synthetic benchmark -> train -> cross-generator report
 #   make test                    install, then the test suite (slow tests excluded)
 #   make test-slow               the slow tests too
+#   make install EXTRAS=dev,bench  also OpenCV, for benchmarks/prepare_throughput.py
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,6 +14,10 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 EXTRAS ?= dev
+# MTCNN face-detector weights for `fakescope prepare` ship in this wheel. It is installed with --no-deps:
+# its metadata pins torch<2.3, which would replace the torch installed first (its code, which needs
+# torchvision, is never imported; only the weight files are read).
+FACENET_SPEC ?= facenet-pytorch==2.6.0
 PYTEST_ARGS ?=
 
 .PHONY: install quickstart test test-slow clean
@@ -24,6 +29,7 @@ $(VENV)/.install-stamp: pyproject.toml constraints.txt
 	$(PIP) install --upgrade --quiet pip
 	$(PIP) install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	$(PIP) install --quiet --no-deps $(FACENET_SPEC)
 	@$(PY) -c "import torch, fakescope; print('fakescope', fakescope.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 	touch $@
 

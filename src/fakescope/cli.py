@@ -68,6 +68,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from fakescope.data.adapters import AdapterOptions
+    from fakescope.data.prepare import options_from, prepare
+    from fakescope.utils.console import show_progress
+
+    opt = options_from(num_frames=args.num_frames, sampling=args.sampling, stride=args.stride, start=args.start,
+                       faces=args.faces, crop=args.crop, size=args.size, margin=args.margin, detector=args.detector,
+                       detector_weights=args.detector_weights, device=args.device, threads=args.threads,
+                       detect_size=args.detect_size,
+                       min_face=args.min_face, verify_images=not args.no_verify, num_shards=args.num_shards,
+                       shard_index=args.shard_index, retry_failed=args.retry_failed, split=args.split,
+                       limit=args.limit)
+    adapter = AdapterOptions(compression=args.compression, methods=tuple(args.methods or ()),
+                             splits_dir=args.splits, variant=args.variant, frames_root=args.frames_root)
+    progress = show_progress({"on": True, "off": False}.get(args.progress, "auto"))
+    summary = prepare(args.dataset, args.root, args.out, opt, adapter, progress=progress, echo=_echo)
+    return summary.exit_code
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from fakescope.models import list_models, model_entry, resolve_model_config
 
@@ -104,6 +123,19 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------- parser
+_PREPARE_DATASETS = """datasets (--root is the folder as downloaded):
+  ffpp           FaceForensics++: original_sequences/youtube/<comp>/videos, manipulated_sequences/<method>/<comp>/
+                 videos; splits from train.json/val.json/test.json (ROOT/splits/ or --splits DIR)
+  celebdf        Celeb-DF v2: Celeb-real, YouTube-real, Celeb-synthesis, List_of_testing_videos.txt
+  dfdc           DFDC: dfdc_train_part_*/metadata.json and the public test set's labels.csv
+  forensynths    ForenSynths/CNNDetection: train|val/<class>/0_real|1_fake, test/<generator>/[<class>/]...
+  ufd            UniversalFakeDetect diffusion_datasets: <generator>/1_fake with laion|imagenet/0_real
+  dire           DIRE/DiffusionForensics: [images|recons|dire]/<split>/<domain>/<generator|real>
+  folder         any folder with 0_real/1_fake (or real/fake) sub-folders of videos or images
+  csv            a CSV file: path (or file), label (0/1 or real/fake)[, split, method, dataset, video_id]
+  deepfakebench  DeepfakeBench's dataset JSON (--root FILE.json); its frames are used where they are
+"""
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fakescope",
@@ -150,6 +182,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames", type=int, default=16)
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser(
+        "prepare", help="videos or images of a benchmark -> face crops and manifests",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Turn a dataset, laid out as its authors ship it, into samples for training and evaluation: "
+                    "sampled video frames, face crops (PNG) and manifest CSVs. Re-running skips finished videos. "
+                    "Exit status 1 when any input failed (listed in OUT/failures.csv).",
+        epilog=_PREPARE_DATASETS)
+    s.add_argument("dataset", help="ffpp, celebdf, dfdc, forensynths, ufd, dire, folder, csv, deepfakebench")
+    s.add_argument("--root", required=True, help="the dataset's folder (csv and deepfakebench: the CSV/JSON file)")
+    s.add_argument("--out", required=True, help="output folder (crops, manifest.csv, sets/, failures.csv)")
+    g = s.add_argument_group("frames")
+    g.add_argument("--num-frames", type=int, default=32, help="frames per video (stride mode: at most; 0 = all)")
+    g.add_argument("--sampling", choices=["even", "stride"], default="even",
+                   help="even: spread over the duration; stride: every --stride-th frame from --start")
+    g.add_argument("--stride", type=int, default=1)
+    g.add_argument("--start", type=int, default=0)
+    g = s.add_argument_group("faces")
+    g.add_argument("--detector", default="mtcnn", help="mtcnn, dlib, or package.module:Class for your own backend")
+    g.add_argument("--detector-weights", help="weights file or folder for the detector")
+    g.add_argument("--device", default="cpu", help="where the detector runs: cpu, cuda, cuda:1")
+    g.add_argument("--threads", type=int, default=1, help="torch threads for detection on the CPU")
+    g.add_argument("--detect-size", type=int, default=640,
+                   help="frames are downscaled to this longest side for detection (0: full size)")
+    g.add_argument("--min-face", type=int, default=20, help="smallest face searched for, in detection pixels")
+    g.add_argument("--faces", choices=["largest", "all"], default="largest",
+                   help="largest: the largest face of each frame; all: every face, with a track id")
+    g.add_argument("--crop", choices=["box", "align"], default="box",
+                   help="box: square of --margin x the face box; align: DeepfakeBench's five-point alignment")
+    g.add_argument("--size", type=int, default=256, help="crop side in pixels (box: 0 keeps the native size)")
+    g.add_argument("--margin", type=float, default=1.3, help="box margin, or the alignment scale")
+    g = s.add_argument_group("dataset")
+    g.add_argument("--compression", default="c23", help="FF++ (and DeepfakeBench JSON): raw, c23 or c40")
+    g.add_argument("--methods", nargs="+", metavar="METHOD", help="keep the fakes of these methods only")
+    g.add_argument("--splits", help="FF++: folder with train.json/val.json/test.json ('none': no splits)")
+    g.add_argument("--split", help="prepare only this split (train, val or test)")
+    g.add_argument("--variant", default="images", help="DIRE: images, recons or dire")
+    g.add_argument("--frames-root", help="DeepfakeBench: folder its frame paths are relative to "
+                                         "(default: the JSON's folder)")
+    g.add_argument("--no-verify", action="store_true", help="image datasets: do not decode each image once")
+    g = s.add_argument_group("running")
+    g.add_argument("--num-shards", type=int, default=1, help="split the work into this many shards (job array)")
+    g.add_argument("--shard-index", type=int, default=0, help="which shard this job does (0-based)")
+    g.add_argument("--retry-failed", action="store_true", help="try inputs that failed in an earlier run again")
+    g.add_argument("--limit", type=int, help="process at most this many videos or image chunks")
+    g.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar (auto: only on a terminal)")
+    s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("models", help="list registered detectors")
     s.add_argument("pattern", nargs="?", default="*")

@@ -60,13 +60,31 @@ class DataSource(Strict):
 
 
 class AugmentConfig(Strict):
-    """Training-time augmentation (evaluation never augments)."""
+    """Training-time augmentation (evaluation never augments).
+
+    Everything but the horizontal flip is off by default: blur, JPEG
+    re-compression and colour jitter change the frequency content that the
+    frequency-domain detectors learn from, and their papers train without
+    them. A clip gets one draw, applied identically to all its frames.
+    """
 
     hflip: bool = True
     blur_prob: float = Field(default=0.0, ge=0.0, le=1.0)
     blur_sigma: tuple[float, float] = (0.1, 3.0)
     jpeg_prob: float = Field(default=0.0, ge=0.0, le=1.0)
     jpeg_quality: tuple[int, int] = (30, 100)
+    jitter_prob: float = Field(default=0.0, ge=0.0, le=1.0, description="probability of colour jitter")
+    brightness: float = Field(default=0.3, ge=0.0, description="jitter: factor drawn from [1-b, 1+b]")
+    contrast: float = Field(default=0.3, ge=0.0, description="jitter: factor drawn from [1-c, 1+c]")
+    saturation: float = Field(default=0.3, ge=0.0, description="jitter: factor drawn from [1-s, 1+s]")
+    hue: float = Field(default=0.05, ge=0.0, le=0.5, description="jitter: hue shift drawn from [-h, h] turns")
+
+    @field_validator("blur_sigma", "jpeg_quality")
+    @classmethod
+    def _ordered(cls, value: tuple) -> tuple:
+        if value[0] > value[1]:
+            raise ValueError(f"range must be (low, high), got {value}")
+        return value
 
 
 class DataConfig(Strict):

@@ -8,7 +8,12 @@ Folder layout (ForenSynths / UniversalFakeDetect, and what ``fakescope synth`` w
 
 Manifest CSV (what data preparation writes; paths relative to the CSV)::
 
-    path,label[,dataset,method,split,video_id,frame_index,...]
+    path,label[,dataset,method,split,video_id,frame_index,box,score,track,...]
+
+A ``track`` other than 0 (a second or third face of a video, written by
+``fakescope prepare --faces all``) makes the sample's video id
+``<video_id>/face<track>``, so each face is a video of its own for clips and
+video-level metrics.
 
 An unreadable image is skipped with a warning and counted (``skipped`` in every
 batch), never replaced by another sample.
@@ -23,7 +28,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -34,7 +39,7 @@ from fakescope.data.transforms import IMAGE_EXTENSIONS, Preprocessor, is_image_f
 LABEL_DIRS = {"0_real": 0, "1_fake": 1}
 MANIFEST_REQUIRED = ("path", "label")
 MANIFEST_COLUMNS = ("path", "label", "dataset", "method", "split", "video_id", "frame_index",
-                    "box", "score")
+                    "box", "score", "track")
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,17 @@ def scan_folder(root: str | Path) -> list[Sample]:
     return samples
 
 
+def csv_rows(path: str | Path, required: Sequence[str], what: str = "CSV") -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` of a CSV file with a header; missing required columns are an error."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        missing = [c for c in required if c not in cols]
+        if missing:
+            raise DataError(f"{path}: {what} lacks the column(s) {', '.join(missing)} (has: {', '.join(cols)})")
+        yield from enumerate(reader, start=2)
+
+
 def read_manifest(path: str | Path, split: str | None = None) -> list[Sample]:
     """Rows of a manifest CSV (paths relative to its folder), optionally one split only."""
     path = Path(path)
@@ -104,29 +120,31 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[Sample]:
         raise DataError(f"{path}: manifest not found")
     base = path.parent
     samples: list[Sample] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        missing = [c for c in MANIFEST_REQUIRED if c not in cols]
-        if missing:
-            raise DataError(f"{path}: manifest lacks the column(s) {', '.join(missing)} (has: {', '.join(cols)})")
-        for lineno, row in enumerate(reader, start=2):
-            if split is not None and row.get("split", "") != split:
-                continue
-            try:
-                label = int(row["label"])
-                if label not in (0, 1):
-                    raise ValueError
-            except (TypeError, ValueError):
-                raise DataError(f"{path}, line {lineno}: label must be 0 (real) or 1 (fake), got {row['label']!r}") from None
-            p = row["path"]
-            if not p:
-                raise DataError(f"{path}, line {lineno}: empty path")
-            fi = row.get("frame_index") or None
-            extra = {k: v for k, v in row.items() if k not in ("path", "label", "video_id", "frame_index", "method")}
-            samples.append(Sample(str(base / p) if not os.path.isabs(p) else p, label,
-                                  row.get("video_id") or None, int(fi) if fi not in (None, "") else None,
-                                  row.get("method", "") or "", extra))
+    for lineno, row in csv_rows(path, MANIFEST_REQUIRED, what="manifest"):
+        if split is not None and row.get("split", "") != split:
+            continue
+        try:
+            label = int(row["label"])
+            if label not in (0, 1):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise DataError(f"{path}, line {lineno}: label must be 0 (real) or 1 (fake), "
+                            f"got {row['label']!r}") from None
+        p = row["path"]
+        if not p:
+            raise DataError(f"{path}, line {lineno}: empty path")
+        fi = row.get("frame_index") or None
+        try:
+            fi = int(fi) if fi not in (None, "") else None
+        except ValueError:
+            raise DataError(f"{path}, line {lineno}: frame_index must be an integer, got {fi!r}") from None
+        video_id = row.get("video_id") or None
+        track = (row.get("track") or "").strip()
+        if video_id and track not in ("", "0"):
+            video_id = f"{video_id}/face{track}"
+        extra = {k: v for k, v in row.items() if k not in ("path", "label", "video_id", "frame_index", "method")}
+        samples.append(Sample(str(base / p) if not os.path.isabs(p) else p, label, video_id, fi,
+                              row.get("method", "") or "", extra))
     return samples
 
 

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageFilter
+from PIL import Image, ImageEnhance, ImageFile, ImageFilter
 
 from fakescope.errors import DataError
 
@@ -89,6 +89,32 @@ def gaussian_blur(img: Image.Image, sigma: float) -> Image.Image:
     return img.filter(ImageFilter.GaussianBlur(radius=float(sigma))) if sigma > 0 else img
 
 
+def color_jitter(img: Image.Image, brightness: float = 1.0, contrast: float = 1.0, saturation: float = 1.0,
+                 hue: float = 0.0) -> Image.Image:
+    """Brightness, contrast and saturation factors (1 = unchanged), then a hue shift in turns (0 = unchanged)."""
+    if brightness != 1.0:
+        img = ImageEnhance.Brightness(img).enhance(brightness)
+    if contrast != 1.0:
+        img = ImageEnhance.Contrast(img).enhance(contrast)
+    if saturation != 1.0:
+        img = ImageEnhance.Color(img).enhance(saturation)
+    if hue:
+        h, s, v = img.convert("HSV").split()
+        shift = int(round(hue * 256)) % 256
+        h = h.point(lambda x: (x + shift) % 256)
+        img = Image.merge("HSV", (h, s, v)).convert("RGB")
+    return img
+
+
+@dataclass(frozen=True)
+class Photometric:
+    """Photometric parameters drawn once and applied to an image or to every frame of a clip."""
+
+    sigma: float = 0.0  # Gaussian blur (0 = none)
+    quality: int | None = None  # JPEG re-compression quality (None = none)
+    jitter: tuple[float, float, float, float] | None = None  # brightness, contrast, saturation, hue
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Geometric parameters drawn once and applied to an image or to every frame of a clip."""
@@ -144,19 +170,27 @@ class Preprocessor:
         return img
 
     # -- photometric -----------------------------------------------------
-    def draw_photometric(self, rng: random.Random) -> tuple[float, int | None]:
+    def draw_photometric(self, rng: random.Random) -> Photometric:
         a = self.augment
         if a is None:
-            return 0.0, None
+            return Photometric()
         sigma = rng.uniform(*a.blur_sigma) if rng.random() < a.blur_prob else 0.0
         quality = rng.randint(*a.jpeg_quality) if rng.random() < a.jpeg_prob else None
-        return sigma, quality
+        jitter = None
+        if getattr(a, "jitter_prob", 0.0) and rng.random() < a.jitter_prob:
+            jitter = (rng.uniform(max(0.0, 1 - a.brightness), 1 + a.brightness),
+                      rng.uniform(max(0.0, 1 - a.contrast), 1 + a.contrast),
+                      rng.uniform(max(0.0, 1 - a.saturation), 1 + a.saturation),
+                      rng.uniform(-a.hue, a.hue))
+        return Photometric(sigma, quality, jitter)
 
-    def apply_photometric(self, img: Image.Image, params: tuple[float, int | None]) -> Image.Image:
-        sigma, quality = params
-        img = gaussian_blur(img, sigma)
-        if quality is not None:
-            img = jpeg_compress(img, quality)
+    def apply_photometric(self, img: Image.Image, params: Photometric) -> Image.Image:
+        """Colour jitter, then blur, then JPEG re-compression (each only when drawn)."""
+        if params.jitter is not None:
+            img = color_jitter(img, *params.jitter)
+        img = gaussian_blur(img, params.sigma)
+        if params.quality is not None:
+            img = jpeg_compress(img, params.quality)
         return img
 
     # -- entry points ----------------------------------------------------

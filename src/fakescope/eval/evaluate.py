@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fakescope.config import DataConfig, DataSource, RobustnessConfig
-from fakescope.data.datasets import build_dataset, load_samples
+from fakescope.data.datasets import ClipDataset, build_dataset, load_samples
 from fakescope.eval.metrics import compute_metrics, mean_metrics
 from fakescope.eval.robustness import Perturbation
 from fakescope.train.data import make_loader
@@ -31,6 +31,8 @@ class Scored:
     video_ids: list[str | None]
     paths: list[str]
     skipped: list[str] = field(default_factory=list)
+    padded: list[int] = field(default_factory=list)  # clip sets: repeated frames appended to each scored clip
+    unscored_videos: list[str] = field(default_factory=list)  # videos none of whose samples could be read
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -85,7 +87,13 @@ def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, p
                                        progress=progress, desc=src.name or "")
     vids = ds.video_ids()
     paths = ds.paths()
-    return Scored(src.name or src.path, src.path, s, y, [vids[i] for i in idx], [paths[i] for i in idx], skipped)
+    scored_vids = [vids[i] for i in idx]
+    # a video with no usable clip (or frame) is named, not dropped silently from the video count
+    seen = set(scored_vids)
+    unscored = sorted({v for v in vids if v} - seen)
+    padded = [ds.items[i].padded for i in idx] if isinstance(ds, ClipDataset) else []
+    return Scored(src.name or src.path, src.path, s, y, scored_vids, [paths[i] for i in idx], skipped, padded,
+                  unscored)
 
 
 def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_dir: str | Path, *,
@@ -109,11 +117,17 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
         sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, progress=progress)
         m = compute_metrics(sc.labels, sc.scores, sc.video_ids, threshold)
         m["skipped"] = len(sc.skipped)
+        _video_counts(m, sc)
         per_set[sc.name] = m
         scored.append(sc)
         _write_scores(out / "scores" / f"{safe_name(sc.name)}.csv", sc)
         auc = "n/a" if m["auc"] is None else f"{m['auc']:.4f}"
-        echo(f"  {sc.name}: n={m['n']} auc={auc} acc={m['acc']:.4f}" + (f" ({len(sc.skipped)} skipped)" if sc.skipped else ""))
+        acc = "n/a" if m["acc"] is None else f"{m['acc']:.4f}"
+        echo(f"  {sc.name}: n={m['n']} auc={auc} acc={acc}" + (f" ({len(sc.skipped)} skipped)" if sc.skipped else ""))
+        if sc.unscored_videos:
+            shown = ", ".join(sc.unscored_videos[:10]) + (" ..." if len(sc.unscored_videos) > 10 else "")
+            echo(f"  warning: {sc.name}: {len(sc.unscored_videos)} of {m['n_videos']} videos have no usable clip "
+                 f"and no score (video_auc covers the other {m['videos_scored']}): {shown}")
     cfg = read_config(checkpoint)
     results: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -123,6 +137,7 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
         "sets": per_set,
         "mean": mean_metrics(per_set),
         "skipped": {sc.name: sc.skipped for sc in scored if sc.skipped},
+        "skipped_videos": {sc.name: sc.unscored_videos for sc in scored if sc.unscored_videos},
     }
     if robustness is not None:
         results["robustness"] = _sweep(model, srcs, per_set, robustness, threshold, batch_size, num_workers, echo)
@@ -162,13 +177,26 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "set"
 
 
+def _video_counts(m: dict[str, Any], sc: Scored) -> None:
+    """Video counts of a set: ``n_videos`` counts every video, scored or not; clips padded to full length."""
+    if "n_videos" not in m and not sc.unscored_videos:
+        return
+    scored = int(m.get("n_videos", 0))
+    m["videos_scored"] = scored
+    m["videos_skipped"] = len(sc.unscored_videos)
+    m["n_videos"] = scored + len(sc.unscored_videos)
+    if sc.padded:
+        m["padded_clips"] = sum(1 for p in sc.padded if p > 0)
+
+
 def _write_scores(path: Path, sc: Scored) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["path", "label", "score", "video_id"])
-        for p, y, s, v in zip(sc.paths, sc.labels, sc.scores, sc.video_ids):
-            w.writerow([p, int(y), f"{s:.6f}", v or ""])
+        # clip sets: 'path' is a clip's first frame and 'padded' the repeated frames appended to it
+        w.writerow(["path", "label", "score", "video_id"] + (["padded"] if sc.padded else []))
+        for i, (p, y, s, v) in enumerate(zip(sc.paths, sc.labels, sc.scores, sc.video_ids)):
+            w.writerow([p, int(y), f"{s:.6f}", v or ""] + ([sc.padded[i]] if sc.padded else []))
 
 
 def load_results(out_dir: str | Path) -> dict[str, Any]:

@@ -24,6 +24,9 @@ from fakescope.models.registry import (
 
 # Importing a model module registers its detectors.
 from fakescope.models import baselines  # noqa: E402,F401
+from fakescope.models import sfcl_hcmf  # noqa: E402,F401
+from fakescope.models import sdr  # noqa: E402,F401
+from fakescope.models import fssnet  # noqa: E402,F401
 
 __all__ = [
     "LABELS",

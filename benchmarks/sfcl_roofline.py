@@ -1,0 +1,97 @@
+"""SFCL-HCMF inference speed against a matmul roofline measured in the same run.
+
+    python benchmarks/sfcl_roofline.py [--model sfcl_hcmf] [--batch 8] [--size 380] [--repeats 3] [--threads N]
+
+1. The model's floating-point operations per image are counted by
+   ``torch.utils.flop_counter.FlopCounterMode`` (convolutions, matmuls, attention).
+2. The roofline: the FLOP/s of a large dense matmul (fp32 on a CPU; bf16 on a GPU),
+   best of ``--repeats``, on this machine, in this run.
+3. Inference: images per second of the model in eval mode under ``torch.inference_mode``
+   (fp32 on a CPU; bf16 autocast on a GPU), best of ``--repeats`` after a warm-up, on
+   random uint8 images normalised on the model's device.
+
+Roofline images/s = matmul FLOP/s / model FLOP per image. The last line is the ratio of
+the measured images/s to that bound (1.0 would be a model that runs at matmul speed;
+depthwise convolutions, normalisation and the DCT front end keep real CNNs well below it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+
+def best_time(fn, repeats: int, sync) -> float:
+    fn()
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="sfcl_hcmf", help="registered model name")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=None, help="input side (default: the model's input size)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--matmul", type=int, default=2048, help="side of the square roofline matmul")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fakescope.models import create_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    gpu = device.type == "cuda"
+    dtype = torch.bfloat16 if gpu else torch.float32
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
+
+    torch.manual_seed(0)
+    model = create_model(args.model).to(device).eval()
+    size = args.size or model.preprocess.input_size
+    x8 = torch.randint(0, 256, (args.batch, 3, size, size), dtype=torch.uint8, device=device)
+
+    def infer():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=gpu):
+            return model(model.normalize(x8))
+
+    with FlopCounterMode(display=False) as counter:
+        infer()
+    flop_per_image = counter.get_total_flops() / args.batch
+
+    n = args.matmul
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    t_mm = best_time(lambda: a @ b, args.repeats, sync)
+    matmul_flops = 2 * n ** 3 / t_mm
+
+    t_model = best_time(infer, args.repeats, sync)
+    images_per_s = args.batch / t_model
+    roofline = matmul_flops / flop_per_image
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    name = torch.cuda.get_device_name(device) if gpu else f"{os.cpu_count()} CPU cores"
+    print(f"machine: {name}, 1-minute load {load:.2f}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{'bf16 autocast' if gpu else 'fp32'}")
+    print(f"model: {args.model}, {model.num_parameters() / 1e6:.1f} M parameters, input {args.batch} x 3 x {size} x {size}")
+    print(f"model FLOP per image (FlopCounterMode): {flop_per_image / 1e9:.2f} GFLOP")
+    print(f"matmul {n}x{n} ({dtype}): {matmul_flops / 1e9:.1f} GFLOP/s -> roofline {roofline:.2f} images/s")
+    print(f"measured inference: {images_per_s:.2f} images/s ({t_model:.3f} s per batch of {args.batch}, "
+          f"{images_per_s * flop_per_image / 1e9:.1f} GFLOP/s)")
+    print(f"ratio measured / roofline images per second: {images_per_s / roofline:.3f}")
+
+
+if __name__ == "__main__":
+    main()

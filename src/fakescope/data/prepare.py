@@ -1,0 +1,377 @@
+"""``fakescope prepare``: a dataset as its authors lay it out -> face crops and manifests.
+
+Videos: sampled frames (:mod:`fakescope.data.video`), faces detected in one
+batch per video (:mod:`fakescope.data.faces`), crops (:mod:`fakescope.data.align`)
+saved as PNG, rows for the manifest. Image datasets are referenced where they
+are (each image is decoded once to check it). DeepfakeBench's extracted frames
+are referenced where they are too. What is written, and how, is described in
+:mod:`fakescope.data.manifest`.
+
+The unit of work is a video (or a chunk of images of one folder). A unit's
+record is written last, so a re-run skips finished units and redoes the rest;
+``num_shards``/``shard_index`` split the units between the jobs of a cluster
+array by a stable hash of their key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from fakescope.data.adapters import AdapterOptions, Item, iter_items
+from fakescope.data.manifest import RecordStore, atomic_write_text, format_box, write_outputs
+from fakescope.errors import DataError
+
+IMAGE_CHUNK = 2000  # images per unit of work (and per record file)
+PNG_COMPRESS_LEVEL = 1  # lossless either way; level 1 encodes several times faster than the default 6
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    num_frames: int = 32  # frames per video (even mode), or at most this many (stride mode; 0 = all)
+    sampling: str = "even"  # even | stride
+    stride: int = 1
+    start: int = 0
+    faces: str = "largest"  # largest | all
+    crop: str = "box"  # box | align
+    size: int = 256  # crop side in pixels (box mode: 0 keeps the native size)
+    margin: float = 1.3  # box: side = margin x the face box; align: DeepfakeBench's scale
+    detector: str = "mtcnn"
+    detector_weights: str | None = None
+    device: str = "cpu"
+    threads: int = 1  # torch threads for detection on CPU (the small MTCNN layers run best on one)
+    detect_size: int = 640  # longest frame side the detector sees (MTCNN)
+    min_face: int = 20  # smallest face searched for, in detector pixels (MTCNN)
+    verify_images: bool = True  # decode every image of image datasets once
+    num_shards: int = 1
+    shard_index: int = 0
+    retry_failed: bool = False
+    split: str | None = None  # keep this split only
+    limit: int | None = None  # process at most this many units (a quick look at a large dataset)
+
+    # settings that change what is written; a re-run into the same folder must use the same ones
+    OUTPUT_KEYS = ("num_frames", "sampling", "stride", "start", "faces", "crop", "size", "margin", "detector",
+                   "detect_size", "min_face")
+
+    def output_settings(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.OUTPUT_KEYS}
+
+    def check(self) -> None:
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise DataError(f"--shard-index must be in 0..{self.num_shards - 1} (--num-shards {self.num_shards}), "
+                            f"got {self.shard_index}")
+        if self.sampling == "even" and self.num_frames < 1:
+            raise DataError(f"--num-frames must be at least 1 for even sampling, got {self.num_frames}")
+        if self.stride < 1:
+            raise DataError(f"--stride must be at least 1, got {self.stride}")
+        if self.faces not in ("largest", "all"):
+            raise DataError(f"--faces '{self.faces}': choose largest or all")
+        if self.crop not in ("box", "align"):
+            raise DataError(f"--crop '{self.crop}': choose box or align")
+        if self.size < 0 or (self.crop == "align" and self.size == 0):
+            raise DataError(f"--size {self.size}: must be positive (0 = native size, box crops only)")
+        if self.margin <= 0:
+            raise DataError(f"--margin must be positive, got {self.margin}")
+        if self.threads < 1:
+            raise DataError(f"--threads must be at least 1, got {self.threads}")
+
+
+@dataclass
+class Summary:
+    dataset: str
+    out: str
+    units: int = 0  # units of this shard
+    skipped: int = 0  # finished in an earlier run
+    processed: int = 0
+    videos: int = 0
+    frames: int = 0  # sampled frames decoded
+    frames_with_face: int = 0
+    faces: int = 0  # crops written
+    short_videos: int = 0
+    images: int = 0
+    failures: Counter = field(default_factory=Counter)  # this run's, by reason
+    failure_list: list[dict[str, str]] = field(default_factory=list)
+    total_failures: int = 0  # in the output folder, including earlier runs
+    rows: int = 0  # manifest rows in the output folder
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing in the output folder failed, 1 otherwise."""
+        return 1 if self.total_failures else 0
+
+    def lines(self, max_listed: int = 20) -> list[str]:
+        out = [f"prepared {self.dataset} into {self.out} in {self.seconds:.1f} s",
+               f"  units of work: {self.units} in this shard; {self.processed} processed now, "
+               f"{self.skipped} already done"]
+        if self.videos:
+            rate = 100.0 * self.frames_with_face / self.frames if self.frames else 0.0
+            out.append(f"  videos: {self.videos}; frames sampled: {self.frames}; frames with a face: "
+                       f"{self.frames_with_face} ({rate:.1f}%); face crops: {self.faces}")
+            if self.short_videos:
+                out.append(f"  short videos (fewer frames than asked, all taken): {self.short_videos}")
+        if self.images:
+            out.append(f"  images: {self.images}")
+        out.append(f"  manifest rows: {self.rows} (manifest.csv)")
+        if self.failures:
+            by_reason = ", ".join(f"{r}: {n}" for r, n in sorted(self.failures.items()))
+            out.append(f"  failures this run: {sum(self.failures.values())} ({by_reason})")
+            for f in self.failure_list[:max_listed]:
+                out.append(f"    {f['path']}: {f['reason']}: {f['detail']}")
+            if len(self.failure_list) > max_listed:
+                out.append(f"    ... {len(self.failure_list) - max_listed} more in failures.csv")
+        if self.total_failures:
+            out.append(f"  failures in the output folder: {self.total_failures} "
+                       f"(see {Path(self.out) / 'failures.csv'})")
+        else:
+            out.append("  no failures")
+        return out
+
+
+# ------------------------------------------------------------------ units
+@dataclass(frozen=True)
+class Unit:
+    key: str
+    kind: str  # video | images | frames
+    items: tuple[Item, ...]
+
+
+def make_units(items: list[Item]) -> list[Unit]:
+    """Videos one by one; images in chunks per folder; extracted frames grouped by video."""
+    units: list[Unit] = []
+    images: dict[tuple[str, str, str], list[Item]] = defaultdict(list)
+    frames: dict[tuple[str, str, str], list[Item]] = defaultdict(list)
+    for it in items:
+        if it.kind == "video":
+            units.append(Unit(f"video:{it.split}:{it.video_id or it.path}", "video", (it,)))
+        elif it.kind == "frame":
+            frames[(it.split, it.method, it.video_id or "")].append(it)
+        else:
+            images[(it.split, it.method, str(Path(it.path).parent))].append(it)
+    for (split, method, vid), its in sorted(frames.items()):
+        units.append(Unit(f"frames:{split}:{method}:{vid}", "frames", tuple(its)))
+    for (split, method, folder), its in sorted(images.items()):
+        for i in range(0, len(its), IMAGE_CHUNK):
+            units.append(Unit(f"images:{split}:{method}:{folder}:{i // IMAGE_CHUNK}", "images",
+                              tuple(its[i:i + IMAGE_CHUNK])))
+    return units
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16) % num_shards
+
+
+def _failure(item: Item, reason: str, detail: str) -> dict[str, str]:
+    return {"path": item.path, "reason": reason, "detail": detail, "dataset": item.dataset, "method": item.method,
+            "split": item.split, "video_id": item.video_id or ""}
+
+
+def _row(item: Item, path: str, **extra) -> dict[str, Any]:
+    row = {"path": path, "label": item.label, "dataset": item.dataset, "method": item.method, "split": item.split,
+           "video_id": item.video_id or "", "frame_index": "" if item.frame_index is None else item.frame_index,
+           "box": "", "score": "", "track": ""}
+    row.update(extra)
+    return row
+
+
+# ----------------------------------------------------------------- videos
+def _crop_folder(out: Path, item: Item) -> Path:
+    parts = [p for p in Path(item.video_id or Path(item.path).stem).parts if p not in ("", ".", "..", "/")]
+    return out.joinpath("crops", *([item.split] if item.split else []), *parts)
+
+
+def process_video(item: Item, detector, opt: PrepareOptions, out: Path) -> dict[str, Any]:
+    """Sample, detect, crop and save one video; returns its record (never raises for bad input)."""
+    import numpy as np
+
+    from fakescope.data.align import face_crop
+    from fakescope.data.faces import select_faces
+    from fakescope.data.video import VideoReadError, read_frames
+
+    video = {"video_id": item.video_id, "path": item.path, "label": item.label, "dataset": item.dataset,
+             "method": item.method, "split": item.split, "status": "failed", "reason": ""}
+    try:
+        sampled = read_frames(item.path, num_frames=opt.num_frames, mode=opt.sampling, stride=opt.stride,
+                              start=opt.start)
+    except VideoReadError as exc:
+        video["reason"] = exc.reason
+        return {"video": video, "failures": [_failure(item, exc.reason, exc.detail)], "rows": []}
+    except Exception as exc:  # anything else the decoder throws at odd files: report it, go on
+        video["reason"] = "read-error"
+        return {"video": video, "rows": [],
+                "failures": [_failure(item, "read-error", f"{type(exc).__name__}: {exc}")]}
+    info = sampled.info
+    video.update(frames_total=info.num_frames, frames_sampled=len(sampled.indices), short=int(sampled.short),
+                 width=info.width, height=info.height, fps=round(info.fps, 3), rotation=info.rotation)
+    detected = detector.detect(sampled.frames)
+    chosen = select_faces(detected, opt.faces)
+    n_with_face = sum(1 for faces in chosen if faces)
+    video.update(frames_with_face=n_with_face, faces=sum(len(f) for f in chosen))
+    if n_with_face == 0:
+        video["reason"] = "no-face"
+        return {"video": video, "rows": [], "failures": [_failure(
+            item, "no-face", f"no face found in any of the {len(sampled.indices)} sampled frames")]}
+
+    final = _crop_folder(out, item)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rows = []
+    try:
+        for frame, idx, faces in zip(sampled.frames, sampled.indices, chosen):
+            for face in faces:
+                crop = face_crop(frame, face.box, face.landmarks, mode=opt.crop, size=opt.size, margin=opt.margin)
+                name = f"{idx:06d}.png" if face.track == 0 else f"{idx:06d}_face{face.track}.png"
+                Image.fromarray(np.ascontiguousarray(crop)).save(tmp / name, compress_level=PNG_COMPRESS_LEVEL)
+                rows.append(_row(item, (final / name).relative_to(out).as_posix(), frame_index=idx,
+                                 box=format_box(face.box), score=f"{face.score:.4f}", track=face.track))
+    except BaseException:  # interrupted, or a setting error: leave no half-written folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():  # left by a run interrupted after the rename, before its record was written
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    video["status"] = "ok"
+    return {"video": video, "rows": rows, "failures": []}
+
+
+# ----------------------------------------------------------------- images
+def process_images(unit: Unit, opt: PrepareOptions) -> dict[str, Any]:
+    """Check that each image decodes (unless disabled) and reference it where it is."""
+    from fakescope.data.transforms import ImageReadError, load_image
+
+    rows, failures = [], []
+    for it in unit.items:
+        path = os.path.abspath(it.path)
+        if not os.path.isfile(path):
+            failures.append(_failure(it, "missing-file", "file not found"))
+            continue
+        if opt.verify_images:
+            try:
+                load_image(path)
+            except ImageReadError as exc:
+                failures.append(_failure(it, "image-decode", str(exc).split(": ", 1)[-1]))
+                continue
+        rows.append(_row(it, path))
+    return {"rows": rows, "failures": failures}
+
+
+# ------------------------------------------------------------------ main
+def _check_settings(out: Path, dataset: str, root: str, opt: PrepareOptions) -> None:
+    meta_file = out / "prepare.json"
+    current = {"dataset": dataset, "settings": opt.output_settings()}
+    if meta_file.is_file():
+        try:
+            old = json.loads(meta_file.read_text(encoding="utf-8"))
+        except ValueError:
+            old = {}
+        if old.get("dataset") not in (None, dataset):
+            raise DataError(f"{out} holds a prepared '{old.get('dataset')}' dataset; use another --out for '{dataset}'")
+        diff = {k: (old.get("settings", {}).get(k), v) for k, v in current["settings"].items()
+                if old.get("settings", {}).get(k) != v}
+        if diff:
+            what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise DataError(f"{out} was prepared with other settings ({what}); use another --out, or the same "
+                            "settings to resume")
+    atomic_write_text(meta_file, json.dumps({**current, "root": str(root)}, indent=2))
+
+
+def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOptions | None = None,
+            adapter_options: AdapterOptions | None = None, progress: bool = False,
+            echo: Callable[[str], None] = print) -> Summary:
+    """Prepare ``dataset`` found at ``root`` into ``out``; returns the run's :class:`Summary`."""
+    opt = options or PrepareOptions()
+    opt.check()
+    start = time.perf_counter()
+    out = Path(out)
+    items = iter_items(dataset, root, adapter_options)
+    if opt.split:
+        items = [it for it in items if it.split == opt.split]
+        if not items:
+            raise DataError(f"{root}: no {dataset} items in split '{opt.split}'")
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, dataset, str(root), opt)
+    units = [u for u in make_units(items) if shard_of(u.key, opt.num_shards) == opt.shard_index]
+    store = RecordStore(out)
+    summary = Summary(dataset=dataset, out=str(out), units=len(units))
+    todo = []
+    for u in units:
+        rec = store.get(u.key)
+        if rec is not None and not (opt.retry_failed and rec.get("failures")):
+            summary.skipped += 1
+        else:
+            todo.append(u)
+    if opt.limit is not None:
+        todo = todo[:opt.limit]
+
+    detector = None
+    if any(u.kind == "video" for u in todo):
+        from fakescope.data.faces import create_detector
+
+        det_opts = {"detect_size": opt.detect_size, "min_face": opt.min_face} if opt.detector == "mtcnn" else {}
+        detector = create_detector(opt.detector, weights=opt.detector_weights, device=opt.device, **det_opts)
+
+    def run(unit: Unit) -> None:
+        if unit.kind == "video":
+            rec = process_video(unit.items[0], detector, opt, out)
+            v = rec["video"]
+            summary.videos += 1
+            summary.frames += int(v.get("frames_sampled") or 0)
+            summary.frames_with_face += int(v.get("frames_with_face") or 0)
+            summary.faces += len(rec["rows"])
+            summary.short_videos += int(v.get("short") or 0)
+        else:
+            rec = process_images(unit, opt)
+            summary.images += len(unit.items)
+        for f in rec["failures"]:
+            summary.failures[f["reason"]] += 1
+            summary.failure_list.append(f)
+        store.put({"key": unit.key, "kind": unit.kind, **rec})
+        summary.processed += 1
+
+    import torch
+
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(opt.threads)
+    try:
+        if progress and todo:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), transient=True) as bar:
+                task = bar.add_task(f"prepare {dataset}", total=len(todo))
+                for u in todo:
+                    run(u)
+                    bar.advance(task)
+        else:
+            for u in todo:
+                run(u)
+    finally:
+        torch.set_num_threads(threads_before)
+
+    counts = write_outputs(out, store.all())
+    summary.rows = counts["rows"]
+    summary.total_failures = counts["failures"]
+    summary.seconds = time.perf_counter() - start
+    for line in summary.lines():
+        echo(line)
+    return summary
+
+
+def options_from(**kwargs) -> PrepareOptions:
+    """``PrepareOptions`` from keyword arguments, ignoring ``None`` (use the default)."""
+    names = {f.name for f in fields(PrepareOptions)}
+    return PrepareOptions(**{k: v for k, v in kwargs.items() if k in names and v is not None})
+
+
+__all__ = ["PrepareOptions", "Summary", "prepare", "process_video", "process_images", "make_units", "shard_of",
+           "options_from"]

@@ -1,0 +1,193 @@
+"""``fakescope prepare`` end to end on small face videos made here: crops, manifests, resume, shards, bad input."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fakescope.cli import main
+from fakescope.data.datasets import ImageDataset, build_dataset, collate, read_manifest
+from fakescope.data.manifest import parse_box
+from fakescope.data.prepare import PrepareOptions, make_units, prepare, shard_of
+from fakescope.data.adapters import iter_items
+from fakescope.data.transforms import Preprocessor
+from fakescope.data.video import write_video
+from fakescope.errors import DataError
+from fakescope.models import PreprocessConfig
+from test_faces import HAVE_MTCNN, face_frames
+
+pytestmark = pytest.mark.skipif(not HAVE_MTCNN, reason="pip install --no-deps facenet-pytorch==2.6.0")
+OPT = PrepareOptions(num_frames=6, size=64)
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def face_videos(tmp_path_factory) -> Path:
+    """train/0_real/a, train/1_fake/b (one face each), test/1_fake/c (two faces); 12 frames each."""
+    root = tmp_path_factory.mktemp("faces")
+    for rel, seed, n_faces in (("train/0_real/a.mp4", 0, 1), ("train/1_fake/b.mp4", 1, 1),
+                               ("test/1_fake/c.mp4", 2, 2)):
+        frames, _ = face_frames(12, seed=seed, faces=n_faces)
+        write_video(root / rel, frames, fps=12)
+    return root
+
+
+def test_prepare_videos_end_to_end(face_videos, tmp_path):
+    out = tmp_path / "out"
+    s = prepare("folder", face_videos, out, OPT, echo=lambda m: None)
+    assert (s.videos, s.frames, s.frames_with_face, s.faces, s.exit_code) == (3, 18, 18, 18, 0)
+    rows = rows_of(out / "manifest.csv")
+    assert len(rows) == 18 and set(rows[0]) >= {"path", "label", "dataset", "method", "split", "video_id",
+                                                "frame_index", "box", "score", "track"}
+    assert {(r["split"], r["label"]) for r in rows} == {("train", "0"), ("train", "1"), ("test", "1")}
+    # crops: lossless PNG files of the asked size, one folder per video, named by frame number
+    first = out / rows[0]["path"]
+    assert first.suffix == ".png" and Image.open(first).size == (64, 64)
+    assert sorted(p.name for p in first.parent.iterdir()) == [f"{i:06d}.png" for i in (0, 2, 4, 7, 9, 11)]
+    # the box is where the face was pasted (frame i of the video with seed 0)
+    _, truth = face_frames(12, seed=0)
+    for r in rows:
+        if r["video_id"] == "train/0_real/a":
+            x1, y1, x2, y2 = parse_box(r["box"])
+            tx1, ty1, tx2, ty2 = truth[int(r["frame_index"])][0]
+            assert tx1 <= (x1 + x2) / 2 <= tx2 and ty1 <= (y1 + y2) / 2 <= ty2 and float(r["score"]) > 0.9
+    # what the engine reads
+    train = read_manifest(out / "manifest.csv", split="train")
+    assert len(train) == 12 and {s.video_id for s in train} == {"train/0_real/a", "train/1_fake/b"}
+    ds = ImageDataset(train, Preprocessor(PreprocessConfig(input_size=64, policy="resize")))
+    batch = collate([ds[i] for i in range(len(ds))])
+    assert batch["image"].shape == (12, 3, 64, 64) and not batch["skipped"]
+    # clip models read the same manifest: frames grouped by video, in frame order
+    clips = build_dataset(train, PreprocessConfig(input_size=32, policy="resize", clip_len=4), "clip", train=False)
+    assert len(clips) == 4 and clips[0]["image"].shape == (4, 3, 32, 32)  # 6 frames: a window and the tail
+    assert [f.frame_index for f in clips.items[0].frames] == [0, 2, 4, 7]
+    # one set per split (and per fake method, with the split's reals)
+    assert len(read_manifest(out / "sets" / "train" / "all.csv")) == 12
+    videos = rows_of(out / "videos.csv")
+    assert [(v["status"], v["frames_total"], v["frames_sampled"]) for v in videos] == [("ok", "12", "6")] * 3
+    assert rows_of(out / "failures.csv") == []
+
+
+def test_all_faces_get_track_ids(face_videos, tmp_path):
+    src = tmp_path / "one"
+    (src / "1_fake").mkdir(parents=True)
+    (src / "1_fake" / "c.mp4").symlink_to(face_videos / "test" / "1_fake" / "c.mp4")
+    out = tmp_path / "out"
+    s = prepare("folder", src, out, PrepareOptions(num_frames=4, size=48, faces="all"), echo=lambda m: None)
+    rows = rows_of(out / "manifest.csv")
+    assert s.faces == 8 and sorted(r["track"] for r in rows) == ["0"] * 4 + ["1"] * 4
+    big = [parse_box(r["box"]) for r in rows if r["track"] == "0"]
+    small = [parse_box(r["box"]) for r in rows if r["track"] == "1"]
+    assert min(b[2] - b[0] for b in big) > max(b[2] - b[0] for b in small)  # track 0 is the main face
+    # each face is a video of its own for clip models and video-level metrics
+    assert {x.video_id for x in read_manifest(out / "manifest.csv")} == {"1_fake/c", "1_fake/c/face1"}
+    assert sum(1 for p in (out / "crops").rglob("*_face1.png")) == 4
+
+
+def test_aligned_crops(face_videos, tmp_path):
+    s = prepare("folder", face_videos / "train", tmp_path / "out",
+                PrepareOptions(num_frames=2, crop="align", size=96), echo=lambda m: None)
+    crops = sorted((tmp_path / "out" / "crops").rglob("*.png"))
+    assert s.faces == 4 and len(crops) == 4 and Image.open(crops[0]).size == (96, 96)
+
+
+def test_rerun_skips_finished_videos_and_an_interrupted_run_leaves_no_half_entry(face_videos, tmp_path,
+                                                                                 monkeypatch):
+    import fakescope.data.align as align
+
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    real_crop = align.face_crop
+
+    def crop_then_stop(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 9:  # in the middle of the second video
+            raise KeyboardInterrupt
+        return real_crop(*a, **k)
+
+    monkeypatch.setattr(align, "face_crop", crop_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("folder", face_videos, out, OPT, echo=lambda m: None)
+    monkeypatch.undo()
+    assert not list(out.rglob("*.tmp-*")), "a half-written crop folder was left behind"
+    assert len(list((out / ".records").glob("*.json"))) == 1
+    s = prepare("folder", face_videos, out, OPT, echo=lambda m: None)
+    assert (s.skipped, s.processed) == (1, 2) and s.rows == 18
+    again = prepare("folder", face_videos, out, OPT, echo=lambda m: None)
+    assert (again.skipped, again.processed, again.rows) == (3, 0, 18)
+    with pytest.raises(DataError, match="size 64 -> 128"):
+        prepare("folder", face_videos, out, PrepareOptions(num_frames=6, size=128), echo=lambda m: None)
+
+
+def test_shards_split_the_work_without_overlap(face_videos, tmp_path):
+    units = make_units(iter_items("folder", face_videos))
+    assert sorted(shard_of(u.key, 2) for u in units) == sorted(shard_of(u.key, 2) for u in units[::-1])
+    out = tmp_path / "out"
+    s0 = prepare("folder", face_videos, out, PrepareOptions(num_frames=6, size=64, num_shards=2, shard_index=0),
+                 echo=lambda m: None)
+    s1 = prepare("folder", face_videos, out, PrepareOptions(num_frames=6, size=64, num_shards=2, shard_index=1),
+                 echo=lambda m: None)
+    assert s0.units + s1.units == 3 and s0.processed + s1.processed == 3
+    assert s1.rows == 18  # the last shard to finish writes the complete manifest
+    with pytest.raises(DataError, match="shard-index"):
+        prepare("folder", face_videos, out, PrepareOptions(num_shards=2, shard_index=2), echo=lambda m: None)
+
+
+def test_bad_inputs_are_reported_and_the_run_goes_on(face_videos, tmp_path, capsys):
+    root = tmp_path / "bad"
+    fake = root / "1_fake"
+    fake.mkdir(parents=True)
+    (fake / "good.mp4").write_bytes((face_videos / "train" / "1_fake" / "b.mp4").read_bytes())
+    (fake / "zero.mp4").write_bytes(b"")
+    (fake / "text.mp4").write_text("not a video\n" * 50)
+    frames, _ = face_frames(16)
+    data = write_video(tmp_path / "whole.mp4", frames, container_options={"movflags": "faststart"}).read_bytes()
+    (fake / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    write_video(fake / "noface.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 8)
+    write_video(fake / "voice.mp4", [], audio=True)
+    real = root / "0_real"
+    real.mkdir()
+    Image.fromarray(frames[0]).save(real / "ok.png")
+    (real / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "out"
+    argv = ["prepare", "folder", "--root", str(root), "--out", str(out), "--num-frames", "4", "--size", "32",
+            "--progress", "off"]
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    failures = {Path(r["path"]).name: r["reason"] for r in rows_of(out / "failures.csv")}
+    assert failures == {"zero.mp4": "empty-file", "text.mp4": "cannot-open", "truncated.mp4": "decode-error",
+                        "noface.mp4": "no-face", "voice.mp4": "no-video-stream", "broken.png": "image-decode"}
+    for name, reason in failures.items():
+        assert any(name in line and reason in line for line in printed.splitlines()), (name, printed)
+    assert "failures this run: 6" in printed
+    rows = rows_of(out / "manifest.csv")
+    assert {Path(r["path"]).parent.name for r in rows} == {"good", "0_real"} and len(rows) == 5
+    # a re-run skips what failed (and still says so in its exit status); --retry-failed tries again
+    assert main(argv) == 1
+    assert "0 processed now, 7 already done" in capsys.readouterr().out
+    assert main(argv + ["--retry-failed"]) == 1
+    assert "failures this run: 6" in capsys.readouterr().out
+
+
+def test_image_dataset_is_referenced_in_place(tmp_path):
+    root = tmp_path / "imgs"
+    for lab, n in (("0_real", 3), ("1_fake", 2)):
+        (root / "test" / "gan" / lab).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / "test" / "gan" / lab / f"{i}.png")
+    out = tmp_path / "out"
+    s = prepare("forensynths", root, out, echo=lambda m: None)
+    assert (s.images, s.rows, s.exit_code) == (5, 5, 0)
+    samples = read_manifest(out / "sets" / "test" / "gan.csv")
+    assert len(samples) == 5 and all(Path(x.path).is_file() for x in samples)
+    assert not (out / "crops").exists()
+    assert torch.tensor([x.label for x in samples]).sum() == 2
