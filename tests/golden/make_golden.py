@@ -1,4 +1,4 @@
-"""Regenerate the golden outputs: ``python tests/golden/make_golden.py``.
+"""Regenerate the golden outputs: ``python tests/golden/make_golden.py [NAME ...]`` (default: every tiny model).
 
 Run it only when a model's numerics change on purpose, and say why in the commit.
 Each file holds the logits of one tiny registered model (seed 0 initialisation) on a
@@ -18,7 +18,11 @@ from test_golden import GOLDEN_MODELS, golden_logits  # noqa: E402
 
 
 def main() -> None:
-    for name in GOLDEN_MODELS:
+    names = sys.argv[1:] or GOLDEN_MODELS
+    unknown = sorted(set(names) - set(GOLDEN_MODELS))
+    if unknown:
+        sys.exit(f"not a tiny registered model: {', '.join(unknown)} (known: {', '.join(GOLDEN_MODELS)})")
+    for name in names:
         logits, shape = golden_logits(name)
         (HERE / f"{name}.json").write_text(json.dumps({"model": name, "input_shape": shape,
                                                       "logits": logits}, indent=1) + "\n")

@@ -288,7 +288,8 @@ def _inflate(src: Tensor, dst_shape: torch.Size, key: str, source: str) -> Tenso
 def convert_state(state: dict[str, Tensor], encoder: I3DEncoder, source: str = "weights") -> tuple[dict, str]:
     """Map a state dict in any supported layout onto ``encoder``'s names and kernel shapes."""
     state = _strip(dict(state), ("module.",))
-    own_prefix = next((k[: -len("stem.conv.weight")] for k in sorted(state) if k.endswith("stem.conv.weight")), None)
+    own_prefix = next((k[: -len("stem.conv.weight")] for k in sorted(state)
+                       if k == "stem.conv.weight" or k.endswith(".stem.conv.weight")), None)
     if own_prefix is not None:  # this encoder's own state dict, alone or inside a model's (``encoder.``)
         return {k[len(own_prefix):]: v for k, v in state.items() if k.startswith(own_prefix)}, "own"
     if "resnet.embedder.embedder.convolution.weight" in state:  # transformers ResNetForImageClassification

@@ -172,15 +172,23 @@ def tpa_jpeg(x: Tensor, quality: Tensor) -> Tensor:
     y = 0.299 * r + 0.587 * g + 0.114 * bl
     cb = -0.168736 * r - 0.331264 * g + 0.5 * bl + 128.0
     cr = 0.5 * r - 0.418688 * g - 0.081312 * bl + 128.0
+    y, cb, cr = y.round(), cb.round(), cr.round()  # the encoder holds 8-bit components
     luma_q, chroma_q = jpeg_quant_tables(quality.to(x.device).repeat_interleave(t))
-    y = _quantise_blocks(y - 128.0, luma_q) + 128.0
-    chroma = F.avg_pool2d(torch.stack([cb, cr], 1), 2)
+    # the decoder rounds and range-limits each component to 0..255 after the inverse DCT, and again after
+    # the chroma upsampling, as libjpeg does
+    y = (_quantise_blocks(y - 128.0, luma_q) + 128.0).round().clamp(0, 255)
+    chroma = F.avg_pool2d(torch.stack([cb, cr], 1), 2).round()
     hh, hw = chroma.shape[-2:]
     chroma = _quantise_blocks(chroma.reshape(-1, hh, hw) - 128.0, chroma_q.repeat_interleave(2, 0)) + 128.0
-    chroma = F.interpolate(chroma.view(b * t, 2, hh, hw), scale_factor=2, mode="bilinear", align_corners=False)
-    cb, cr = chroma[:, 0] - 128.0, chroma[:, 1] - 128.0
+    # upsampled from the chroma samples that cover the image (ceil(H/2) x ceil(W/2)), edges replicated
+    ch, cw = (h + 1) // 2, (w + 1) // 2
+    chroma = chroma.round().clamp(0, 255).view(b * t, 2, hh, hw)[..., :ch, :cw]
+    chroma = F.interpolate(chroma, size=(2 * ch, 2 * cw), mode="bilinear", align_corners=False)
+    chroma = chroma.round()
+    y = y[..., :h, :w]
+    cb, cr = chroma[:, 0, :h, :w] - 128.0, chroma[:, 1, :h, :w] - 128.0
     rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
-    rgb = torch.round(rgb.clamp(0, 255))[..., :h, :w] / 255.0
+    rgb = torch.round(rgb.clamp(0, 255)) / 255.0
     return rgb.view(b, t, c, h, w).to(x.dtype)
 
 
