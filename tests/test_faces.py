@@ -124,6 +124,22 @@ def test_tracks_follow_faces_and_rank_the_main_face_first():
         select_faces(frames, "biggest")
 
 
+def test_largest_keeps_the_main_face_when_a_bigger_one_shows_up_briefly():
+    """A news inset (a bigger face in 2 of 10 frames, elsewhere in the picture) does not replace the speaker."""
+    def f(x, y, s, score=0.99):
+        return Face((x, y, x + s, y + s), score)
+
+    frames = [[f(400 + 3 * t, 60, 80, 1.0)] for t in range(10)]
+    frames[4] = [f(40, 30, 120, 0.8), frames[4][0]]
+    frames[5] = [frames[5][0], f(42, 31, 118, 0.9)]
+    frames[7] = [f(40, 30, 120, 0.8)]  # the speaker missed in this frame: the only face is taken
+    chosen = select_faces(frames, "largest")
+    assert all(len(fr) == 1 and fr[0].track == 0 for fr in chosen)
+    assert [fr[0].width for fr in chosen] == [80] * 7 + [120] + [80] * 2
+    assert chosen[4][0].score == 1.0 and chosen[4][0].box == frames[4][1].box
+    assert select_faces([[], []], "largest") == [[], []]
+
+
 class _Fixed(FaceDetector):
     """A user backend: one fixed box per frame."""
 

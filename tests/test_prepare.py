@@ -77,6 +77,21 @@ def test_prepare_videos_end_to_end(face_videos, tmp_path):
     assert rows_of(out / "failures.csv") == []
 
 
+def test_reading_ahead_in_a_thread_changes_nothing(face_videos, tmp_path):
+    """The next video is decoded while this one's faces are detected; the output is that of one-by-one work."""
+    outs = {}
+    for ahead in (True, False):
+        out = tmp_path / f"ahead_{ahead}"
+        prepare("folder", face_videos, out, PrepareOptions(num_frames=3, size=32, prefetch=ahead),
+                echo=lambda m: None)
+        outs[ahead] = out
+    assert (outs[True] / "manifest.csv").read_text() == (outs[False] / "manifest.csv").read_text()
+    crops = sorted(p.relative_to(outs[True]) for p in (outs[True] / "crops").rglob("*.png"))
+    assert len(crops) == 9
+    for rel in crops:
+        assert np.array_equal(np.asarray(Image.open(outs[True] / rel)), np.asarray(Image.open(outs[False] / rel)))
+
+
 def test_all_faces_get_track_ids(face_videos, tmp_path):
     src = tmp_path / "one"
     (src / "1_fake").mkdir(parents=True)

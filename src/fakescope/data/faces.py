@@ -299,6 +299,18 @@ class ONet(nn.Module):
         return torch.softmax(self.dense6_1(x), dim=1)[:, 1], self.dense6_2(x), self.dense6_3(x)
 
 
+# R-/O-Net crops per forward pass: the activations stay in the CPU cache (measured: R-Net on 1444 crops
+# takes about a third of the time of one pass over all of them)
+CROP_CHUNK = 128
+
+
+def _in_chunks(net: nn.Module, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``net`` over ``crops`` in chunks of :data:`CROP_CHUNK`, outputs concatenated."""
+    parts = [net(crops[i:i + CROP_CHUNK].contiguous(memory_format=torch.channels_last))
+             for i in range(0, max(len(crops), 1), CROP_CHUNK)]
+    return tuple(torch.cat(p) for p in zip(*parts))
+
+
 def mtcnn_weights_dir() -> Path:
     """The folder of MTCNN weights the facenet-pytorch wheel ships (its code is not imported)."""
     spec = importlib.util.find_spec("facenet_pytorch")
@@ -446,7 +458,7 @@ class MTCNN(FaceDetector):
     def _stage2(self, pyramid: _Pyramid, boxes, img):
         """R-Net on 24x24 crops: reject, regress, NMS."""
         crops = crop_resize(pyramid.full, boxes, img, 24)
-        prob, reg = self.rnet(crops.contiguous(memory_format=torch.channels_last))
+        prob, reg = _in_chunks(self.rnet, crops)
         ok = prob > self.thresholds[1]
         boxes, reg, prob, img = boxes[ok], reg[ok], prob[ok], img[ok]
         keep = batched_nms(boxes, prob, img, 0.7)
@@ -455,7 +467,7 @@ class MTCNN(FaceDetector):
     def _stage3(self, pyramid: _Pyramid, boxes, img):
         """O-Net on 48x48 crops: final score, box, five landmarks; NMS by overlap of the smaller box."""
         crops = crop_resize(pyramid.full, boxes, img, 48)
-        prob, reg, pts = self.onet(crops.contiguous(memory_format=torch.channels_last))
+        prob, reg, pts = _in_chunks(self.onet, crops)
         ok = prob > self.thresholds[2]
         boxes, reg, prob, img, pts = boxes[ok], reg[ok], prob[ok], img[ok], pts[ok]
         wh = (boxes[:, 2:] - boxes[:, :2])[:, None, :]
@@ -560,14 +572,25 @@ def link_tracks(faces_per_frame: Sequence[Sequence[Face]], max_shift: float = 0.
 
 
 def select_faces(faces_per_frame: Sequence[Sequence[Face]], mode: str = "largest") -> list[list[Face]]:
-    """``largest``: the largest face of each frame (track 0); ``all``: every face, with linked track ids.
+    """``largest``: one face per frame, the video's main face; ``all``: every face, with linked track ids.
 
-    Frames sampled seconds apart are too far apart to follow a face reliably,
-    so ``largest`` does not depend on tracking (DeepfakeBench also keeps the
-    largest face of each frame).
+    ``largest`` takes, in each frame, the face of the main track (the one
+    with the largest total area over the sampled frames, see
+    :func:`link_tracks`), and the frame's largest face where the main track
+    has none (the main face was missed, or the tracks broke at a cut). A
+    larger face that shows up in a few frames, such as a face in an inset
+    picture of a news programme, so does not replace the speaker in those
+    frames, as it would with the per-frame rule of DeepfakeBench.
     """
     if mode == "all":
         return link_tracks(faces_per_frame)
     if mode != "largest":
         raise DataError(f"face selection '{mode}': choose 'largest' or 'all'")
-    return [[replace(max(faces, key=lambda f: f.area), track=0)] if faces else [] for faces in faces_per_frame]
+    out = []
+    for faces in link_tracks(faces_per_frame):
+        main = [f for f in faces if f.track == 0]
+        if main or faces:
+            out.append([replace(main[0] if main else max(faces, key=lambda f: f.area), track=0)])
+        else:
+            out.append([])
+    return out

@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -57,6 +58,7 @@ class PrepareOptions:
     retry_failed: bool = False
     split: str | None = None  # keep this split only
     limit: int | None = None  # process at most this many units (a quick look at a large dataset)
+    prefetch: bool = True  # decode the next video in a thread while detecting faces in this one
 
     # settings that change what is written; a re-run into the same folder must use the same ones
     OUTPUT_KEYS = ("num_frames", "sampling", "stride", "start", "faces", "crop", "size", "margin", "detector",
@@ -189,26 +191,38 @@ def _crop_folder(out: Path, item: Item) -> Path:
     return out.joinpath("crops", *([item.split] if item.split else []), *parts)
 
 
-def process_video(item: Item, detector, opt: PrepareOptions, out: Path) -> dict[str, Any]:
-    """Sample, detect, crop and save one video; returns its record (never raises for bad input)."""
+def read_video(item: Item, opt: PrepareOptions):
+    """The sampled frames of a video, or ``(reason, detail)`` when it cannot be read (never raises for bad input)."""
+    from fakescope.data.video import VideoReadError, read_frames
+
+    try:
+        return read_frames(item.path, num_frames=opt.num_frames, mode=opt.sampling, stride=opt.stride,
+                           start=opt.start)
+    except VideoReadError as exc:
+        return exc.reason, exc.detail
+    except Exception as exc:  # anything else the decoder throws at odd files: report it, go on
+        return "read-error", f"{type(exc).__name__}: {exc}"
+
+
+def process_video(item: Item, detector, opt: PrepareOptions, out: Path, sampled=None) -> dict[str, Any]:
+    """Sample, detect, crop and save one video; returns its record (never raises for bad input).
+
+    ``sampled``: the result of :func:`read_video` when the frames were read
+    ahead (by the prefetching thread of :func:`prepare`).
+    """
     import numpy as np
 
     from fakescope.data.align import face_crop
     from fakescope.data.faces import select_faces
-    from fakescope.data.video import VideoReadError, read_frames
 
     video = {"video_id": item.video_id, "path": item.path, "label": item.label, "dataset": item.dataset,
              "method": item.method, "split": item.split, "status": "failed", "reason": ""}
-    try:
-        sampled = read_frames(item.path, num_frames=opt.num_frames, mode=opt.sampling, stride=opt.stride,
-                              start=opt.start)
-    except VideoReadError as exc:
-        video["reason"] = exc.reason
-        return {"video": video, "failures": [_failure(item, exc.reason, exc.detail)], "rows": []}
-    except Exception as exc:  # anything else the decoder throws at odd files: report it, go on
-        video["reason"] = "read-error"
-        return {"video": video, "rows": [],
-                "failures": [_failure(item, "read-error", f"{type(exc).__name__}: {exc}")]}
+    if sampled is None:
+        sampled = read_video(item, opt)
+    if isinstance(sampled, tuple):
+        reason, detail = sampled
+        video["reason"] = reason
+        return {"video": video, "failures": [_failure(item, reason, detail)], "rows": []}
     info = sampled.info
     video.update(frames_total=info.num_frames, frames_sampled=len(sampled.indices), short=int(sampled.short),
                  width=info.width, height=info.height, fps=round(info.fps, 3), rotation=info.rotation)
@@ -320,9 +334,9 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
         det_opts = {"detect_size": opt.detect_size, "min_face": opt.min_face} if opt.detector == "mtcnn" else {}
         detector = create_detector(opt.detector, weights=opt.detector_weights, device=opt.device, **det_opts)
 
-    def run(unit: Unit) -> None:
+    def run(unit: Unit, sampled=None) -> None:
         if unit.kind == "video":
-            rec = process_video(unit.items[0], detector, opt, out)
+            rec = process_video(unit.items[0], detector, opt, out, sampled)
             v = rec["video"]
             summary.videos += 1
             summary.frames += int(v.get("frames_sampled") or 0)
@@ -338,6 +352,36 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
         store.put({"key": unit.key, "kind": unit.kind, **rec})
         summary.processed += 1
 
+    def run_all(advance: Callable[[], None]) -> None:
+        """Units in order; the next video's frames are decoded in a thread while this one's faces are detected.
+
+        At most two videos' frames are in memory at once (the one being
+        processed and the next one), whatever the number of videos.
+        """
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakescope-decode") \
+            if opt.prefetch and sum(u.kind == "video" for u in todo) > 1 else None
+        ahead: dict[int, Future] = {}
+
+        def fetch(k: int) -> None:
+            nxt = next((j for j in range(k, len(todo)) if todo[j].kind == "video"), None)
+            if reader is not None and nxt is not None and nxt not in ahead:
+                ahead[nxt] = reader.submit(read_video, todo[nxt].items[0], opt)
+
+        try:
+            for k, u in enumerate(todo):
+                sampled = None
+                if u.kind == "video" and reader is not None:
+                    fetch(k)
+                    sampled = ahead.pop(k).result()
+                    fetch(k + 1)
+                run(u, sampled)
+                advance()
+        finally:
+            if reader is not None:
+                for f in ahead.values():
+                    f.cancel()
+                reader.shutdown(wait=True)
+
     import torch
 
     threads_before = torch.get_num_threads()
@@ -349,12 +393,9 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), transient=True) as bar:
                 task = bar.add_task(f"prepare {dataset}", total=len(todo))
-                for u in todo:
-                    run(u)
-                    bar.advance(task)
+                run_all(lambda: bar.advance(task))
         else:
-            for u in todo:
-                run(u)
+            run_all(lambda: None)
     finally:
         torch.set_num_threads(threads_before)
 
