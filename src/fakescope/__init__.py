@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_model", "list_models", "load", "save"]
+__all__ = ["Detector", "__version__", "create_model", "list_models", "load", "save"]
 
 
 def __getattr__(name: str):
@@ -20,4 +20,8 @@ def __getattr__(name: str):
         from fakescope import checkpoint
 
         return getattr(checkpoint, name)
+    if name == "Detector":
+        from fakescope.detect import Detector
+
+        return Detector
     raise AttributeError(f"module 'fakescope' has no attribute {name!r}")

@@ -122,6 +122,81 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    import csv
+
+    from fakescope.detect import RECORD_FIELDS, Detector, csv_row, expand_inputs, json_record
+    from fakescope.utils.console import show_progress
+
+    fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
+    detector = Detector.from_pretrained(
+        args.model, backend=args.backend, onnx=args.onnx, device=args.device, threshold=args.threshold,
+        batch_size=args.batch_size, faces=args.faces, num_frames=args.num_frames, max_clips=args.max_clips)
+    inputs = expand_inputs(args.paths)
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    counts = {"fake": 0, "real": 0}
+    failures: list[dict] = []
+    writer = csv.DictWriter(out, fieldnames=list(RECORD_FIELDS)) if fmt == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    bar = None
+    if show_progress({"on": True, "off": False}.get(args.progress, "auto")):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.console import Console
+
+        bar = Progress(TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       console=Console(stderr=True), transient=True)
+        task = bar.add_task("detect", total=len(inputs))
+        bar.start()
+    try:
+        for rec in detector.predict_many([p for p, _ in inputs]):
+            if writer is not None:
+                writer.writerow(csv_row(rec))
+            else:
+                out.write(json_record(rec) + "\n")
+            out.flush()
+            if rec["error"]:
+                failures.append(rec)
+            else:
+                counts[rec["label"]] += 1
+            if bar is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+        if out is not sys.stdout:
+            out.close()
+    total = counts["fake"] + counts["real"] + len(failures)
+    print(f"fakescope detect: {total} input(s): {counts['fake']} fake, {counts['real']} real, "
+          f"{len(failures)} failed (model {detector.name}, threshold {detector.threshold:g})"
+          + (f"; records in {args.out}" if args.out else ""), file=sys.stderr)
+    for rec in failures[:10]:
+        print(f"  failed: {rec['error']}", file=sys.stderr)
+    if len(failures) > 10:
+        print(f"  ... and {len(failures) - 10} more (see the error field of the records)", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fakescope.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.out, opset=args.opset)
+    _echo(result.summary())
+    _echo(f"config beside it: {result.config_path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from fakescope.serve import ServeSettings, serve
+
+    settings = ServeSettings(max_upload_mb=args.max_upload_mb, workers=args.workers, queue=args.queue,
+                             timeout_s=args.timeout)
+    serve(args.model, host=args.host, port=args.port, settings=settings, backend=args.backend, onnx=args.onnx,
+          device=args.device, threshold=args.threshold, batch_size=args.batch_size, faces=args.faces,
+          num_frames=args.num_frames, echo=_echo)
+    return 0
+
+
 # -------------------------------------------------------------------- parser
 _PREPARE_DATASETS = """datasets (--root is the folder as downloaded):
   ffpp           FaceForensics++: original_sequences/youtube/<comp>/videos, manipulated_sequences/<method>/<comp>/
@@ -230,6 +305,62 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")
     s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser(
+        "detect", help="score images and videos with a trained detector (JSON lines or CSV)",
+        description="Score image and video files, folders (searched recursively) and glob patterns with a "
+                    "checkpoint. One record per input: path, score (P(fake)), label, per-frame scores for videos, "
+                    "faces found, model name and version, and an error field for inputs that failed. Face-forgery "
+                    "checkpoints get face crops, AI-image checkpoints their own crop policy, clip checkpoints "
+                    "clips. The exit status is 0 whenever the command ran, also when inputs failed "
+                    "(they are counted at the end); 2 for usage errors.")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders, glob patterns")
+    s.add_argument("-m", "--model", required=True, help="checkpoint folder (or training run folder) or a .onnx file")
+    s.add_argument("-o", "--out", help="write records here (default: standard output)")
+    s.add_argument("--format", choices=["jsonl", "csv"], help="default: csv for an --out ending in .csv, else jsonl")
+    s.add_argument("--threshold", type=float, default=0.5, help="label is fake when score >= threshold")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    s.add_argument("--batch-size", type=int, default=32, help="images, frames or clips per forward pass")
+    s.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: onnxruntime on the model exported with `fakescope export` (image detectors)")
+    s.add_argument("--onnx", help="the .onnx file for --backend onnx (default: MODEL/model.onnx)")
+    s.add_argument("--faces", choices=["auto", "on", "off"], default="auto",
+                   help="face crops: auto follows the checkpoint (on for face-forgery detectors)")
+    s.add_argument("--num-frames", type=int, default=32, help="frames sampled per video (image detectors)")
+    s.add_argument("--max-clips", type=int, default=4, help="clips scored per video (clip detectors)")
+    s.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bar on standard error (auto: only on a terminal)")
+    s.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("export", help="export an image detector to ONNX, checked against PyTorch",
+                       description="Export a checkpoint to ONNX (input: float pixels 0..255 [B, 3, S, S], "
+                                   "output: P(fake) [B]) and check it against PyTorch on random inputs (max "
+                                   "absolute difference at most 1e-4). The checkpoint config is copied beside it.")
+    s.add_argument("checkpoint")
+    s.add_argument("--format", choices=["onnx"], default="onnx")
+    s.add_argument("-o", "--out", help="the .onnx file (default: CHECKPOINT/model.onnx)")
+    s.add_argument("--opset", type=int, default=18)
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("serve", help="REST service and web page for a detector (FastAPI on uvicorn)",
+                       description="Serve a detector: POST /v1/detect (multipart upload 'file': an image or a "
+                                   "video) returns the record, GET /healthz, GET / is a web page. Binds "
+                                   "127.0.0.1 unless told otherwise.")
+    s.add_argument("model", help="checkpoint folder or .onnx file")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-upload-mb", type=float, default=50.0, help="larger uploads get 413")
+    s.add_argument("--workers", type=int, default=1, help="requests scored at the same time")
+    s.add_argument("--queue", type=int, default=16, help="requests waiting beyond those; more get 503")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before 504")
+    s.add_argument("--threshold", type=float, default=0.5)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    s.add_argument("--onnx", help="the .onnx file for --backend onnx")
+    s.add_argument("--faces", choices=["auto", "on", "off"], default="auto")
+    s.add_argument("--num-frames", type=int, default=32)
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("models", help="list registered detectors")
     s.add_argument("pattern", nargs="?", default="*")
