@@ -1,14 +1,18 @@
 """SFCL-HCMF inference speed against a matmul roofline measured in the same run.
 
     python benchmarks/sfcl_roofline.py [--model sfcl_hcmf] [--batch 8] [--size 380] [--repeats 3] [--threads N]
+                                       [--device auto|cpu|cuda] [--dtype auto|fp32|bf16]
+
+``--dtype auto`` is fp32 on a CPU and bf16 on a CUDA GPU; ``--dtype bf16`` also works on a CPU
+(autocast; the block DCT and SIDA always run in fp32).
 
 1. The model's floating-point operations per image are counted by
    ``torch.utils.flop_counter.FlopCounterMode`` (convolutions, matmuls, attention).
-2. The roofline: the FLOP/s of a large dense matmul (fp32 on a CPU; bf16 on a GPU),
-   best of ``--repeats``, on this machine, in this run.
+2. The roofline: the FLOP/s of a large dense matmul in the chosen dtype, best of
+   ``--repeats``, on this machine, in this run.
 3. Inference: images per second of the model in eval mode under ``torch.inference_mode``
-   (fp32 on a CPU; bf16 autocast on a GPU), best of ``--repeats`` after a warm-up, on
-   random uint8 images normalised on the model's device.
+   (fp32, or bf16 autocast), best of ``--repeats`` after a warm-up, on random uint8
+   images normalised on the model's device.
 
 Roofline images/s = matmul FLOP/s / model FLOP per image. The last line is the ratio of
 the measured images/s to that bound (1.0 would be a model that runs at matmul speed;
@@ -42,7 +46,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--matmul", type=int, default=2048, help="side of the square roofline matmul")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+    ap.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="auto: bf16 autocast on a GPU, fp32 on a CPU")
     args = ap.parse_args()
 
     import torch
@@ -55,8 +61,9 @@ def main() -> None:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     gpu = device.type == "cuda"
-    dtype = torch.bfloat16 if gpu else torch.float32
-    sync = torch.cuda.synchronize if gpu else (lambda: None)
+    bf16 = args.dtype == "bf16" or (args.dtype == "auto" and gpu)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    sync = (lambda: torch.cuda.synchronize(device)) if gpu else (lambda: None)
 
     torch.manual_seed(0)
     model = create_model(args.model).to(device).eval()
@@ -64,7 +71,7 @@ def main() -> None:
     x8 = torch.randint(0, 256, (args.batch, 3, size, size), dtype=torch.uint8, device=device)
 
     def infer():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=gpu):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=bf16):
             return model(model.normalize(x8))
 
     with FlopCounterMode(display=False) as counter:
@@ -84,7 +91,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     name = torch.cuda.get_device_name(device) if gpu else f"{os.cpu_count()} CPU cores"
     print(f"machine: {name}, 1-minute load {load:.2f}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{'bf16 autocast' if gpu else 'fp32'}")
+          f"{'bf16 autocast' if bf16 else 'fp32'}")
     print(f"model: {args.model}, {model.num_parameters() / 1e6:.1f} M parameters, input {args.batch} x 3 x {size} x {size}")
     print(f"model FLOP per image (FlopCounterMode): {flop_per_image / 1e9:.2f} GFLOP")
     print(f"matmul {n}x{n} ({dtype}): {matmul_flops / 1e9:.1f} GFLOP/s -> roofline {roofline:.2f} images/s")

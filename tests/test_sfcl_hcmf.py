@@ -80,7 +80,7 @@ VARIANTS = {
     "no_faae": {"use_faae": False},
     "concat_mlp": {"fusion": "concat_mlp"},
     "faae_pooled": {"faae_output": "pooled"},
-    "spatial_tokens": {"hcma_tokens": "spatial"},
+    "spatial_tokens": {"hcma_tokens": "spatial", "preprocess": {"input_size": 128}},
     "one_logit_bce": {"head_outputs": 1},
     "channel_norm_batchnorm_sida": {"freq_norm": "channel", "sida_norm": "batchnorm"},
 }
@@ -88,16 +88,18 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_gradients_reach_every_trainable_module(variant):
+    # spatial tokens at 32 px would leave one key token (CNN-F's map is 1x1): softmax over one key
+    # is 1 and W_Q, W_K get no gradient, so that variant runs where the maps have several positions
     m = tiny(**VARIANTS[variant]).train()
-    out = m.compute_loss(m.normalize(pixels(4, 32)), torch.tensor([0, 1, 0, 1]))
+    size = m.preprocess.input_size
+    out = m.compute_loss(m.normalize(pixels(4, size)), torch.tensor([0, 1, 0, 1]))
     assert torch.isfinite(out.total)
     out.total.backward()
-    for name, p in m.named_parameters():
+    trainable = [(name, p) for name, p in m.named_parameters() if p.requires_grad]
+    assert trainable
+    for name, p in trainable:  # every trainable tensor of every module, not only some of each module
         assert p.grad is not None, f"{variant}: {name} gets no gradient"
-    for name, child in m.named_children():
-        grads = [p.grad.abs().sum() for p in child.parameters()]
-        if grads:
-            assert sum(grads) > 0, f"{variant}: module {name} gets only zero gradients"
+        assert p.grad.abs().sum() > 0, f"{variant}: {name} gets only zero gradients"
 
 
 def test_ablation_switches_remove_their_modules():
@@ -307,16 +309,99 @@ def test_paper_tables_mark_reported_numbers_as_secondary_source():
     from fakescope.eval.tables import build_rows, get_table
 
     ffpp, cross = get_table("sfcl_ffpp"), get_table("sfcl_cross")
+    assert ffpp.metrics == cross.metrics == ("acc", "auc", "video_auc")  # frame acc, frame AUC, video AUC
     row = ffpp.reference["SFCL-HCMF [secondary source]"]
-    assert row == {"FF++ c23": (97.43, 99.58), "FF++ c40": (91.77, 94.21)}
-    assert cross.reference["SFCL-HCMF [secondary source]"]["Celeb-DF v2"] == (74.68, None)
-    assert cross.reference["SFCL-HCMF [secondary source]"]["DFDC"] == (73.71, None)
+    assert row == {"FF++ c23": (97.43, 99.58, None), "FF++ c40": (91.77, 94.21, None)}
+    assert cross.reference["SFCL-HCMF [secondary source]"]["Celeb-DF v2"] == (None, 74.68, None)
+    assert cross.reference["SFCL-HCMF [secondary source]"]["DFDC"] == (None, 73.71, None)
     assert all("secondary source" in note for note in (*ffpp.footnotes.values(), *cross.footnotes.values()))
     assert cross.column_of("celebdf_v2") == "Celeb-DF v2" and cross.column_of("dfdc") == "DFDC"
     assert get_table("sfcl_xmanip").reference == {}  # nothing recovered, nothing invented
-    _, rows, notes = build_rows(cross, {"celebdf_v2": {"auc": 0.7, "video_auc": 0.75}}, "sfcl_hcmf")
-    assert rows[-1][:5] == ["sfcl_hcmf (ours)", "n/a", "n/a", "70.0", "75.0"]
+    _, rows, notes = build_rows(cross, {"celebdf_v2": {"acc": 0.6, "auc": 0.7, "video_auc": 0.75}}, "sfcl_hcmf")
+    assert rows[-1][:7] == ["sfcl_hcmf (ours)", "n/a", "n/a", "n/a", "60.0", "70.0", "75.0"]
+    assert rows[0][0] == "SFCL-HCMF [secondary source] (paper)" and rows[0][5].startswith("74.7[")
     assert any("secondary source" in n for n in notes)
+
+
+def _ffpp_like_list(root, methods=("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")):
+    """A CSV list laid out like FF++ (real 'youtube' videos and four manipulations, three splits), tiny PNGs."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for split in ("train", "val", "test"):
+        for method, label in (("youtube", 0), *((m, 1) for m in methods)):
+            for v in range(2):
+                for f in range(2):
+                    path = root / "img" / f"{method}_{split}_{v}_{f}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(path)
+                    rows.append({"path": str(path), "label": label, "split": split, "method": method,
+                                 "video_id": f"{method}_{split}_{v}", "frame_index": f})
+    with open(root / "list.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root / "list.csv"
+
+
+def test_cross_manipulation_configs_read_the_sets_that_prepare_writes(tmp_path):
+    from fakescope.config import DataConfig
+    from fakescope.data.datasets import load_samples
+    from fakescope.data.prepare import prepare
+    from fakescope.eval.tables import get_table
+
+    prepare("csv", _ffpp_like_list(tmp_path), tmp_path / "data" / "ffpp_c23", echo=lambda m: None)
+    data = DataConfig(root=str(tmp_path / "data"))
+    for slug, method in (("deepfakes", "Deepfakes"), ("face2face", "Face2Face"), ("faceswap", "FaceSwap"),
+                         ("neuraltextures", "NeuralTextures")):
+        cfg = load_config(f"sfcl_hcmf/xmanip_{slug}")
+        for part in ("train", "val"):
+            (src,) = [r for s in getattr(cfg.data, part) for r in data.resolve(s)]
+            samples = load_samples(src.path, src.split)
+            assert {s.method for s in samples if s.label == 1} == {method}, (slug, part)  # one manipulation
+            assert {s.label for s in samples} == {0, 1} and {s.extra["split"] for s in samples} == {part}
+        tests = {src.name: load_samples(src.path, src.split) for s in cfg.data.test for src in data.resolve(s)}
+        assert list(tests) == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+        for name, samples in tests.items():
+            assert {s.method for s in samples if s.label == 1} == {name} and {s.label for s in samples} == {0, 1}
+            assert get_table("sfcl_xmanip").column_of(name) == name  # the grid's columns find these sets
+
+
+def _fake_run(folder, train_name, sets, model="sfcl_hcmf"):
+    import yaml
+
+    (folder / "eval").mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"data": {"train": [{"path": f"x/{train_name}.csv",
+                                                                             "name": None, "split": "train"}]}}))
+    (folder / "eval" / "metrics.json").write_text(json.dumps({"model": model, "sets": sets}))
+    return folder
+
+
+def test_cross_manipulation_grid_and_tables_from_run_folders(tmp_path, capsys):
+    from fakescope.eval import paper_sfcl
+
+    manips = paper_sfcl.MANIPULATIONS
+    runs = [_fake_run(tmp_path / f"run{i}", trained, {m: {"auc": 0.5 + 0.1 * j + (0.05 if i == j else 0.0)}
+                                                      for j, m in enumerate(manips)})
+            for i, trained in enumerate(manips)]
+    header, rows, notes = paper_sfcl.xmanip_grid(runs)
+    assert header[1:5] == list(manips) and header[-1] == "mean unseen"
+    assert [r[0] for r in rows] == list(manips)  # one row per training manipulation, from config.yaml
+    assert rows[1][1:5] == ["50.0", "65.0 *", "70.0", "80.0"]  # the diagonal (intra) is marked
+    assert rows[1][5] == f"{100 * (0.5 + 0.7 + 0.8) / 3:.1f}"  # mean over the three unseen manipulations
+    assert "no reference row" in notes[0]
+    assert paper_sfcl.main(["xmanip", *map(str, runs), "--out", str(tmp_path / "t")]) == 0
+    assert (tmp_path / "t" / "table_sfcl_xmanip_grid.md").read_text() in capsys.readouterr().out
+    # the FF++ tables merge the c23 run (intra + cross-dataset) and the c40 run
+    c23 = _fake_run(tmp_path / "c23", "ffpp_c23_train", {n: {"acc": 0.9, "auc": 0.95, "video_auc": 0.97}
+                                                         for n in ("ffpp_c23", "celebdf_v2", "dfdc")})
+    c40 = _fake_run(tmp_path / "c40", "ffpp_c40_train", {"ffpp_c40": {"acc": 0.8, "auc": 0.85, "video_auc": 0.9}})
+    ffpp_md, cross_md = (p.read_text() for p in paper_sfcl.write_run_tables([c23, c40], tmp_path / "t"))
+    assert "| sfcl_hcmf (ours) | 90.0 | 95.0 | 97.0 | 80.0 | 85.0 | 90.0 | 85.0 | 90.0 | 93.5 |" in ffpp_md
+    assert "not evaluated here" not in cross_md and "| sfcl_hcmf (ours) | 90.0 | 95.0 | 97.0 | 90.0 |" in cross_md
+    with pytest.raises(Exception, match="no eval/metrics.json"):
+        paper_sfcl.run_metrics(tmp_path / "absent")
 
 
 def test_tiny_sfcl_hcmf_learns_the_synthetic_benchmark(tmp_path, tiny_synth):
