@@ -7,10 +7,11 @@ The batch dimension is dynamic. The checkpoint's ``config.json`` is written besi
 weights it came from), so the input size, crop policy, label map and model name travel with it;
 :class:`fakescope.Detector` reads both (``Detector.from_pretrained("model.onnx")``).
 
-Export goes through ``torch.export`` and the ONNX exporter of PyTorch (``dynamo=True``). Two operators
+Export goes through ``torch.export`` and the ONNX exporter of PyTorch (``dynamo=True``). Operators
 that the exporter does not translate are decomposed first, with the same arithmetic:
-``adaptive_avg_pool3d`` (the band pooling of SFCL-HCMF) into slices and means, and
-``scaled_dot_product_attention`` on 3-D inputs into matmul-softmax-matmul. Tensors that a model
+``adaptive_avg_pool3d`` (the band pooling of SFCL-HCMF) into slices and means,
+``scaled_dot_product_attention`` on 3-D inputs into matmul-softmax-matmul, and oneDNN's linear
+(FSSNet's CPU inference path) into a plain linear. Tensors that a model
 caches on its first call (FSSNet's frequency masks) are made by one call before export, so they
 enter the graph as constants. The parity check then runs onnxruntime and PyTorch on random inputs
 and refuses the file if they differ by more than :data:`PARITY_TOLERANCE`.
@@ -97,13 +98,23 @@ def _attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=No
     return torch.matmul(a.softmax(-1), v)
 
 
+def _onednn_linear(x, weight, bias, attr="none", scalars=(), algorithm=""):
+    """oneDNN's fused linear (a CPU fast path some models take at inference) as a plain linear."""
+    if attr not in ("none", ""):
+        raise NotImplementedError(f"ONNX export of oneDNN linear with fused '{attr}'")
+    return torch.nn.functional.linear(x, weight, bias)
+
+
 def _decompositions() -> dict:
     aten = torch.ops.aten
-    return {
+    table = {
         aten.adaptive_avg_pool3d.default: _adaptive_avg_pool,
         aten._adaptive_avg_pool3d.default: _adaptive_avg_pool,
         aten.scaled_dot_product_attention.default: _attention,
     }
+    if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        table[torch.ops.mkldnn._linear_pointwise.default] = _onednn_linear
+    return table
 
 
 # ------------------------------------------------------------------------ export
