@@ -298,7 +298,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Se
 
     require("fastapi", extra="serve", purpose="fakescope serve")
     uvicorn = require("uvicorn", extra="serve", purpose="fakescope serve")
-    require("multipart", extra="serve", purpose="uploads in fakescope serve")
+    require("python_multipart", extra="serve", purpose="uploads in fakescope serve")
     from fakescope.detect import Detector
 
     settings = settings or ServeSettings()

@@ -1,0 +1,162 @@
+"""The web page, end to end in headless Chromium: upload an image and a video, see the result, save screenshots.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` packages and the ``selenium`` package (dev extra);
+skips with the reason when they are missing. ``.ci/run`` installs the browser and sets
+``FAKESCOPE_REQUIRE_BROWSER=1``, which turns the skip into a failure so CI cannot pass without running it.
+Screenshots go to the test's temporary folder, or to ``$FAKESCOPE_SCREENSHOTS`` when set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'fakescope[serve]'")
+
+from test_detect import HAVE_MTCNN, make_checkpoint, make_media  # noqa: E402
+
+from fakescope.detect import Detector  # noqa: E402
+from fakescope.serve import ServeSettings, create_app  # noqa: E402
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+DRIVERS = ("chromedriver",)
+
+
+def _find(names) -> str | None:
+    for n in names:
+        p = shutil.which(n) or (f"/usr/bin/{n}" if os.path.exists(f"/usr/bin/{n}") else None)
+        if p:
+            return p
+    return None
+
+
+def _browser_or_skip() -> tuple[str, str]:
+    problems = []
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        problems.append("the selenium package is not installed (pip install selenium)")
+    browser, driver = _find(BROWSERS), _find(DRIVERS)
+    if browser is None:
+        problems.append("no Chromium browser found (Debian: apt-get install chromium)")
+    if driver is None:
+        problems.append("no chromedriver found (Debian: apt-get install chromium-driver)")
+    if problems:
+        reason = "web page test needs a headless browser: " + "; ".join(problems)
+        if os.environ.get("FAKESCOPE_REQUIRE_BROWSER"):
+            pytest.fail(reason + " (FAKESCOPE_REQUIRE_BROWSER is set)")
+        pytest.skip(reason)
+    return browser, driver
+
+
+class LiveServer:
+    """uvicorn serving the app on a free loopback port, in a thread of the test process."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary, driver_path = _browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1100,1300"):
+        opts.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+    drv.set_page_load_timeout(60)
+    yield drv
+    drv.quit()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+def _shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("FAKESCOPE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _upload(browser, url: str, path: Path) -> str:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda d: "model " in d.find_element(By.ID, "model").text)
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 120).until(
+        lambda d: d.find_element(By.ID, "result").get_attribute("data-state") in ("done", "error"))
+    return browser.find_element(By.ID, "result").get_attribute("data-state")
+
+
+def _image_loaded(browser, element_id: str) -> bool:
+    return bool(browser.execute_script(
+        "const i = document.getElementById(arguments[0]); return i.complete && i.naturalWidth > 0;", element_id))
+
+
+def test_web_page_scores_an_image_and_a_video(browser, media, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    face = HAVE_MTCNN
+    ck = make_checkpoint(tmp_path / "ck", "efficientnet_tiny" if face else "simple_cnn_tiny")
+    det = Detector.from_pretrained(ck, device="cpu", num_frames=6)
+    shots = _shots(tmp_path)
+    with LiveServer(create_app(det, ServeSettings(max_upload_mb=5))) as url:
+        # an image: label, score, the input beside its spectrum, and (face model) the crop used
+        assert _upload(browser, url, media["face"]) == "done"
+        label = browser.find_element(By.ID, "label").text
+        assert label in ("real", "fake")
+        expected = det.predict(media["face"])
+        assert f"P(fake) = {expected['score']:.4f}" == browser.find_element(By.ID, "score").text
+        assert _image_loaded(browser, "input-view") and _image_loaded(browser, "spectrum")
+        faces = browser.find_elements(By.CSS_SELECTOR, "#faces img")
+        if face:
+            assert len(faces) == 1 and "1 face(s) found" in browser.find_element(By.ID, "detail").text
+        browser.save_screenshot(str(shots / "web_image.png"))
+        assert (shots / "web_image.png").stat().st_size > 10_000
+
+        # a video: the per-frame score plot has one point per scored frame
+        assert _upload(browser, url, media["video"]) == "done"
+        assert browser.find_element(By.ID, "frames-box").is_displayed()
+        points = browser.find_element(By.ID, "frame-curve").get_attribute("points").split()
+        scored = [s for s in det.predict(media["video"])["frame_scores"] if s is not None]
+        assert len(points) == len(scored) >= 4
+        browser.save_screenshot(str(shots / "web_video.png"))
+
+        # a file that is no picture: the page shows the service's error
+        assert _upload(browser, url, media["text"]) == "error"
+        assert "neither an image nor a video" in browser.find_element(By.ID, "detail").text
