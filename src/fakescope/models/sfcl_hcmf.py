@@ -46,6 +46,7 @@ concatenation of S, F, D and Linear-ReLU).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import torch
@@ -247,6 +248,10 @@ class HCMA(nn.Module):
         # spatial tokens: queries from the backbone's final map, keys/values from CNN-F's final map
         qs = self.proj_s(s_map.flatten(2).transpose(1, 2))  # [B, N_s, dim]
         fs = self.proj_f(f_map.flatten(2).transpose(1, 2))  # [B, N_f, dim]
+        if fs.shape[1] == 1:
+            warnings.warn("HCMA hcma_tokens='spatial': CNN-F's final map has a single position at this input "
+                          "size, so the attention over one key is degenerate (A = V); use a larger input or "
+                          "hcma_tokens='chunks'", RuntimeWarning, stacklevel=2)
 
         def split(t: Tensor) -> Tensor:
             return t.view(b, t.shape[1], self.heads, -1).transpose(1, 2)
