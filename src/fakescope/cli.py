@@ -129,6 +129,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from fakescope.utils.console import show_progress
 
     fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
+    _set_threads(args.threads)
     detector = Detector.from_pretrained(
         args.model, backend=args.backend, onnx=args.onnx, device=args.device, threshold=args.threshold,
         batch_size=args.batch_size, faces=args.faces, num_frames=args.num_frames, max_clips=args.max_clips)
@@ -186,9 +187,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_threads(threads: int) -> None:
+    if threads < 0:
+        raise FakescopeError(f"--threads must be 0 (torch's default) or more, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from fakescope.serve import ServeSettings, serve
 
+    _set_threads(args.threads)
     settings = ServeSettings(max_upload_mb=args.max_upload_mb, workers=args.workers, queue=args.queue,
                              timeout_s=args.timeout)
     serve(args.model, host=args.host, port=args.port, settings=settings, backend=args.backend, onnx=args.onnx,
@@ -330,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-clips", type=int, default=4, help="clips scored per video (clip detectors)")
     s.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on standard error (auto: only on a terminal)")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     s.set_defaults(func=cmd_detect)
 
     s = sub.add_parser("export", help="export an image detector to ONNX, checked against PyTorch",
@@ -360,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--onnx", help="the .onnx file for --backend onnx")
     s.add_argument("--faces", choices=["auto", "on", "off"], default="auto")
     s.add_argument("--num-frames", type=int, default=32)
+    s.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default; 1 suits small models on a busy machine)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("models", help="list registered detectors")
