@@ -143,3 +143,18 @@ def test_data_sources_resolve_globs(tmp_path):
     assert all(Path(s.path).is_dir() for s in resolved)
     with pytest.raises(ConfigError, match="matches no folder"):
         cfg.data.resolve(type(cfg.data.test[0])(path="nothing/*"))
+
+
+def test_test_set_names_of_manifests_and_globs(tmp_path):
+    from fakescope.config import DataConfig, DataSource
+
+    for ds in ("ffpp_c23", "celebdf_v2"):
+        (tmp_path / ds / "sets" / "test").mkdir(parents=True)
+    for stem in ("all", "Deepfakes", "Face2Face"):
+        (tmp_path / "ffpp_c23" / "sets" / "test" / f"{stem}.csv").write_text("path,label\n")
+    (tmp_path / "celebdf_v2" / "sets" / "test" / "all.csv").write_text("path,label\n")
+    data = DataConfig(root=str(tmp_path))
+    names = [s.name for s in data.resolve(DataSource(path="ffpp_c23/sets/test/*.csv"))]
+    assert names == ["Deepfakes", "Face2Face", "ffpp_c23"]  # stems, and all.csv named after its dataset
+    assert data.resolve(DataSource(path="celebdf_v2/sets/test/all.csv"))[0].name == "celebdf_v2"
+    assert data.resolve(DataSource(path="celebdf_v2/sets/test/all.csv", name="CDF"))[0].name == "CDF"

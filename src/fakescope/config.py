@@ -119,7 +119,7 @@ class DataConfig(Strict):
             if not matches:
                 raise ConfigError(f"data source '{source.path}': the pattern {path} matches no folder or manifest")
             return [
-                DataSource(path=m, name=Path(m).name if source.name is None else f"{source.name}/{Path(m).name}",
+                DataSource(path=m, name=_default_name(m) if source.name is None else f"{source.name}/{_default_name(m)}",
                            split=source.split)
                 for m in matches
             ]
@@ -128,8 +128,14 @@ class DataConfig(Strict):
 
 
 def _default_name(path: str) -> str:
+    """A test set's name: a folder's name, a manifest's stem; ``prepare``'s ``DATASET/sets/<split>/all.csv``
+    is named after ``DATASET`` (so ``celebdf_v2/sets/test/all.csv`` is the set ``celebdf_v2``)."""
     p = Path(path)
-    return p.stem if p.suffix == ".csv" else p.name
+    if p.suffix != ".csv":
+        return p.name
+    if p.stem == "all" and len(p.parents) >= 3 and p.parents[1].name == "sets":
+        return p.parents[2].name
+    return p.stem
 
 
 # -------------------------------------------------------------------- optim
