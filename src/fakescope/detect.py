@@ -29,7 +29,6 @@ the other files go on.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import math
 import os
@@ -206,12 +205,10 @@ def _resolve_device(device: str | None) -> str:
     return str(device)
 
 
-def _weights_digest(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()[:12]
+def _weights_digest(path: Path) -> str:
+    from fakescope.export import weights_sha256
+
+    return weights_sha256(path)[:12]
 
 
 class Detector:
