@@ -159,6 +159,17 @@ def test_sida_skewness_and_kurtosis_are_scale_invariant():
     assert not torch.allclose(sida(x + torch.randn_like(x))[:, s["kurtosis"]], base[:, s["kurtosis"]])
 
 
+def test_moment_sums_by_bmm_and_by_elementwise_products_agree():
+    # a CPU sums the powers with bmm; other devices use products and sums (no TF32 matmul can reach them)
+    from fakescope.models.spectral.dct import _moments
+
+    a = torch.rand(2, 3, 64, 30) * torch.logspace(0, 3, 64).view(1, 1, 64, 1)
+    by_bmm = _moments(a.clone(), 1e-6, use_bmm=True)
+    by_sum = _moments(a.clone(), 1e-6, use_bmm=False)
+    for x, y in zip(by_bmm, by_sum):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
 def test_sida_chunked_on_cpu_equals_one_pass(monkeypatch):
     import fakescope.models.spectral.dct as dct
 

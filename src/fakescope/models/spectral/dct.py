@@ -20,15 +20,18 @@ differences, and their mean, standard deviation, skewness and kurtosis over the 
 grid: ``4 x 3 x (3 x 64) = 2304`` numbers per image, with no learnable parameter.
 
 Everything runs in float32 (autocast is switched off here): DC coefficients reach about
-+-1000 and fourth moments of them do not fit bf16.
++-1000 and fourth moments of them do not fit bf16. On a CUDA device cuDNN's TF32 mode is
+switched off for the block-DCT convolution, and SIDA's sums do not use matmuls there: TF32
+keeps 10 mantissa bits, which moved coefficients by about 2e-4 of their range (0.2 for a
+DC of 1000) in a test on an H100, far more than the high-frequency coefficients SIDA reads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from functools import lru_cache
 from typing import Literal
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +53,15 @@ YCBCR_OFFSET = (0.0, 128.0, 128.0)
 
 def _no_autocast(x: Tensor):
     return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+def _exact_fp32(x: Tensor):
+    """Full float32 convolutions on CUDA (cuDNN TF32 off, other cuDNN settings kept); nothing elsewhere."""
+    if x.device.type != "cuda":
+        return contextlib.nullcontext()
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                       allow_tf32=False)
 
 
 def _work_dtype(x: Tensor) -> torch.dtype:
@@ -138,24 +150,33 @@ def block_dct(x: Tensor, block: int = 8, zigzag: bool = True) -> Tensor:
         x = x.to(_work_dtype(x)).reshape(b * c, 1, h, w)
         t = block_dct_basis(block, zigzag, x.dtype, x.device)
         # a stride-`block` convolution with the [64, 1, 8, 8] basis: one dot product per block and coefficient
-        return F.conv2d(x, t.unsqueeze(1), stride=block).view(b, c, block * block, h // block, w // block)
+        with _exact_fp32(x):
+            y = F.conv2d(x, t.unsqueeze(1), stride=block)
+        return y.view(b, c, block * block, h // block, w // block)
 
 
-def _moments(a: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _moments(a: Tensor, eps: float, use_bmm: bool | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Mean, sqrt(var + eps), skewness and kurtosis of ``a [..., N]`` over its last dimension (eqs. 4-7).
 
-    Overwrites ``a`` (it is centred in place). The power sums are batched dot products
-    (``bmm`` of ``[R, 1, N]`` by ``[R, N, 1]``), which need no temporary per power.
+    Overwrites ``a`` (it is centred in place). On a CPU the power sums are batched dot
+    products (``bmm`` of ``[R, 1, N]`` by ``[R, N, 1]``), which need no temporary per power;
+    elsewhere they are elementwise products and sums, which no TF32 matmul setting can touch.
     """
     n = a.shape[-1]
     mu = a.mean(dim=-1)  # eq. (4)
+    shape = mu.shape
     d = a.sub_(mu.unsqueeze(-1)).reshape(-1, 1, n)
     d2 = d * d
-    col = d.transpose(1, 2)
-    shape = mu.shape
-    sigma = torch.sqrt(torch.bmm(d, col).view(shape) / n + eps)  # eq. (5)
-    m3 = torch.bmm(d2, col).view(shape) / n
-    m4 = torch.bmm(d2, d2.transpose(1, 2)).view(shape) / n
+    if d.device.type == "cpu" if use_bmm is None else use_bmm:
+        col = d.transpose(1, 2)
+        m2 = torch.bmm(d, col).view(shape) / n
+        m3 = torch.bmm(d2, col).view(shape) / n
+        m4 = torch.bmm(d2, d2.transpose(1, 2)).view(shape) / n
+    else:
+        m2 = d2.mean(dim=-1).view(shape)
+        m3 = (d2 * d).mean(dim=-1).view(shape)
+        m4 = (d2 * d2).mean(dim=-1).view(shape)
+    sigma = torch.sqrt(m2 + eps)  # eq. (5)
     return mu, sigma, m3 / sigma ** 3, m4 / sigma ** 4  # eqs. (6), (7): skewness, kurtosis
 
 
@@ -247,4 +268,6 @@ def frequency_tensor(pixels: Tensor, *, block: int = 8, ycbcr: bool = True, leve
         x = pad_to_multiple(pixels.to(_work_dtype(pixels)), block, pad_mode, pad_side)
         weight, bias = frequency_operator(block, ycbcr, level_shift, x.dtype, x.device)
         b, _, h, w = x.shape
-        return F.conv2d(x, weight, bias, stride=block).view(b, 3, block * block, h // block, w // block)
+        with _exact_fp32(x):
+            y = F.conv2d(x, weight, bias, stride=block)
+        return y.view(b, 3, block * block, h // block, w // block)
