@@ -276,6 +276,22 @@ def test_cnnf_weights_that_do_not_fit_are_errors(tmp_path):
         tiny(use_local=False, use_faae=False, cnnf_weights=str(tmp_path / "wrong.safetensors"))
 
 
+def test_backbone_weights_load_from_a_local_file(tmp_path):
+    from safetensors.torch import save_file
+
+    src = tiny()
+    state = {k: v.contiguous() for k, v in src.spatial.state_dict().items()}
+    save_file(state, str(tmp_path / "b4.safetensors"))
+    torch.manual_seed(123)  # a different random init everywhere else
+    m = create_model(TINY, weights=str(tmp_path / "b4.safetensors"))
+    for k, v in m.spatial.state_dict().items():
+        torch.testing.assert_close(v, state[k], msg=k)
+    assert not torch.equal(m.sbcm.convs[0].weight, src.sbcm.convs[0].weight)  # only the backbone was loaded
+    save_file({k: v for k, v in state.items() if "top_conv" not in k}, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(CheckpointError, match="missing keys .*top_conv"):
+        create_model(TINY, weights=str(tmp_path / "partial.safetensors"))
+
+
 def test_pretrained_backbone_that_cannot_load_is_an_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsUnavailableError, match="google/efficientnet-b4"):
