@@ -13,7 +13,7 @@ from conftest import tiny_experiment
 from fakescope.config import load_config
 from fakescope.errors import CheckpointError, ConfigError, WeightsUnavailableError
 from fakescope.models import create_model, resolve_model_config
-from fakescope.models.fssnet import TINY_BACKBONE, FSSNet
+from fakescope.models.fssnet import TINY_BACKBONE, FSSNet, OneDNNLinear, onednn_linear_available
 from fakescope.models.spectral.fft import BANDS, BandFilter, band_filter, band_mask, radial_frequency
 
 # A small DINOv2 with the hub model's position grid (518 / 14 = 37), so inputs of any
@@ -154,6 +154,39 @@ def test_sigma_theta_starts_at_one_half():
     with torch.no_grad():
         m.aff.theta.fill_(20.0)
     torch.testing.assert_close(m.aff(a, b), att * a, atol=1e-6, rtol=0)
+
+
+@pytest.mark.skipif(not onednn_linear_available(), reason="this PyTorch has no oneDNN")
+def test_onednn_linear_is_the_same_model_and_leaves_autograd_to_aten(monkeypatch):
+    calls = []
+    kernel = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(1) or kernel(*a))
+    torch.manual_seed(0)
+    fast = create_model("fssnet_tiny")  # cpu_linear: onednn, the default
+    torch.manual_seed(0)
+    ref = create_model("fssnet_tiny", cpu_linear="aten")
+    assert list(fast.state_dict()) == list(ref.state_dict())
+    assert all(type(m) is OneDNNLinear for m in fast.backbone_rgb.modules() if isinstance(m, torch.nn.Linear))
+    assert not any(isinstance(m, OneDNNLinear) for m in ref.modules())
+    x = fast.normalize(torch.rand(4, 3, 28, 28, generator=torch.Generator().manual_seed(0)))
+    with torch.inference_mode():
+        torch.testing.assert_close(fast.eval()(x), ref.eval()(x), rtol=1e-4, atol=1e-5)
+    n_linear = 2 * 6 * 2  # 2 backbones x 2 blocks x (query, key, value, output, fc1, fc2)
+    assert len(calls) == n_linear
+    # training: only the frozen first block of each backbone runs on oneDNN; the gradients are aten's
+    calls.clear()
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    fast.train().compute_loss(x, y).total.backward()
+    assert len(calls) == 2 * 6
+    ref.train().compute_loss(x, y).total.backward()
+    for (n, p), q in zip(fast.named_parameters(), ref.parameters()):
+        assert (p.grad is None) == (q.grad is None), n
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=n)
+    calls.clear()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast.eval()(x)
+    assert not calls  # bf16 autocast already runs its matmuls on oneDNN
 
 
 def test_sbca_heads_use_kernels_2b_plus_1_and_attend_across_streams():

@@ -88,6 +88,12 @@ class FSSNetConfig(DetectorConfig):
     aff_spatial_kernel: int = Field(default=7, ge=1, description="spatial-attention convolution kernel")
     # -- B5: classifier
     pooling: Literal["avg", "max"] = Field(default="avg", description="pooling of F_final before the linear layer")
+    # -- speed (no effect on what is computed)
+    cpu_linear: Literal["onednn", "aten"] = Field(
+        default="onednn",
+        description="fp32 CPU matmuls of the backbones when no gradient is needed (inference, frozen blocks): "
+                    "'onednn' runs them on oneDNN (about 2x PyTorch's default MKL path on AMD CPUs), 'aten' on "
+                    "PyTorch's default; the results agree up to fp32 rounding")
 
     @field_validator("band_cutoffs")
     @classmethod
@@ -214,6 +220,47 @@ class AFF(nn.Module):
         return s * (att * f_rgb) + (1 - s) * (att * f_freq)  # eq. (11)
 
 
+# ------------------------------------------------------------ fast linear
+def onednn_linear_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class OneDNNLinear(nn.Linear):
+    """``nn.Linear`` whose fp32 CPU forward runs on oneDNN when no gradient is needed.
+
+    PyTorch sends fp32 ``F.linear`` on the CPU to MKL, which on AMD CPUs runs about half
+    as fast as oneDNN's GEMM (measured by ``benchmarks/fssnet_roofline.py``). This class
+    keeps the same parameters and state-dict keys, and falls back to ``F.linear``
+    whenever autograd needs the product (the trainable blocks), under autocast (which
+    already sends bf16 matmuls to oneDNN), and on other devices or dtypes.
+    """
+
+    @classmethod
+    def wrap(cls, linear: nn.Linear) -> "OneDNNLinear":
+        new = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+        new.weight = linear.weight  # the same Parameter objects: no copy, same state dict
+        new.bias = linear.bias
+        new.train(linear.training)
+        return new
+
+    def forward(self, x: Tensor) -> Tensor:
+        w, b = self.weight, self.bias
+        if (x.device.type == "cpu" and x.dtype == w.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu")
+                and not (torch.is_grad_enabled()
+                         and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)))):
+            return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+        return F.linear(x, w, b)
+
+
+def _use_onednn_linear(module: nn.Module) -> None:
+    """Swap every ``nn.Linear`` below ``module`` for an :class:`OneDNNLinear` sharing its parameters."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, OneDNNLinear.wrap(child))
+
+
 # ------------------------------------------------------------------ model
 def _freeze(backbone: nn.Module, trainable_blocks: int | None, train_final_norm: bool, name: str) -> None:
     """B2: fine-tune the last ``trainable_blocks`` blocks (+ the final norm); everything else frozen."""
@@ -270,6 +317,8 @@ class FSSNet(Detector):
             raise ConfigError(f"fssnet: the {stream} backbone has patch size {c.patch_size}; preprocess.input_size "
                               f"{cfg.preprocess.input_size} must be a multiple of it")
         _freeze(backbone, cfg.trainable_blocks, cfg.train_final_norm, stream)
+        if cfg.cpu_linear == "onednn" and onednn_linear_available():
+            _use_onednn_linear(backbone)
         return backbone
 
     def _width(self) -> int:
