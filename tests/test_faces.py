@@ -8,12 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from skimage import data as skdata
 
 from fakescope.data.align import align_face, crop_box, face_crop, five_point_template, margin_box
-from fakescope.data.faces import (Face, FaceDetector, box_iou, create_detector, link_tracks, nms, register_detector,
-                                  select_faces)
+from fakescope.data.faces import (Face, FaceDetector, box_iou, create_detector, crop_resize, link_tracks, nms,
+                                  register_detector, select_faces, shrink)
 from fakescope.errors import DataError, MissingExtraError, WeightsUnavailableError
 
 HAVE_MTCNN = importlib.util.find_spec("facenet_pytorch") is not None
@@ -97,6 +98,27 @@ def test_mtcnn_batch_equals_one_by_one_and_maps_back_from_the_detection_size(mtc
     (faces_big,) = mtcnn.detect([big])
     assert len(faces_big) == 1
     assert np.allclose(np.array(faces_big[0].box) / 4, batch[0][0].box, atol=6)
+
+
+def test_crops_for_the_refinement_nets_are_area_resized_with_zeros_outside():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 40, 50, generator=g)
+    boxes = torch.tensor([[5.2, 4.8, 30.0, 29.0], [-6.0, 30.0, 10.0, 46.0], [60.0, 0.0, 70.0, 9.0]])
+    crops = crop_resize(image, boxes, torch.tensor([0, 1, 1]), 24)
+    ref = F.interpolate(image[0:1, :, 5:29, 5:30], size=(24, 24), mode="area")[0]
+    assert torch.allclose(crops[0], ref, atol=1e-6)
+    padded = F.pad(image[1:2, :, 30:40, 0:10], (6, 0, 0, 6))  # 6 px left and 6 px below are outside
+    assert torch.allclose(crops[1], F.interpolate(padded, size=(24, 24), mode="area")[0], atol=1e-6)
+    assert not crops[2].any()  # entirely outside the frame
+
+
+def test_shrink_averages_blocks():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    exact = frame.astype(float).reshape(30, 3, 40, 3, 3).mean(axis=(1, 3))
+    assert np.abs(shrink(frame, (40, 30)).astype(float) - exact).max() <= 1  # integer factor
+    odd = shrink(frame, (50, 37))
+    assert odd.shape == (37, 50, 3) and abs(odd.astype(float).mean() - frame.mean()) < 1
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():

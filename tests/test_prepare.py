@@ -92,6 +92,23 @@ def test_reading_ahead_in_a_thread_changes_nothing(face_videos, tmp_path):
         assert np.array_equal(np.asarray(Image.open(outs[True] / rel)), np.asarray(Image.open(outs[False] / rel)))
 
 
+def test_stride_sampling_and_short_videos_through_the_command_line(tmp_path, capsys):
+    root = tmp_path / "src"
+    frames, _ = face_frames(12)
+    write_video(root / "1_fake" / "long.mp4", frames)
+    write_video(root / "1_fake" / "short.mp4", frames[:3])
+    out = tmp_path / "out"
+    assert main(["prepare", "folder", "--root", str(root), "--out", str(out), "--sampling", "stride", "--stride",
+                 "2", "--num-frames", "5", "--size", "32", "--progress", "off"]) == 0
+    printed = capsys.readouterr().out
+    videos = {v["video_id"]: v for v in rows_of(out / "videos.csv")}
+    assert (videos["1_fake/long"]["frames_sampled"], videos["1_fake/long"]["short"]) == ("5", "0")
+    assert (videos["1_fake/short"]["frames_sampled"], videos["1_fake/short"]["short"]) == ("2", "1")
+    assert "short videos (fewer frames than asked, all taken): 1" in printed
+    got = sorted(int(r["frame_index"]) for r in rows_of(out / "manifest.csv") if r["video_id"] == "1_fake/long")
+    assert got == [0, 2, 4, 6, 8]
+
+
 def test_all_faces_get_track_ids(face_videos, tmp_path):
     src = tmp_path / "one"
     (src / "1_fake").mkdir(parents=True)
@@ -117,19 +134,18 @@ def test_aligned_crops(face_videos, tmp_path):
 
 def test_rerun_skips_finished_videos_and_an_interrupted_run_leaves_no_half_entry(face_videos, tmp_path,
                                                                                  monkeypatch):
-    import fakescope.data.align as align
-
     out = tmp_path / "out"
     calls = {"n": 0}
-    real_crop = align.face_crop
+    real_save = Image.Image.save
 
-    def crop_then_stop(*a, **k):
+    def save_then_stop(self, fp, *a, **k):
         calls["n"] += 1
-        if calls["n"] == 9:  # in the middle of the second video
+        if calls["n"] == 9:  # the third crop of the second video: two are already in its folder
+            assert len(list(Path(fp).parent.iterdir())) == 2
             raise KeyboardInterrupt
-        return real_crop(*a, **k)
+        return real_save(self, fp, *a, **k)
 
-    monkeypatch.setattr(align, "face_crop", crop_then_stop)
+    monkeypatch.setattr(Image.Image, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         prepare("folder", face_videos, out, OPT, echo=lambda m: None)
     monkeypatch.undo()

@@ -69,3 +69,33 @@ def test_jitter_is_configured_in_yaml_and_validated():
         load_config(data={"model": {"name": "simple_cnn_tiny"}}, overrides=["data.augment.hue=0.9"])
     with pytest.raises(ConfigError, match="blur_sigma"):
         load_config(data={"model": {"name": "simple_cnn_tiny"}}, overrides=["data.augment.blur_sigma=[3, 1]"])
+
+
+@pytest.mark.parametrize("balance", ["none", "classes"])
+def test_class_balancing_draws_real_and_fake_equally_often(tmp_path, balance):
+    """A manifest with 40 real and 8 fake frames: ``data.balance: classes`` samples both about equally."""
+    from fakescope.models import resolve_model_config
+    from fakescope.train.data import DetectorDataModule
+
+    rows = ["path,label,split"]
+    for i in range(48):
+        label = int(i >= 40)
+        photo(i).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{label},{'train' if i % 6 else 'val'}")
+    rows += ["0.png,0,val", "47.png,1,val"]  # both classes in validation
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    cfg = load_config(data={
+        "model": {"name": "simple_cnn_tiny"}, "output_dir": str(tmp_path / "runs"),
+        "data": {"train": {"path": str(tmp_path / "m.csv"), "split": "train"},
+                 "val": {"path": str(tmp_path / "m.csv"), "split": "val"},
+                 "batch_size": 8, "num_workers": 0, "balance": balance}})
+    dm = DetectorDataModule(cfg, resolve_model_config("simple_cnn_tiny").preprocess, "image")
+    dm.setup()
+    torch.manual_seed(0)
+    labels = [int(y) for _ in range(30) for batch in dm.train_dataloader() for y in batch["label"]]
+    share = sum(labels) / len(labels)
+    truth = sum(s.label for s in dm.train_dataset.samples) / len(dm.train_dataset)  # 7 of 40
+    if balance == "classes":
+        assert 0.4 < share < 0.6
+    else:
+        assert abs(share - truth) < 0.02

@@ -8,7 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from fakescope.data.video import (VideoReadError, even_indices, read_frames, stride_indices, write_video)
+from fakescope.data.video import (FrameStream, VideoReadError, even_indices, read_frames, stride_indices,
+                                  write_video)
 from fakescope.errors import DataError
 
 
@@ -68,6 +69,43 @@ def test_sampled_frames_equal_a_full_decode(tmp_path, gop):
     assert st.indices == [3, 10, 17, 24, 31]
     assert all(np.array_equal(f, ref[i]) for i, f in zip(st.indices, st.frames))
     assert st.times[1] == pytest.approx(10 / 25)
+
+
+def test_seeking_decodes_only_the_groups_of_pictures_it_needs(tmp_path):
+    """4 frames of a 300-frame video with a keyframe every 10: about 4 x 10 packets decoded, not 300."""
+    path = write_video(tmp_path / "long.mp4", noise_frames(300, h=32, w=32), options={"g": "10", "bf": "0"})
+    with FrameStream(path, num_frames=4) as fs:
+        assert fs.indices == [0, 100, 199, 299] and fs.total == 300  # known before any decoding
+        frames = list(fs)
+    assert fs.stats["seeks"] == 4 and fs.stats["packets"] <= 4 * 10
+    ref = sequential_decode(path)
+    assert all(np.array_equal(f, ref[i]) for i, _, f in frames)
+    # one keyframe only (a typical FF++ video has one every 250 frames): it has to decode on from it
+    whole = write_video(tmp_path / "one_gop.mp4", noise_frames(60, h=32, w=32), options={"g": "250"})
+    with FrameStream(whole, num_frames=3) as fs:
+        list(fs)
+    assert fs.stats["seeks"] == 1 and fs.stats["packets"] == 60
+
+
+def test_frame_stream_yields_in_order_and_fails_after_the_frames_it_could_decode(tmp_path):
+    frames = noise_frames(40)
+    good = write_video(tmp_path / "good.mp4", frames, container_options={"movflags": "faststart"}, options={"g": "8"})
+    stream = FrameStream(good, mode="stride", stride=1, num_frames=0)  # every frame, one at a time
+    assert stream.info is None and len(stream.indices) == 40 and not stream.short
+    got = [(i, t) for i, t, _ in stream]
+    assert [i for i, _ in got] == list(range(40)) and got[1][1] == pytest.approx(1 / 25)
+    assert stream.info.num_frames == 40 and (stream.info.width, stream.info.height) == (64, 48)
+    with pytest.raises(DataError, match="already read"):
+        list(stream)
+    data = good.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    seen = []
+    with pytest.raises(VideoReadError) as err:
+        for i, _, _ in FrameStream(cut, num_frames=8):
+            seen.append(i)
+    assert err.value.reason == "decode-error" and "first missing" in str(err.value) and str(cut) in str(err.value)
+    assert seen and seen == sorted(seen) and len(seen) < 8
 
 
 def test_short_video_takes_all_frames_and_says_so(tmp_path):

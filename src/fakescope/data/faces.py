@@ -185,25 +185,44 @@ def _regress(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
     return boxes + reg * torch.stack([w, h, w, h], dim=1)
 
 
+def shrink(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` (uint8) resized down to ``size`` (width, height) by area averaging (PIL).
+
+    An exact integer factor (1920x1080 or 1280x720 to 640x360) uses
+    ``Image.reduce``, several times faster than the general box filter.
+    """
+    h, w = frame.shape[:2]
+    img = Image.fromarray(frame)
+    f = w // size[0]
+    if f >= 2 and w == f * size[0] and h == f * size[1]:
+        return np.asarray(img.reduce(f))
+    return np.asarray(img.resize(size, Image.Resampling.BOX))
+
+
 def crop_resize(image: torch.Tensor, boxes: torch.Tensor, image_idx: torch.Tensor, size: int) -> torch.Tensor:
     """Cut ``boxes`` (pixel coordinates) out of ``image`` ``[B, C, H, W]`` and resize each to ``size``.
 
-    As in MTCNN's reference code: box corners rounded to whole pixels, the
-    part of a box outside the image filled with zeros, area interpolation.
+    As in facenet-pytorch's MTCNN: box corners rounded to whole pixels, the
+    part of a box outside the image filled with zeros, area interpolation
+    (adaptive average pooling, the op behind ``F.interpolate(mode="area")``).
     """
     n = boxes.shape[0]
     _, c, h, w = image.shape
-    out = image.new_zeros((n, c, size, size))
-    for k, ((x1, y1, x2, y2), b) in enumerate(zip(boxes.round().int().tolist(), image_idx.tolist())):
+    if n == 0:
+        return image.new_zeros((0, c, size, size))
+    frames = image.unbind(0)
+    crops = []
+    for (x1, y1, x2, y2), b in zip(boxes.round().int().tolist(), image_idx.tolist()):
         bw, bh = max(x2 - x1, 1), max(y2 - y1, 1)
         sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x1 + bw, w), min(y1 + bh, h)
         if sx2 <= sx1 or sy2 <= sy1:
+            crops.append(image.new_zeros((c, size, size)))
             continue
-        patch = image[b:b + 1, :, sy1:sy2, sx1:sx2]
+        patch = frames[b][:, sy1:sy2, sx1:sx2]
         if (sx1, sy1, sx2, sy2) != (x1, y1, x1 + bw, y1 + bh):
             patch = F.pad(patch, (sx1 - x1, x1 + bw - sx2, sy1 - y1, y1 + bh - sy2))
-        out[k] = F.interpolate(patch, size=(size, size), mode="area")[0]
-    return out
+        crops.append(F.adaptive_avg_pool2d(patch, (size, size)))
+    return torch.stack(crops)
 
 
 class _Pyramid:
@@ -397,7 +416,7 @@ class MTCNN(FaceDetector):
         if self.detect_size and max(h, w) > self.detect_size:
             # shrink in uint8 (PIL's area filter) before anything becomes float
             size = (max(round(w * self.detect_size / max(h, w)), 1), max(round(h * self.detect_size / max(h, w)), 1))
-            frames = [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BOX)) for f in frames]
+            frames = [shrink(f, size) for f in frames]
             sx, sy = w / size[0], h / size[1]
         n = len(frames)
         pyramid = _Pyramid(frames, self._scales(*frames[0].shape[:2]), self.device)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from PIL import Image
 
@@ -58,7 +59,7 @@ class PrepareOptions:
     retry_failed: bool = False
     split: str | None = None  # keep this split only
     limit: int | None = None  # process at most this many units (a quick look at a large dataset)
-    prefetch: bool = True  # decode the next video in a thread while detecting faces in this one
+    prefetch: bool = True  # decode frames in a thread (a few ahead) while faces are detected
 
     # settings that change what is written; a re-run into the same folder must use the same ones
     OUTPUT_KEYS = ("num_frames", "sampling", "stride", "start", "faces", "crop", "size", "margin", "detector",
@@ -191,49 +192,161 @@ def _crop_folder(out: Path, item: Item) -> Path:
     return out.joinpath("crops", *([item.split] if item.split else []), *parts)
 
 
-def read_video(item: Item, opt: PrepareOptions):
-    """The sampled frames of a video, or ``(reason, detail)`` when it cannot be read (never raises for bad input)."""
-    from fakescope.data.video import VideoReadError, read_frames
+def video_messages(item: Item, opt: PrepareOptions) -> Iterator[tuple[str, Any]]:
+    """One video read for :func:`process_video`: ``("open", stream)``, then ``("frame", (index, time, rgb))``
+    for each sampled frame, then ``("done", info)``; or ``("failed", (reason, detail))`` at any point.
+
+    Never raises for bad input: an unreadable file, or one that breaks off
+    after some frames, ends in a ``failed`` message.
+    """
+    from fakescope.data.video import FrameStream, VideoReadError
 
     try:
-        return read_frames(item.path, num_frames=opt.num_frames, mode=opt.sampling, stride=opt.stride,
-                           start=opt.start)
+        stream = FrameStream(item.path, num_frames=opt.num_frames, mode=opt.sampling, stride=opt.stride,
+                             start=opt.start)
     except VideoReadError as exc:
-        return exc.reason, exc.detail
+        yield "failed", (exc.reason, exc.detail)
+        return
     except Exception as exc:  # anything else the decoder throws at odd files: report it, go on
-        return "read-error", f"{type(exc).__name__}: {exc}"
+        yield "failed", ("read-error", f"{type(exc).__name__}: {exc}")
+        return
+    yield "open", stream
+    try:
+        for frame in stream:
+            yield "frame", frame
+    except VideoReadError as exc:
+        yield "failed", (exc.reason, exc.detail)
+        return
+    except Exception as exc:
+        yield "failed", ("read-error", f"{type(exc).__name__}: {exc}")
+        return
+    finally:
+        stream.close()
+    yield "done", stream.info
 
 
-def process_video(item: Item, detector, opt: PrepareOptions, out: Path, sampled=None) -> dict[str, Any]:
+class VideoReader:
+    """Reads the videos of a run ahead, in a thread, while the caller detects faces.
+
+    Messages (those of :func:`video_messages`) pass through a queue of
+    ``depth`` entries, so at most ``depth`` decoded frames wait at any time,
+    however many videos and frames there are. Decoding (FFmpeg) and the
+    detector's torch operations release the GIL, so the two overlap.
+    """
+
+    _END = object()
+
+    def __init__(self, items: list[Item], opt: PrepareOptions, depth: int = 8) -> None:
+        self.items = items
+        self.opt = opt
+        self.queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="fakescope-decode", daemon=True)
+        self.thread.start()
+
+    def _put(self, message) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for k, item in enumerate(self.items):
+                for kind, payload in video_messages(item, self.opt):
+                    if not self._put((k, kind, payload)):
+                        return
+        except BaseException as exc:  # a bug, or memory: hand it to the caller
+            self._put((None, "crash", exc))
+
+    def messages(self, k: int) -> Iterator[tuple[str, Any]]:
+        """The messages of the ``k``-th video (videos must be taken in order, each to its end)."""
+        while True:
+            got, kind, payload = self.queue.get()
+            if kind == "crash":
+                raise payload
+            if got != k:
+                raise RuntimeError(f"video reader out of step: expected video {k}, got {got}")
+            yield kind, payload
+            if kind in ("done", "failed"):
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                while True:
+                    self.queue.get_nowait()
+            except queue.Empty:
+                pass
+            self.thread.join(timeout=0.1)
+
+
+def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
+                  messages: Iterator[tuple[str, Any]] | None = None) -> dict[str, Any]:
     """Sample, detect, crop and save one video; returns its record (never raises for bad input).
 
-    ``sampled``: the result of :func:`read_video` when the frames were read
-    ahead (by the prefetching thread of :func:`prepare`).
+    Frames arrive one by one (``messages``: those of :func:`video_messages`,
+    possibly read ahead by a :class:`VideoReader`) and go to the detector in
+    batches; after detection only the crops of the faces found are kept, not
+    the frames. Once every frame is in, :func:`~fakescope.data.faces.select_faces`
+    picks the faces, their crops are written as PNG into a temporary folder,
+    and the folder is renamed into place.
     """
     import numpy as np
 
-    from fakescope.data.align import face_crop
+    from fakescope.data import align
     from fakescope.data.faces import select_faces
 
     video = {"video_id": item.video_id, "path": item.path, "label": item.label, "dataset": item.dataset,
              "method": item.method, "split": item.split, "status": "failed", "reason": ""}
-    if sampled is None:
-        sampled = read_video(item, opt)
-    if isinstance(sampled, tuple):
-        reason, detail = sampled
+
+    def failed(reason: str, detail: str) -> dict[str, Any]:
         video["reason"] = reason
         return {"video": video, "failures": [_failure(item, reason, detail)], "rows": []}
-    info = sampled.info
-    video.update(frames_total=info.num_frames, frames_sampled=len(sampled.indices), short=int(sampled.short),
+
+    messages = iter(messages if messages is not None else video_messages(item, opt))
+    kind, stream = next(messages)
+    if kind == "failed":
+        return failed(*stream)
+    batch_size = max(int(getattr(detector, "batch_size", 8) or 8), 1)
+    indices: list[int] = []
+    detected: list[list] = []  # faces of each sampled frame
+    crops: list[dict] = []  # per frame: face box -> crop of that face
+    batch: list[tuple[int, float, Any]] = []
+
+    def flush() -> None:
+        found = detector.detect([f for _, _, f in batch]) if batch else []
+        for (idx, _, frame), faces in zip(batch, found):
+            indices.append(idx)
+            detected.append(faces)
+            crops.append({face.box: align.face_crop(frame, face.box, face.landmarks, mode=opt.crop, size=opt.size,
+                                                    margin=opt.margin) for face in faces})
+        batch.clear()
+
+    info = None
+    for kind, payload in messages:
+        if kind == "frame":
+            batch.append(payload)
+            if len(batch) >= batch_size:
+                flush()
+        elif kind == "failed":
+            for _ in messages:  # pragma: no cover - "failed" is always the last message
+                pass
+            return failed(*payload)
+        elif kind == "done":
+            info = payload
+    flush()
+    video.update(frames_total=info.num_frames, frames_sampled=len(indices), short=int(stream.short),
                  width=info.width, height=info.height, fps=round(info.fps, 3), rotation=info.rotation)
-    detected = detector.detect(sampled.frames)
     chosen = select_faces(detected, opt.faces)
     n_with_face = sum(1 for faces in chosen if faces)
     video.update(frames_with_face=n_with_face, faces=sum(len(f) for f in chosen))
     if n_with_face == 0:
-        video["reason"] = "no-face"
-        return {"video": video, "rows": [], "failures": [_failure(
-            item, "no-face", f"no face found in any of the {len(sampled.indices)} sampled frames")]}
+        return failed("no-face", f"no face found in any of the {len(indices)} sampled frames")
 
     final = _crop_folder(out, item)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
@@ -241,14 +354,14 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path, sampled=
     tmp.mkdir(parents=True)
     rows = []
     try:
-        for frame, idx, faces in zip(sampled.frames, sampled.indices, chosen):
+        for idx, faces, frame_crops in zip(indices, chosen, crops):
             for face in faces:
-                crop = face_crop(frame, face.box, face.landmarks, mode=opt.crop, size=opt.size, margin=opt.margin)
                 name = f"{idx:06d}.png" if face.track == 0 else f"{idx:06d}_face{face.track}.png"
-                Image.fromarray(np.ascontiguousarray(crop)).save(tmp / name, compress_level=PNG_COMPRESS_LEVEL)
+                Image.fromarray(np.ascontiguousarray(frame_crops[face.box])).save(
+                    tmp / name, compress_level=PNG_COMPRESS_LEVEL)
                 rows.append(_row(item, (final / name).relative_to(out).as_posix(), frame_index=idx,
                                  box=format_box(face.box), score=f"{face.score:.4f}", track=face.track))
-    except BaseException:  # interrupted, or a setting error: leave no half-written folder behind
+    except BaseException:  # interrupted, or the disk is full: leave no half-written folder behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if final.exists():  # left by a run interrupted after the rename, before its record was written
@@ -334,9 +447,9 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
         det_opts = {"detect_size": opt.detect_size, "min_face": opt.min_face} if opt.detector == "mtcnn" else {}
         detector = create_detector(opt.detector, weights=opt.detector_weights, device=opt.device, **det_opts)
 
-    def run(unit: Unit, sampled=None) -> None:
+    def run(unit: Unit, messages=None) -> None:
         if unit.kind == "video":
-            rec = process_video(unit.items[0], detector, opt, out, sampled)
+            rec = process_video(unit.items[0], detector, opt, out, messages)
             v = rec["video"]
             summary.videos += 1
             summary.frames += int(v.get("frames_sampled") or 0)
@@ -353,34 +466,22 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
         summary.processed += 1
 
     def run_all(advance: Callable[[], None]) -> None:
-        """Units in order; the next video's frames are decoded in a thread while this one's faces are detected.
-
-        At most two videos' frames are in memory at once (the one being
-        processed and the next one), whatever the number of videos.
-        """
-        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakescope-decode") \
-            if opt.prefetch and sum(u.kind == "video" for u in todo) > 1 else None
-        ahead: dict[int, Future] = {}
-
-        def fetch(k: int) -> None:
-            nxt = next((j for j in range(k, len(todo)) if todo[j].kind == "video"), None)
-            if reader is not None and nxt is not None and nxt not in ahead:
-                ahead[nxt] = reader.submit(read_video, todo[nxt].items[0], opt)
-
+        """Units in order; with ``prefetch``, a :class:`VideoReader` decodes frames while faces are detected."""
+        videos = [u.items[0] for u in todo if u.kind == "video"]
+        reader = VideoReader(videos, opt, depth=max(int(getattr(detector, "batch_size", 8) or 8), 1)) \
+            if opt.prefetch and videos else None
         try:
-            for k, u in enumerate(todo):
-                sampled = None
+            k = 0
+            for u in todo:
+                messages = None
                 if u.kind == "video" and reader is not None:
-                    fetch(k)
-                    sampled = ahead.pop(k).result()
-                    fetch(k + 1)
-                run(u, sampled)
+                    messages = reader.messages(k)
+                    k += 1
+                run(u, messages)
                 advance()
         finally:
             if reader is not None:
-                for f in ahead.values():
-                    f.cancel()
-                reader.shutdown(wait=True)
+                reader.close()
 
     import torch
 
@@ -415,4 +516,4 @@ def options_from(**kwargs) -> PrepareOptions:
 
 
 __all__ = ["PrepareOptions", "Summary", "prepare", "process_video", "process_images", "make_units", "shard_of",
-           "options_from"]
+           "options_from", "video_messages", "VideoReader"]

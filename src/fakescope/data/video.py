@@ -169,67 +169,125 @@ def probe(path: str | Path) -> VideoInfo:
     return read_frames(path, num_frames=1).info
 
 
+class FrameStream:
+    """The sampled frames of a video, decoded while they are iterated.
+
+    Opening lists the packets (so ``indices``, ``times``, ``requested`` and
+    ``total`` are known at once) and raises :class:`VideoReadError` for a
+    file that is not a readable video. Iterating yields ``(index, time,
+    frame)`` in frame order, each frame an upright RGB ``uint8`` array; only
+    the frame in hand is kept, so memory does not grow with the number of
+    frames taken (``--sampling stride --num-frames 0`` takes all of them).
+    When the iteration ends, ``info`` is set; if some sampled frames could not
+    be decoded (a truncated file), it raises :class:`VideoReadError` with
+    reason ``decode-error`` after yielding the others. Use it once, as a
+    context manager or to the end of the iteration (either closes the file).
+    """
+
+    def __init__(self, path: str | Path, num_frames: int = 32, mode: str = "even", stride: int = 1,
+                 start: int = 0, threads: int = 0) -> None:
+        self.path = Path(path)
+        if mode not in ("even", "stride"):
+            raise DataError(f"frame sampling mode '{mode}': choose 'even' or 'stride'")
+        self.threads = threads
+        self.info: VideoInfo | None = None
+        self.stats: dict[str, int] = {"packets": 0, "seeks": 0}  # packets given to the decoder, seeks
+        self._container = _open(self.path)
+        try:
+            self._index = _index(self._container, self.path)
+            pts = self._index.pts
+            all_times = [float((p - pts[0]) * self._index.time_base) for p in pts]
+            self.total = len(pts)
+            if mode == "even":
+                self.indices = even_indices(all_times, num_frames)
+                self.requested = num_frames
+            else:
+                self.indices = stride_indices(self.total, stride, start, num_frames)
+                # at most num_frames were asked for; fewer come back when the video is too short (0 = all frames)
+                self.requested = num_frames if num_frames > 0 else len(self.indices)
+            if not self.indices:
+                raise VideoReadError(self.path, "no-frames", f"no frame to take (video has {self.total} frames, "
+                                                             f"start {start})")
+            self.times = [all_times[i] for i in self.indices]
+            self._duration = all_times[-1]
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def short(self) -> bool:
+        """Fewer frames than requested (the video is shorter than the request)."""
+        return len(self.indices) < self.requested
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> "FrameStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self):
+        import av
+
+        if self._container is None:
+            raise DataError(f"{self.path}: this frame stream was already read (make a new one)")
+        index, path = self._index, self.path
+        by_pts = {index.pts[i]: (i, t) for i, t in zip(self.indices, self.times)}
+        stream = self._container.streams.video[0]
+        rotation, size, got = 0, None, set()
+        try:
+            for pts, arr, rot in _decode_wanted(self._container, stream, index, set(by_pts), self.threads,
+                                                 self.stats):
+                i, t = by_pts[pts]
+                rotation, size = rot, size or arr.shape[:2]
+                got.add(i)
+                yield i, t, arr
+            missing = [i for i in self.indices if i not in got]
+            if missing:
+                raise VideoReadError(
+                    path, "decode-error",
+                    f"{len(missing)} of {len(self.indices)} sampled frames could not be decoded (first missing: "
+                    f"frame {missing[0]} of {self.total}); the file is truncated or corrupt")
+            steps = np.diff(np.asarray(index.pts, dtype=float))
+            h, w = size
+            self.info = VideoInfo(
+                path=str(path), width=w, height=h, num_frames=self.total, duration=self._duration,
+                fps=(self.total - 1) / self._duration if self._duration > 0 else 0.0, rotation=rotation,
+                codec=stream.codec_context.name,
+                variable_frame_rate=bool(len(steps) > 1 and steps.std() > 0.01 * max(steps.mean(), 1e-9)),
+                other_streams=tuple(sorted({s.type for s in self._container.streams if s.type != "video"})),
+            )
+        except av.error.FFmpegError as exc:  # pragma: no cover - errors are mapped inside the helpers
+            raise VideoReadError(path, "decode-error", f"{type(exc).__name__}: {exc}") from None
+        finally:
+            self.close()
+
+
 def read_frames(path: str | Path, num_frames: int = 32, mode: str = "even", stride: int = 1,
                 start: int = 0, threads: int = 0) -> SampledFrames:
-    """Decode the sampled frames of a video.
+    """Decode the sampled frames of a video, all into memory (see :class:`FrameStream` to take them one by one).
 
     ``mode='even'``: ``num_frames`` frames spread evenly over the duration
     (all frames if the video has fewer). ``mode='stride'``: every
     ``stride``-th frame from ``start``, at most ``num_frames`` (0 = no limit).
     ``threads``: decoder threads (0 = automatic).
     """
-    import av
-
-    path = Path(path)
-    if mode not in ("even", "stride"):
-        raise DataError(f"frame sampling mode '{mode}': choose 'even' or 'stride'")
-    container = _open(path)
-    try:
-        index = _index(container, path)
-        stream = container.streams.video[0]
-        tb = index.time_base
-        times = [float((p - index.pts[0]) * tb) for p in index.pts]
-        if mode == "even":
-            wanted = even_indices(times, num_frames)
-            requested = num_frames
-        else:
-            wanted = stride_indices(len(index.pts), stride, start, num_frames)
-            requested = len(range(max(start, 0), len(index.pts), stride))
-            requested = min(requested, num_frames) if num_frames > 0 else requested
-        if not wanted:
-            raise VideoReadError(path, "no-frames", f"no frame to take (video has {len(index.pts)} frames, "
-                                                    f"start {start})")
-        got, rotation = _decode_wanted(container, stream, index, {index.pts[i] for i in wanted}, threads)
-        missing = [i for i in wanted if index.pts[i] not in got]
-        if missing:
-            raise VideoReadError(
-                path, "decode-error",
-                f"{len(missing)} of {len(wanted)} sampled frames could not be decoded (first missing: frame "
-                f"{missing[0]} of {len(index.pts)}); the file is truncated or corrupt")
-        frames = [got[index.pts[i]] for i in wanted]
-        h, w = frames[0].shape[:2]
-        steps = np.diff(np.asarray(index.pts, dtype=float))
-        vfr = bool(len(steps) > 1 and steps.std() > 0.01 * max(steps.mean(), 1e-9))
-        duration = times[-1]
-        info = VideoInfo(
-            path=str(path), width=w, height=h, num_frames=len(index.pts), duration=duration,
-            fps=(len(index.pts) - 1) / duration if duration > 0 else 0.0, rotation=rotation,
-            codec=stream.codec_context.name, variable_frame_rate=vfr,
-            other_streams=tuple(sorted({s.type for s in container.streams if s.type != "video"})),
-        )
-        return SampledFrames(info, wanted, [times[i] for i in wanted], frames, requested)
-    except av.error.FFmpegError as exc:  # pragma: no cover - errors are mapped inside the helpers
-        raise VideoReadError(path, "decode-error", f"{type(exc).__name__}: {exc}") from None
-    finally:
-        container.close()
+    with FrameStream(path, num_frames, mode, stride, start, threads) as fs:
+        frames = [frame for _, _, frame in fs]
+        return SampledFrames(fs.info, list(fs.indices), list(fs.times), frames, fs.requested)
 
 
-def _decode_wanted(container, stream, index: _Index, wanted: set[int],
-                   threads: int = 0) -> tuple[dict[int, np.ndarray], int]:
-    """Decode the frames whose timestamps are in ``wanted``.
+def _decode_wanted(container, stream, index: _Index, wanted: set[int], threads: int = 0,
+                   stats: dict[str, int] | None = None):
+    """Decode the frames whose timestamps are in ``wanted``; yields ``(pts, upright RGB array, rotation)``.
 
-    Returns timestamp -> upright RGB array, and the rotation (degrees) read
-    from the frames. Frames that cannot be decoded are simply absent.
+    Frames come in increasing timestamp order (seeks only go forward). Frames
+    that cannot be decoded are simply not yielded. ``stats`` counts the
+    ``packets`` given to the decoder and the ``seeks``.
     """
     import av
 
@@ -237,50 +295,62 @@ def _decode_wanted(container, stream, index: _Index, wanted: set[int],
     stream.thread_type = "AUTO"
     if threads > 0:
         cc.thread_count = threads
-    got: dict[int, np.ndarray] = {}
-    rotation = 0
-    pending = sorted(wanted)
+    got: set[int] = set()
+    order = sorted(wanted)
+    first = 0  # order[first] is the earliest wanted frame not decoded yet
 
     def keyframe_before(t: int) -> int:
         k = bisect.bisect_right(index.keyframes, t) - 1
         return index.keyframes[max(k, 0)]
 
-    while pending:
-        target = pending[0]
-        start_kf = keyframe_before(target)
-        container.seek(start_kf, stream=stream, backward=True, any_frame=False)
-        cc.flush_buffers()
-        sent_max = None
-        packets = container.demux(stream)
-        while True:
-            try:
-                pkt = next(packets)
-            except StopIteration:
-                pkt = None
-            except av.error.FFmpegError:  # unreadable data: treat as the end of the file
-                pkt = None
-            if pkt is not None and pkt.size and pkt.pts is not None:
-                cc.skip_frame = "DEFAULT" if pkt.pts in wanted else "NONREF"
-                sent_max = pkt.pts if sent_max is None else max(sent_max, pkt.pts)
-            try:
-                decoded = cc.decode(pkt) if pkt is not None else cc.decode(None)
-            except av.error.FFmpegError:  # a corrupt packet: its frame stays missing
-                decoded = []
-            for frame in decoded:
-                if frame.pts in wanted and frame.pts not in got:
-                    got[frame.pts] = _upright(frame)
-                    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
-            if pkt is None:
-                pending = []  # end of stream: nothing more can come
-                break
-            pending = [t for t in pending if t not in got]
-            if not pending:
-                break
-            waiting = sent_max is not None and any(t <= sent_max for t in pending)
-            if not waiting and sent_max is not None and keyframe_before(pending[0]) > sent_max:
-                break  # the next wanted frame is past a keyframe we have not reached: seek to it
-    cc.skip_frame = "DEFAULT"
-    return got, rotation
+    last_seek = None
+    try:
+        while first < len(order):
+            kf = keyframe_before(order[first])
+            # the same seek twice with nothing decoded in between: the index and the demuxer disagree on
+            # keyframes, so decode on from here without seeking again (no endless loop)
+            may_skip = last_seek != (kf, len(got))
+            last_seek = (kf, len(got))
+            container.seek(kf, stream=stream, backward=True, any_frame=False)
+            cc.flush_buffers()
+            if stats is not None:
+                stats["seeks"] = stats.get("seeks", 0) + 1
+            sent_max = None
+            packets = container.demux(stream)
+            while True:
+                try:
+                    pkt = next(packets)
+                except StopIteration:
+                    pkt = None
+                except av.error.FFmpegError:  # unreadable data: treat as the end of the file
+                    pkt = None
+                if pkt is not None and pkt.size and pkt.pts is not None:
+                    cc.skip_frame = "DEFAULT" if pkt.pts in wanted else "NONREF"
+                    sent_max = pkt.pts if sent_max is None else max(sent_max, pkt.pts)
+                    if stats is not None:
+                        stats["packets"] = stats.get("packets", 0) + 1
+                try:
+                    decoded = cc.decode(pkt) if pkt is not None else cc.decode(None)
+                except av.error.FFmpegError:  # a corrupt packet: its frame stays missing
+                    decoded = []
+                for frame in decoded:
+                    if frame.pts in wanted and frame.pts not in got:
+                        got.add(frame.pts)
+                        yield frame.pts, _upright(frame), int(getattr(frame, "rotation", 0) or 0) % 360
+                while first < len(order) and order[first] in got:
+                    first += 1
+                if pkt is None:
+                    first = len(order)  # end of stream: nothing more can come
+                    break
+                if first == len(order):
+                    break
+                # a wanted frame already sent to the decoder may still come out (B-frame reordering);
+                # otherwise, when the next wanted frame lies past a keyframe not reached yet, seek to it
+                waiting = sent_max is not None and order[first] <= sent_max
+                if may_skip and not waiting and sent_max is not None and keyframe_before(order[first]) > sent_max:
+                    break
+    finally:
+        cc.skip_frame = "DEFAULT"
 
 
 def _mux_silence(container, stream, seconds: float) -> None:
