@@ -91,6 +91,9 @@ class Detector(nn.Module):
     """Base class of every registered detector."""
 
     modality: ClassVar[Literal["image", "clip"]] = "image"
+    # what its inputs show: "face" (face-forgery detectors: inference detects and crops the face first),
+    # "scene" (whole images, e.g. AI-generated image detectors); None = not declared
+    input_domain: ClassVar[Literal["face", "scene"] | None] = None
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
 
     def __init__(self, cfg: DetectorConfig) -> None:

@@ -219,6 +219,8 @@ class UnivFD(BackboneClassifier):
 class EfficientNetB4(BackboneClassifier):
     """EfficientNet-B4 face-forgery baseline (DeepfakeBench)."""
 
+    input_domain = "face"
+
 
 register_variant(
     "cnndetection_tiny", "cnndetection_resnet50", description="cnndetection_resnet50, tiny random config for tests",

@@ -396,6 +396,7 @@ class SDR(Detector):
     """SDR: spatial perturbation branches over an FTCN encoder, TRFI fusion and a temporal transformer."""
 
     modality = "clip"
+    input_domain = "face"
     config_class = SDRConfig
 
     def __init__(self, cfg: SDRConfig) -> None:
