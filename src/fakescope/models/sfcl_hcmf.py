@@ -288,6 +288,7 @@ class SFCLHCMF(Detector):
     """SFCL-HCMF face-forgery detector (Qiao, Tian, Wang, arXiv 2504.17223), reconstructed per spec A1-A13."""
 
     config_class = SFCLHCMFConfig
+    input_domain = "face"  # face crops (FF++, Celeb-DF v2, DFDC): inference detects and crops the face first
     channels, bands = 3, 64
 
     def __init__(self, cfg: SFCLHCMFConfig) -> None:
