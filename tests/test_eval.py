@@ -124,3 +124,16 @@ def test_paper_table_layout_and_reference_rows(tmp_path):
     path = write_table(table, {"progan": {"acc": 1.0, "ap": 1.0}}, tmp_path, "m")
     text = path.read_text()
     assert "StyleGAN" in text and "no test set matched" in text and (tmp_path / "table_demo.csv").is_file()
+
+
+def test_images_smaller_than_the_input_are_enlarged_and_recorded(tmp_path, checkpoint):
+    size = create_model("simple_cnn_tiny").preprocess.input_size
+    small = write_images(tmp_path / "data" / "0_real", 2, size=size // 2, seed=0)
+    write_images(tmp_path / "data" / "1_fake", 3, size=size + 8, seed=1)
+    res = evaluate(checkpoint, [str(tmp_path / "data")], tmp_path / "out", num_workers=0, echo=lambda m: None,
+                   progress=False)
+    assert res["sets"]["data"]["n"] == 5 and res["sets"]["data"]["upscaled"] == 2
+    rows = {r["path"]: r for r in csv.DictReader(open(tmp_path / "out" / "scores" / "data.csv"))}
+    for p in small:
+        assert rows[str(p)]["upscaled"] == "1" and rows[str(p)]["width"] == str(size // 2)
+    assert sum(r["upscaled"] == "0" and r["height"] == str(size + 8) for r in rows.values()) == 3

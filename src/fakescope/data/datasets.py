@@ -163,7 +163,7 @@ def load_samples(path: str, split: str | None = None, max_n: int | None = None, 
 
 
 class ImageDataset(Dataset):
-    """One item per image: ``{"image": uint8 [3,S,S], "label", "index"}``."""
+    """One item per image: ``{"image": uint8 [3,S,S], "label", "index", "orig_size": (w, h) of the file}``."""
 
     def __init__(self, samples: list[Sample], preprocessor: Preprocessor, name: str = "") -> None:
         self.samples = samples
@@ -186,11 +186,13 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         s = self.samples[index]
         try:
-            image = self.pre(load_image(s.path))
+            img = load_image(s.path)
+            image = self.pre(img)
         except Exception as exc:
             warn_skip(s.path, str(exc))
             return {"index": index, "error": f"{s.path}: {exc}"}
-        return {"image": image, "label": s.label, "index": index}
+        # the file's own size: an image smaller than the model's input was enlarged to fit it
+        return {"image": image, "label": s.label, "index": index, "orig_size": img.size}
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,8 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
         out["index"] = torch.tensor([b["index"] for b in good], dtype=torch.long)
         if "padded" in good[0]:
             out["padded"] = torch.tensor([b["padded"] for b in good], dtype=torch.long)
+        if "orig_size" in good[0]:
+            out["orig_size"] = torch.tensor([b["orig_size"] for b in good], dtype=torch.long)  # [N, 2] (w, h)
     else:
         out["image"] = None
         out["label"] = torch.zeros(0, dtype=torch.long)

@@ -32,6 +32,8 @@ class Scored:
     paths: list[str]
     skipped: list[str] = field(default_factory=list)
     padded: list[int] = field(default_factory=list)  # clip sets: repeated frames appended to each scored clip
+    orig_sizes: list[tuple[int, int]] = field(default_factory=list)  # image sets: (w, h) of each scored file
+    input_size: int = 0  # the model's input side: a file smaller than it was enlarged (upscaled)
     unscored_videos: list[str] = field(default_factory=list)  # videos none of whose samples could be read
 
 
@@ -43,8 +45,11 @@ def pick_device(device: str | None) -> torch.device:
 
 @torch.inference_mode()
 def score_dataset(model, dataset, *, batch_size: int = 64, num_workers: int = 2, progress: bool = False,
-                  desc: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """P(fake) for every readable item: ``(scores, labels, item indices, skipped errors)``."""
+                  desc: str = "", sizes: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """P(fake) for every readable item: ``(scores, labels, item indices, skipped errors)``.
+
+    ``sizes``, when given, receives the original ``(w, h)`` of every scored image, in the same order.
+    """
     device = next(model.parameters()).device
     loader = make_loader(dataset, batch_size, num_workers)
     scores, labels, index, skipped = [], [], [], []
@@ -60,6 +65,8 @@ def score_dataset(model, dataset, *, batch_size: int = 64, num_workers: int = 2,
         scores.append(model.predict_proba(batch["image"].to(device)).float().cpu())
         labels.append(batch["label"])
         index.append(batch["index"])
+        if sizes is not None and "orig_size" in batch:
+            sizes.extend(tuple(int(v) for v in wh) for wh in batch["orig_size"].tolist())
     if not scores:
         return np.zeros(0), np.zeros(0, int), np.zeros(0, int), skipped
     return (torch.cat(scores).numpy().astype(np.float64), torch.cat(labels).numpy(), torch.cat(index).numpy(),
@@ -83,8 +90,9 @@ def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, p
                  progress: bool = False) -> Scored:
     samples = load_samples(src.path, src.split)
     ds = build_dataset(samples, model.preprocess, model.modality, train=False, perturb=perturb, name=src.name or "")
+    sizes: list[tuple[int, int]] = []
     s, y, idx, skipped = score_dataset(model, ds, batch_size=batch_size, num_workers=num_workers,
-                                       progress=progress, desc=src.name or "")
+                                       progress=progress, desc=src.name or "", sizes=sizes)
     vids = ds.video_ids()
     paths = ds.paths()
     scored_vids = [vids[i] for i in idx]
@@ -92,8 +100,8 @@ def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, p
     seen = set(scored_vids)
     unscored = sorted({v for v in vids if v} - seen)
     padded = [ds.items[i].padded for i in idx] if isinstance(ds, ClipDataset) else []
-    return Scored(src.name or src.path, src.path, s, y, scored_vids, [paths[i] for i in idx], skipped, padded,
-                  unscored)
+    return Scored(src.name or src.path, src.path, s, y, scored_vids, [paths[i] for i in idx], skipped,
+                  padded=padded, unscored_videos=unscored, orig_sizes=sizes, input_size=model.preprocess.input_size)
 
 
 def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_dir: str | Path, *,
@@ -117,6 +125,8 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
         sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, progress=progress)
         m = compute_metrics(sc.labels, sc.scores, sc.video_ids, threshold)
         m["skipped"] = len(sc.skipped)
+        if sc.orig_sizes:  # files smaller than the input, enlarged to fit it (their count; each in scores/)
+            m["upscaled"] = sum(1 for w, h in sc.orig_sizes if min(w, h) < sc.input_size)
         _video_counts(m, sc)
         per_set[sc.name] = m
         scored.append(sc)
@@ -194,9 +204,15 @@ def _write_scores(path: Path, sc: Scored) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         # clip sets: 'path' is a clip's first frame and 'padded' the repeated frames appended to it
-        w.writerow(["path", "label", "score", "video_id"] + (["padded"] if sc.padded else []))
+        # image sets: the file's width and height, and whether it was enlarged to the model's input
+        w.writerow(["path", "label", "score", "video_id"] + (["padded"] if sc.padded else [])
+                   + (["width", "height", "upscaled"] if sc.orig_sizes else []))
         for i, (p, y, s, v) in enumerate(zip(sc.paths, sc.labels, sc.scores, sc.video_ids)):
-            w.writerow([p, int(y), f"{s:.6f}", v or ""] + ([sc.padded[i]] if sc.padded else []))
+            extra = [sc.padded[i]] if sc.padded else []
+            if sc.orig_sizes:
+                ow, oh = sc.orig_sizes[i]
+                extra += [ow, oh, int(min(ow, oh) < sc.input_size)]
+            w.writerow([p, int(y), f"{s:.6f}", v or ""] + extra)
 
 
 def load_results(out_dir: str | Path) -> dict[str, Any]:
