@@ -117,27 +117,6 @@ def _decompositions() -> dict:
     return table
 
 
-@contextlib.contextmanager
-def _one_pass_graph():
-    """Trace the single-pass form of code that splits large CPU batches into chunks to bound memory.
-
-    The SIDA statistics of SFCL-HCMF (``models/spectral/dct.py``) loop over chunks of the batch on the
-    CPU; the chunk size depends on the batch size, which would freeze the exported batch dimension.
-    The exported graph computes the whole batch at once (the same numbers; onnxruntime manages memory).
-    """
-    import sys
-
-    dct = sys.modules.get("fakescope.models.spectral.dct")
-    saved = getattr(dct, "CPU_CHUNK_ELEMENTS", None)
-    if saved is not None:
-        dct.CPU_CHUNK_ELEMENTS = 1 << 62
-    try:
-        yield
-    finally:
-        if saved is not None:
-            dct.CPU_CHUNK_ELEMENTS = saved
-
-
 # ------------------------------------------------------------------------ export
 def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, opset: int = 18,
                 check_batches: tuple[int, ...] = (1, 4), seed: int = 0, quiet: bool = True) -> ExportResult:
@@ -167,7 +146,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, opset:
         wrapper(example)  # tensors a model caches on first use become constants of the graph
     sink = io.StringIO()
     try:
-        with warnings.catch_warnings(), _one_pass_graph(), \
+        with warnings.catch_warnings(), \
                 (contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext()):
             warnings.simplefilter("ignore")
             program = torch.export.export(wrapper, (example,), dynamic_shapes={"pixels": {0: torch.export.Dim.DYNAMIC}},

@@ -220,7 +220,10 @@ def sida(x: Tensor, eps: float = 1e-6) -> Tensor:
     with _no_autocast(x):
         x = x.to(_work_dtype(x))
         per_image = x[0].numel()
-        step = max(1, CPU_CHUNK_ELEMENTS // per_image) if x.device.type == "cpu" else x.shape[0]
+        # CPU batches go in chunks to bound memory; an exported graph (torch.export, ONNX) takes the whole
+        # batch in one pass, so that its batch dimension stays dynamic
+        chunked = x.device.type == "cpu" and not torch.compiler.is_exporting()
+        step = max(1, CPU_CHUNK_ELEMENTS // per_image) if chunked else x.shape[0]
         if step >= x.shape[0]:
             return _sida_stats(x, eps)
         return torch.cat([_sida_stats(x[i:i + step], eps) for i in range(0, x.shape[0], step)])
