@@ -76,7 +76,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     opt = options_from(num_frames=args.num_frames, sampling=args.sampling, stride=args.stride, start=args.start,
                        faces=args.faces, crop=args.crop, size=args.size, margin=args.margin, detector=args.detector,
                        detector_weights=args.detector_weights, device=args.device, threads=args.threads,
-                       detect_size=args.detect_size,
+                       detect_size=args.detect_size, decode_threads=args.decode_threads,
                        min_face=args.min_face, verify_images=not args.no_verify, num_shards=args.num_shards,
                        shard_index=args.shard_index, retry_failed=args.retry_failed, split=args.split,
                        limit=args.limit)
@@ -290,11 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--detector-weights", help="weights file or folder for the detector")
     g.add_argument("--device", default="cpu", help="where the detector runs: cpu, cuda, cuda:1")
     g.add_argument("--threads", type=int, default=1, help="torch threads for detection on the CPU")
+    g.add_argument("--decode-threads", type=int, default=1, help="FFmpeg decoder threads per video (0: automatic)")
     g.add_argument("--detect-size", type=int, default=640,
                    help="frames are downscaled to this longest side for detection (0: full size)")
     g.add_argument("--min-face", type=int, default=20, help="smallest face searched for, in detection pixels")
     g.add_argument("--faces", choices=["largest", "all"], default="largest",
-                   help="largest: the largest face of each frame; all: every face, with a track id")
+                   help="largest: one face per frame, the video's main face (largest face track); "
+                        "all: every face, with a track id")
     g.add_argument("--crop", choices=["box", "align"], default="box",
                    help="box: square of --margin x the face box; align: DeepfakeBench's five-point alignment")
     g.add_argument("--size", type=int, default=256, help="crop side in pixels (box: 0 keeps the native size)")

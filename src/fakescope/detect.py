@@ -477,11 +477,14 @@ class Detector:
             job.details["input"] = frames[0]
         tensors, owners = [], []
         if self.faces:
+            from fakescope.data.faces import select_faces
+
             detected = self.face_detector.detect(frames)
             job.record["faces_found"] = sum(len(f) for f in detected)
-            for i, (frame, found) in enumerate(zip(frames, detected)):
+            # the video's main face in every frame, as `fakescope prepare` crops the training data
+            for i, (frame, found) in enumerate(zip(frames, select_faces(detected, "largest"))):
                 if found:
-                    crop = self._face_crop(frame, max(found, key=lambda f: f.area))
+                    crop = self._face_crop(frame, found[0])
                     if job.details is not None and len(job.details["faces"]) < 16:
                         job.details["faces"].append(crop)
                     tensors.append(self._pre(Image.fromarray(crop)))
@@ -525,7 +528,9 @@ class Detector:
             if self.faces:
                 detected = self.face_detector.detect(frames)
                 faces_found += sum(len(f) for f in detected)
-                chosen = _fill_gaps([max(f, key=lambda x: x.area) if f else None for f in detected])
+                from fakescope.data.faces import select_faces
+
+                chosen = _fill_gaps([f[0] if f else None for f in select_faces(detected, "largest")])
                 if chosen is None:
                     continue  # no face anywhere in this clip
                 frames = [self._face_crop(fr, face) for fr, face in zip(frames, chosen)]
