@@ -48,6 +48,15 @@ def build(args, grad_checkpoint: bool):
 def measure(args, mode: str, grad_checkpoint: bool, queue) -> None:
     import torch
 
+    try:
+        _measure(args, mode, grad_checkpoint, queue)
+    except torch.OutOfMemoryError as exc:
+        queue.put({"mode": mode, "grad_checkpoint": grad_checkpoint, "error": f"out of memory: {str(exc)[:200]}"})
+
+
+def _measure(args, mode: str, grad_checkpoint: bool, queue) -> None:
+    import torch
+
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
@@ -107,11 +116,10 @@ def run_child(args, mode: str, grad_checkpoint: bool) -> dict:
     q = ctx.Queue()
     p = ctx.Process(target=measure, args=(args, mode, grad_checkpoint, q))
     p.start()
-    result = q.get()
     p.join()
-    if p.exitcode:
+    if q.empty():
         sys.exit(f"measurement '{mode}' failed (exit {p.exitcode})")
-    return result
+    return q.get()
 
 
 def main() -> None:
@@ -138,19 +146,25 @@ def main() -> None:
     size = f"batch {args.batch} x K={args.branches} x {args.frames} x {args.size} x {args.size}, {args.dtype}"
     print(f"SDR (FTCN I3D-R50 to res4, K={args.branches} shared-encoder branches) on {args.device}: {size}")
     rows = [run_child(args, "infer", False), run_child(args, "train", False), run_child(args, "train", True)]
-    print(f"parameters: {rows[0]['params'] / 1e6:.2f} M")
+    print(f"parameters: {rows[0]['params'] / 1e6:.2f} M" if "params" in rows[0] else "")
     print(json.dumps(rows, indent=1))
     infer, plain, ckpt = rows
     mem = "allocated (CUDA)" if gpu else "peak RSS of the process"
-    print(f"inference: {infer['clips_per_s']:.2f} clips/s ({infer['best_s']:.2f} s per batch), "
-          f"peak {infer['peak_mib']:.0f} MiB {mem}")
-    print(f"training: {plain['clips_per_s']:.2f} clips/s ({plain['best_s']:.2f} s per step), "
-          f"peak {plain['peak_mib']:.0f} MiB {mem}")
-    print(f"training with gradient checkpointing: {ckpt['clips_per_s']:.2f} clips/s "
-          f"({ckpt['best_s']:.2f} s per step), peak {ckpt['peak_mib']:.0f} MiB {mem}")
-    print(f"gradient checkpointing: peak memory ratio {ckpt['peak_mib'] / plain['peak_mib']:.2f}, "
-          f"step time ratio {ckpt['best_s'] / plain['best_s']:.2f}")
 
+    def line(title: str, r: dict, what: str) -> str:
+        if "error" in r:
+            return f"{title}: {r['error']}"
+        return (f"{title}: {r['clips_per_s']:.2f} clips/s ({r['best_s']:.2f} s per {what}), "
+                f"peak {r['peak_mib']:.0f} MiB {mem}")
+
+    print(line("inference", infer, "batch"))
+    print(line("training", plain, "step"))
+    print(line("training with gradient checkpointing", ckpt, "step"))
+    if "error" in plain or "error" in ckpt:
+        print("gradient checkpointing: no ratio (a training run failed; see above)")
+    else:
+        print(f"gradient checkpointing: peak memory ratio {ckpt['peak_mib'] / plain['peak_mib']:.2f}, "
+              f"step time ratio {ckpt['best_s'] / plain['best_s']:.2f}")
 
 if __name__ == "__main__":
     main()
