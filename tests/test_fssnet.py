@@ -187,6 +187,10 @@ def test_onednn_linear_is_the_same_model_and_leaves_autograd_to_aten(monkeypatch
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast.eval()(x)
     assert not calls  # bf16 autocast already runs its matmuls on oneDNN
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    with torch.inference_mode():
+        fast(x)
+    assert not calls  # under torch.compile, Inductor picks the kernels
 
 
 def test_sbca_heads_use_kernels_2b_plus_1_and_attend_across_streams():

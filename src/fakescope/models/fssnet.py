@@ -232,7 +232,8 @@ class OneDNNLinear(nn.Linear):
     as fast as oneDNN's GEMM (measured by ``benchmarks/fssnet_roofline.py``). This class
     keeps the same parameters and state-dict keys, and falls back to ``F.linear``
     whenever autograd needs the product (the trainable blocks), under autocast (which
-    already sends bf16 matmuls to oneDNN), and on other devices or dtypes.
+    already sends bf16 matmuls to oneDNN), under ``torch.compile`` (Inductor chooses
+    its own kernels), and on other devices or dtypes.
     """
 
     @classmethod
@@ -246,7 +247,7 @@ class OneDNNLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         w, b = self.weight, self.bias
         if (x.device.type == "cpu" and x.dtype == w.dtype == torch.float32
-                and not torch.is_autocast_enabled("cpu")
+                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
                 and not (torch.is_grad_enabled()
                          and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)))):
             return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
