@@ -87,8 +87,8 @@ TABLE1 = register_table(PaperTable(
     reference=_rows(GAN_COLUMNS, _GAN_ROWS),
     source=f"{PAPER}, Table 1 (baselines as the paper quotes them from their papers or reproductions)",
     footnotes={
-        ("LGrad (CVPR 2023, RGB)", "ProGAN"): "Acc printed as 99.0; the printed row mean 86.1 needs 99.9 (a typo).",
-        ("Ojha (CVPR 2023, RGB)", "Deepfake"): "Acc garbled in the PDF text ('80./'); 80.2 is the value the printed "
+        ("LGrad (CVPR 2023, RGB)", "ProGAN", "acc"): "Acc printed as 99.0; the printed row mean 86.1 needs 99.9 (a typo).",
+        ("Ojha (CVPR 2023, RGB)", "Deepfake", "acc"): "Acc garbled in the PDF text ('80./'); 80.2 is the value the printed "
                                                "row mean 89.1 needs.",
     },
 ))

@@ -31,7 +31,8 @@ class PaperTable:
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     reference: dict[str, dict[str, tuple[float | None, ...]]] = field(default_factory=dict)
     source: str = ""
-    footnotes: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (method, column) marks every metric of the cell; (method, column, metric) marks that metric only
+    footnotes: dict[tuple[str, ...], str] = field(default_factory=dict)
     mean_label: str = "Mean"
 
     def column_of(self, set_name: str) -> str | None:
@@ -94,17 +95,19 @@ def build_rows(table: PaperTable, sets: dict[str, dict[str, Any]], ours: str) ->
             by_col[col] = m
     header = ["method"] + [f"{c} {m.upper()}" for c in (*table.columns, table.mean_label) for m in table.metrics]
     notes: list[str] = []
-    marks: dict[tuple[str, str], str] = {}
+    marks: dict[tuple[str, ...], str] = {}
     for i, (key, text) in enumerate(sorted(table.footnotes.items()), start=1):
         marks[key] = f"[{i}]"
-        notes.append(f"[{i}] {key[0]}, {key[1]}: {text}")
+        where = f"{key[0]}, {key[1]}" + (f" ({key[2].upper()})" if len(key) > 2 else "")
+        notes.append(f"[{i}] {where}: {text}")
     rows = []
     for method, row in table.reference.items():
         cells = [f"{method} (paper)"]
         for col in (*table.columns, table.mean_label):
             vals = row.get(col, (None,) * len(table.metrics))
-            for v in vals:
-                cells.append(("n/a" if v is None else f"{v:.1f}") + marks.get((method, col), ""))
+            for metric, v in zip(table.metrics, vals):
+                mark = marks.get((method, col, metric), "") or marks.get((method, col), "")
+                cells.append(("n/a" if v is None else _printed(v)) + mark)
         rows.append(cells)
     mine = [f"{ours} (ours)"]
     means: dict[str, list[float]] = {m: [] for m in table.metrics}
@@ -128,6 +131,12 @@ def build_rows(table: PaperTable, sets: dict[str, dict[str, Any]], ours: str) ->
     if table.source:
         notes.append(f"reference rows: {table.source}")
     return header, rows, notes
+
+
+def _printed(v: float) -> str:
+    """A reference number as printed: its own decimals (99.58 stays 99.58), at least one (99.0)."""
+    text = f"{v:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def write_table(table: PaperTable, sets: dict[str, dict[str, Any]], out_dir: str | Path, ours: str) -> Path:
