@@ -175,6 +175,8 @@ class TrainerConfig(Strict):
     accumulate_grad_batches: int = Field(default=1, ge=1)
     gradient_clip_val: float | None = None
     deterministic: bool = False
+    cudnn_benchmark: bool = Field(default=True, description="let cuDNN pick the fastest convolution algorithms "
+                                  "(inputs have a fixed size here); off when deterministic")
     log_every_n_steps: int = Field(default=10, ge=1)
     check_val_every_n_epoch: int = Field(default=1, ge=1)
     limit_train_batches: int | float = 1.0
