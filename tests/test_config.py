@@ -158,3 +158,12 @@ def test_test_set_names_of_manifests_and_globs(tmp_path):
     assert names == ["Deepfakes", "Face2Face", "ffpp_c23"]  # stems, and all.csv named after its dataset
     assert data.resolve(DataSource(path="celebdf_v2/sets/test/all.csv"))[0].name == "celebdf_v2"
     assert data.resolve(DataSource(path="celebdf_v2/sets/test/all.csv", name="CDF"))[0].name == "CDF"
+
+
+def test_packaged_configs_by_name_with_or_without_suffix():
+    from fakescope.config import PACKAGED_CONFIGS, resolve_config_path
+
+    assert resolve_config_path("fssnet/progan") == resolve_config_path("fssnet/progan.yaml") \
+        == PACKAGED_CONFIGS / "fssnet" / "progan.yaml"
+    with pytest.raises(ConfigError, match="nor a packaged config"):
+        resolve_config_path("fssnet/no_such_recipe.yaml")

@@ -405,12 +405,12 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.is_file():
         return p
-    if p.suffix not in (".yaml", ".yml") and not p.is_absolute():
-        packaged = PACKAGED_CONFIGS / f"{p}.yaml"
+    if not p.is_absolute():  # 'fssnet/progan' or 'fssnet/progan.yaml' also name a packaged config
+        packaged = PACKAGED_CONFIGS / (p if p.suffix in (".yaml", ".yml") else Path(f"{p}.yaml"))
         if packaged.is_file():
             return packaged
     raise ConfigError(f"{p}: config file not found" + (
-        "" if p.suffix else f" (nor a packaged config; see {PACKAGED_CONFIGS})"))
+        "" if p.is_absolute() else f" (nor a packaged config; see {PACKAGED_CONFIGS})"))
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
