@@ -1,6 +1,6 @@
 """Frames-to-crops throughput of ``fakescope prepare`` against the DeepfakeBench way, and its peak memory.
 
-    python benchmarks/prepare_throughput.py [--videos LABELS.csv] [--frames 32]
+    python benchmarks/prepare_throughput.py [--videos LABELS.csv] [--frames 32] [--workers N]
 
 Needs OpenCV for the baseline: ``pip install 'fakescope[bench]'``.
 
@@ -16,7 +16,10 @@ and save it as PNG. They differ where DeepfakeBench's ``preprocess.py`` and
 * fakescope: PyAV seeks and decodes only what the sampled frames need, in a
   thread, while the detector runs on **batches of 8 frames** downscaled to
   640 px (boxes are mapped back and crops cut from the full-resolution
-  frame); the video's main face is kept.
+  frame); the video's main face is kept. It runs twice per round: in one
+  process (``--workers 0``), and with ``--workers N`` worker processes
+  (default: one per CPU core; each replaced after every video, the default
+  of ``--videos-per-worker``).
 
 The videos default to the FF++ c23 fixture beside the repository
 (``../shared/fixtures/ffpp-c23-videos/labels.csv``). Each pipeline runs
@@ -24,9 +27,11 @@ The videos default to the FF++ c23 fixture beside the repository
 every file so that both find them in the page cache; the fastest run of each
 is compared. The machine may be busy with other work: both pipelines share
 it, and the ratio is what to compare (CPU seconds are printed as well). Peak memory (max RSS)
-is measured in child processes that prepare 1 video (the one with the
-largest frames), all videos, and all videos three times over. The last line
-is the speed-up (baseline time / fakescope time); the goal is at least 5.
+is measured in child processes that prepare 1 video (each video alone; the
+largest of these peaks is shown), all videos, and all videos three times over, in one
+process and with the workers (there: the largest peak of a worker, and of
+the parent). The last line is the speed-up (baseline time / fakescope time
+with the workers); the goal is at least 5.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -98,13 +102,13 @@ def baseline(paths: list[Path], frames: int, out: Path) -> dict[str, float]:
             "detect": t_detect, "save": t_save, "frames": n, "found": found}
 
 
-def ours(labels: Path, frames: int, out: Path) -> dict[str, float]:
+def ours(labels: Path, frames: int, out: Path, workers: int = 0) -> dict[str, float]:
     from fakescope.data.prepare import PrepareOptions, prepare
 
     t0, c0 = time.perf_counter(), time.process_time()
-    s = prepare("csv", labels, out, PrepareOptions(num_frames=frames), echo=lambda m: None)
+    s = prepare("csv", labels, out, PrepareOptions(num_frames=frames, workers=workers), echo=lambda m: None)
     return {"total": time.perf_counter() - t0, "cpu": time.process_time() - c0, "frames": s.frames,
-            "found": s.frames_with_face}
+            "found": s.frames_with_face, "worker_peak_mib": s.worker_peak_mib}
 
 
 def decode_only(paths: list[Path], frames: int) -> tuple[float, float]:
@@ -118,22 +122,6 @@ def decode_only(paths: list[Path], frames: int) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory since it started (``VmHWM``; ``ru_maxrss`` where there is no /proc).
-
-    ``ru_maxrss`` is not used on Linux: it keeps the peak of the process that
-    forked this one (the parent's memory at the fork) across ``exec``.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def write_list(paths: list[Path], dest: Path) -> Path:
     with open(dest, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -143,21 +131,31 @@ def write_list(paths: list[Path], dest: Path) -> Path:
     return dest
 
 
-def frame_area(path: Path) -> int:
-    import av
-
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        return s.codec_context.width * s.codec_context.height
-
-
-def child_peak(paths: list[Path], frames: int) -> dict[str, float]:
-    """Run ``prepare`` on ``paths`` in a fresh process; its peak RSS in MiB."""
+def child_peak(paths: list[Path], frames: int, workers: int = 0) -> dict[str, float]:
+    """Run ``prepare`` on ``paths`` in a fresh process; its peak RSS (and its workers') in MiB."""
     tmp = Path(tempfile.mkdtemp(prefix="fakescope-mem-"))
     sub = write_list(paths, tmp / "videos.csv")
     out = subprocess.run([sys.executable, __file__, "--child", str(sub), "--frames", str(frames),
-                          "--out", str(tmp / "out")], capture_output=True, text=True, check=True)
+                          "--workers", str(workers), "--out", str(tmp / "out")], capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def memory(paths: list[Path], frames: int, workers: int) -> str:
+    """Peak memory with 1 video (each alone; the largest is kept), all videos, and all of them three times over."""
+    key = "worker_peak_mib" if workers else "peak_mib"
+    singles = {p.name: child_peak([p], frames, workers) for p in paths}
+    name, one = max(singles.items(), key=lambda kv: kv[1][key])
+    every, thrice = child_peak(paths, frames, workers), child_peak(paths * 3, frames, workers)
+    a, b, c = one[key], every[key], thrice[key]
+    what = f"{workers} workers, largest worker peak" if workers else "one process"
+    line = (f"peak memory (max RSS) of fakescope prepare, {what}: 1 video (each alone; largest: {name}) "
+            f"{a:.0f} MiB, all {len(paths)} videos {b:.0f} MiB (ratio {b / a:.2f}), the {len(paths)} videos three "
+            f"times ({3 * len(paths)} videos) {c:.0f} MiB (ratio to 1 video {c / a:.2f})")
+    if workers:
+        parents = ", ".join(f"{r['peak_mib']:.0f}" for r in (one, every, thrice))
+        line += f"; parent process {parents} MiB"
+    return line
 
 
 def main() -> None:
@@ -168,6 +166,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="work folder (default: a temporary folder)")
     ap.add_argument("--rounds", type=int, default=2,
                     help="runs of each pipeline, in alternating order; the fastest of each is compared")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="worker processes of fakescope prepare (default: one per CPU core)")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -175,7 +175,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     if args.child:  # memory probe: prepare these videos, report the peak RSS
-        r = ours(args.child, args.frames, args.out)
+        from fakescope.data.prepare import peak_rss_mib
+
+        r = ours(args.child, args.frames, args.out, args.workers)
         r["peak_mib"] = peak_rss_mib()
         print(json.dumps(r))
         return
@@ -198,18 +200,22 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}, torch threads 1; "
           f"{len(paths)} videos, {args.frames} frames each")
 
-    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "fakescope": []}
-    for r in range(args.rounds):  # alternate the order so that both see the same (shared) machine
-        order = ("baseline", "fakescope") if r % 2 == 0 else ("fakescope", "baseline")
+    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "fakescope": [], "workers": []}
+    for r in range(args.rounds):  # alternate the order so that all see the same (shared) machine
+        order = ("baseline", "fakescope", "workers") if r % 2 == 0 else ("workers", "fakescope", "baseline")
         for name in order:
             if name == "baseline":
                 runs[name].append(baseline(paths, args.frames, work / f"baseline{r}"))
-            else:
+            elif name == "fakescope":
                 runs[name].append(ours(labels, args.frames, work / f"fakescope{r}"))
+            else:
+                runs[name].append(ours(labels, args.frames, work / f"workers{r}", args.workers))
         print(f"round {r + 1}: baseline {runs['baseline'][-1]['total']:.1f} s, "
-              f"fakescope {runs['fakescope'][-1]['total']:.1f} s (load average {os.getloadavg()[0]:.2f})")
+              f"fakescope {runs['fakescope'][-1]['total']:.1f} s, with {args.workers} workers "
+              f"{runs['workers'][-1]['total']:.1f} s (load average {os.getloadavg()[0]:.2f})")
     base = min(runs["baseline"], key=lambda x: x["total"])
     mine = min(runs["fakescope"], key=lambda x: x["total"])
+    pool = min(runs["workers"], key=lambda x: x["total"])
     print(f"baseline (OpenCV decodes every frame, detector per sampled frame at full size): {base['total']:.1f} s "
           f"= {base['frames'] / base['total']:.2f} frames/s, {base['cpu']:.1f} CPU s (decode {base['decode']:.1f} s, "
           f"detect {base['detect']:.1f} s, crop+save {base['save']:.1f} s); faces in {base['found']}/{base['frames']}")
@@ -219,18 +225,17 @@ def main() -> None:
           f"{mine['found']}/{mine['frames']}")
     print(f"decoding only: OpenCV every frame {base['decode']:.1f} s vs fakescope {dec:.1f} s ({dec_cpu:.1f} CPU s) "
           f"(x{base['decode'] / dec:.2f})")
-    largest = max(paths, key=frame_area)  # memory grows with the frame size; compare like with like
-    one = child_peak([largest], args.frames)
-    every = child_peak(paths, args.frames)
-    thrice = child_peak(paths * 3, args.frames)
-    print(f"peak memory (max RSS) of fakescope prepare: 1 video ({largest.name}, the largest frames) "
-          f"{one['peak_mib']:.0f} MiB, all {len(paths)} videos {every['peak_mib']:.0f} MiB "
-          f"(ratio {every['peak_mib'] / one['peak_mib']:.2f}), the {len(paths)} videos three times "
-          f"({3 * len(paths)} videos) {thrice['peak_mib']:.0f} MiB (ratio to {len(paths)} videos "
-          f"{thrice['peak_mib'] / every['peak_mib']:.2f})")
-    print(f"frames to crops: {n_frames} frames in each pipeline; CPU time ratio (baseline / fakescope): "
-          f"{base['cpu'] / mine['cpu']:.2f}")
-    print(f"speed-up (baseline time / fakescope time): {base['total'] / mine['total']:.2f}")
+    print(f"fakescope prepare --workers {args.workers} (worker processes, each replaced after a video): "
+          f"{pool['total']:.1f} s = {pool['frames'] / pool['total']:.2f} frames/s; faces in "
+          f"{pool['found']}/{pool['frames']}")
+    print(memory(paths, args.frames, 0))
+    if args.workers:
+        print(memory(paths, args.frames, args.workers))
+    print(f"frames to crops: {n_frames} frames in each pipeline; CPU time ratio (baseline / fakescope in one "
+          f"process): {base['cpu'] / mine['cpu']:.2f}")
+    print(f"speed-up in one process (baseline time / fakescope time): {base['total'] / mine['total']:.2f}")
+    print(f"speed-up with {args.workers} workers (baseline time / fakescope time): "
+          f"{base['total'] / pool['total']:.2f}")
 
 
 if __name__ == "__main__":

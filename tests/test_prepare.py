@@ -222,3 +222,58 @@ def test_image_dataset_is_referenced_in_place(tmp_path):
     assert len(samples) == 5 and all(Path(x.path).is_file() for x in samples)
     assert not (out / "crops").exists()
     assert torch.tensor([x.label for x in samples]).sum() == 2
+
+
+def test_worker_processes_give_the_output_of_one_process(face_videos, tmp_path):
+    """--workers: videos go to worker processes (replaced after each video); same crops, same manifest."""
+    outs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"workers_{workers}"
+        s = prepare("folder", face_videos, out, PrepareOptions(num_frames=3, size=32, workers=workers),
+                    echo=lambda m: None)
+        assert (s.videos, s.frames_with_face, s.exit_code) == (3, 9, 0)
+        assert (s.worker_peak_mib > 0) == (workers > 0)  # the workers report their peak memory
+        outs[workers] = out
+    manifest = {w: sorted(rows_of(o / "manifest.csv"), key=lambda r: r["path"]) for w, o in outs.items()}
+    assert manifest[0] == manifest[2] and len(manifest[0]) == 9
+    for r in manifest[0]:
+        assert np.array_equal(np.asarray(Image.open(outs[0] / r["path"])), np.asarray(Image.open(outs[2] / r["path"])))
+    assert sorted(r["video_id"] for r in rows_of(outs[2] / "videos.csv")) == ["test/1_fake/c", "train/0_real/a",
+                                                                               "train/1_fake/b"]
+
+
+def test_a_worker_that_dies_costs_its_video_only(tmp_path, capsys):
+    """A video that kills its worker process (here: the detector plug-in on a black frame) is reported; the
+    others, in flight with it or after it, are prepared."""
+    root = tmp_path / "src"
+    frames, _ = face_frames(6)
+    for name in ("a", "b", "d", "e"):
+        write_video(root / "0_real" / f"{name}.mp4", frames)
+    write_video(root / "1_fake" / "black.mp4", [np.zeros_like(f) for f in frames])
+    out = tmp_path / "out"
+    code = main(["prepare", "folder", "--root", str(root), "--out", str(out), "--num-frames", "2", "--size", "32",
+                 "--detector", "prepare_plugins:CentreFace", "--workers", "2", "--videos-per-worker", "0",
+                 "--progress", "off"])
+    assert code == 1
+    videos = {v["video_id"]: v["status"] for v in rows_of(out / "videos.csv")}
+    assert videos == {"0_real/a": "ok", "0_real/b": "ok", "0_real/d": "ok", "0_real/e": "ok",
+                      "1_fake/black": "failed"}
+    (failure,) = rows_of(out / "failures.csv")
+    assert failure["reason"] == "worker-crashed" and failure["path"].endswith("black.mp4")
+    assert "worker-crashed: 1" in capsys.readouterr().out
+    assert len(rows_of(out / "manifest.csv")) == 8
+
+
+def test_workers_that_cannot_start_are_an_error_not_failed_videos(tmp_path, monkeypatch):
+    import os
+
+    root = tmp_path / "src"
+    frames, _ = face_frames(4)
+    write_video(root / "0_real" / "a.mp4", frames)
+    monkeypatch.setenv("FAKESCOPE_TEST_PARENT", str(os.getpid()))
+    with pytest.raises(DataError, match="worker processes could not start"):
+        prepare("folder", root, tmp_path / "out", PrepareOptions(num_frames=2, size=32, workers=1,
+                                                                 detector="prepare_plugins:OnlyInParent"),
+                echo=lambda m: None)
+    with pytest.raises(DataError, match="--workers must be 0"):
+        prepare("folder", root, tmp_path / "out2", PrepareOptions(workers=-1), echo=lambda m: None)

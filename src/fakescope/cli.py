@@ -76,7 +76,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     opt = options_from(num_frames=args.num_frames, sampling=args.sampling, stride=args.stride, start=args.start,
                        faces=args.faces, crop=args.crop, size=args.size, margin=args.margin, detector=args.detector,
                        detector_weights=args.detector_weights, device=args.device, threads=args.threads,
-                       detect_size=args.detect_size, decode_threads=args.decode_threads,
+                       detect_size=args.detect_size, decode_threads=args.decode_threads, workers=args.workers,
+                       videos_per_worker=args.videos_per_worker,
                        min_face=args.min_face, verify_images=not args.no_verify, num_shards=args.num_shards,
                        shard_index=args.shard_index, retry_failed=args.retry_failed, split=args.split,
                        limit=args.limit)
@@ -291,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu", help="where the detector runs: cpu, cuda, cuda:1")
     g.add_argument("--threads", type=int, default=1, help="torch threads for detection on the CPU")
     g.add_argument("--decode-threads", type=int, default=1, help="FFmpeg decoder threads per video (0: automatic)")
+    g.add_argument("--workers", type=int, default=0,
+                   help="worker processes for videos (0: this process); a worker that dies costs only its video")
+    g.add_argument("--videos-per-worker", type=int, default=1,
+                   help="a worker process is replaced after this many videos (0: never); 1 keeps the peak "
+                        "memory of a run that of its largest video")
     g.add_argument("--detect-size", type=int, default=640,
                    help="frames are downscaled to this longest side for detection (0: full size)")
     g.add_argument("--min-face", type=int, default=20, help="smallest face searched for, in detection pixels")

@@ -64,6 +64,14 @@ class PrepareOptions:
     # detector, and FFmpeg's own threads then cost CPU time and memory for nothing (measured on 2 cores:
     # 11.9 instead of 13.2 CPU s for the 7 FF++ fixture videos, and a lower peak memory)
     decode_threads: int = 1
+    # worker processes for videos (0: videos are prepared in this process). Each worker runs the detector on
+    # its own videos (with ``threads`` torch threads and its own reader thread); this process only writes
+    # the records, so a worker that dies (a decoder crash, the kernel's out-of-memory killer) costs its
+    # video, reported as a failure, and the run goes on.
+    workers: int = 0
+    # a worker process is replaced after this many videos (0: never). 1 keeps each video's memory in a
+    # process of its own, so the peak memory does not depend on the number of videos (see the docs).
+    videos_per_worker: int = 1
 
     # settings that change what is written; a re-run into the same folder must use the same ones
     OUTPUT_KEYS = ("num_frames", "sampling", "stride", "start", "faces", "crop", "size", "margin", "detector",
@@ -90,6 +98,10 @@ class PrepareOptions:
             raise DataError(f"--margin must be positive, got {self.margin}")
         if self.threads < 1:
             raise DataError(f"--threads must be at least 1, got {self.threads}")
+        if self.workers < 0:
+            raise DataError(f"--workers must be 0 (this process) or more, got {self.workers}")
+        if self.videos_per_worker < 0:
+            raise DataError(f"--videos-per-worker must be 0 (no limit) or more, got {self.videos_per_worker}")
         if self.decode_threads < 0:
             raise DataError(f"--decode-threads must be 0 (automatic) or more, got {self.decode_threads}")
 
@@ -112,6 +124,7 @@ class Summary:
     total_failures: int = 0  # in the output folder, including earlier runs
     rows: int = 0  # manifest rows in the output folder
     seconds: float = 0.0
+    worker_peak_mib: float = 0.0  # the largest peak memory (max RSS) of a worker process (workers > 0)
 
     @property
     def exit_code(self) -> int:
@@ -377,6 +390,173 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     return {"video": video, "rows": rows, "failures": []}
 
 
+def _trim_heap() -> None:
+    """Give the memory freed by a finished video back to the system (glibc's ``malloc_trim``; else nothing)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB (``VmHWM``; ``ru_maxrss`` where there is no ``/proc``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+# ---------------------------------------------------------- worker processes
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(opt: PrepareOptions, sys_path: list[str]) -> None:
+    """Set up a worker process: the parent's import path (for detector plug-ins), torch threads, the detector."""
+    import sys
+
+    for p in sys_path:
+        if p not in sys.path:
+            sys.path.append(p)
+    import torch
+
+    torch.set_num_threads(opt.threads)
+    _WORKER["detector"] = _make_detector(opt)
+
+
+def _worker_video(item: Item, opt: PrepareOptions, out: str) -> dict[str, Any]:
+    """One video in a worker process (frames read ahead in a thread when ``prefetch``); its record."""
+    reader = VideoReader([item], opt, depth=_batch_size(_WORKER["detector"])) if opt.prefetch else None
+    try:
+        rec = process_video(item, _WORKER["detector"], opt, Path(out), reader.messages(0) if reader else None)
+    finally:
+        if reader is not None:
+            reader.close()
+    _trim_heap()
+    rec["peak_mib"] = peak_rss_mib()
+    return rec
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+def _crashed(unit: Unit) -> dict[str, Any]:
+    item = unit.items[0]
+    detail = ("the worker process preparing this video died (a crash in the decoder or detector, or killed, "
+              "for example by the out-of-memory killer); the other videos went on")
+    video = {"video_id": item.video_id, "path": item.path, "label": item.label, "dataset": item.dataset,
+             "method": item.method, "split": item.split, "status": "failed", "reason": "worker-crashed"}
+    return {"video": video, "rows": [], "failures": [_failure(item, "worker-crashed", detail)]}
+
+
+class WorkerPool:
+    """Videos prepared by worker processes; records come back to the caller, who writes them.
+
+    Workers start from a fork server that has imported torch and fakescope
+    (``spawn`` where there is none), make their detector once, and are
+    replaced after ``videos_per_worker`` videos. At most twice as many
+    videos as workers are in flight. When a worker dies, the pool is
+    rebuilt and each video that was in flight is tried again alone; the one
+    that kills its worker again is recorded as failed (``worker-crashed``).
+    """
+
+    def __init__(self, opt: PrepareOptions, out: Path) -> None:
+        import multiprocessing as mp
+        import sys
+
+        self.opt, self.out = opt, str(out)
+        methods = mp.get_all_start_methods()
+        self.ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if self.ctx.get_start_method() == "forkserver":
+            self.ctx.set_forkserver_preload(["torch", "av", "fakescope.data.faces", "fakescope.data.prepare"])
+        self.sys_path = list(sys.path)
+        self._started = False  # a worker has finished a video: the workers do start
+
+    def _pool(self, workers: int):
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=_worker_init,
+                                   initargs=(self.opt, self.sys_path),
+                                   max_tasks_per_child=self.opt.videos_per_worker or None)
+
+    def _check_workers_start(self) -> None:
+        """Raise a clear error when a worker dies before any video (a setup problem, not a bad video)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._started:
+            return
+        pool = self._pool(1)
+        try:
+            pool.submit(_ping).result()
+        except BrokenProcessPool:
+            raise DataError(
+                "prepare: the worker processes could not start (their error is printed above). A script that "
+                "calls prepare() with workers must start from an `if __name__ == \"__main__\":` block, as "
+                "Python's multiprocessing requires; or use workers=0 (--workers 0)") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._started = True
+
+    def run(self, units: list[Unit]) -> Iterator[tuple[Unit, dict[str, Any]]]:
+        """``(unit, record)`` for every video unit, in the order they finish."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        pending = list(reversed(units))
+        suspects: list[Unit] = []  # in flight when a worker died: each is tried again alone
+        while pending or suspects:
+            if suspects:
+                unit = suspects.pop()
+                pool = self._pool(1)
+                try:
+                    rec = pool.submit(_worker_video, unit.items[0], self.opt, self.out).result()
+                except BrokenProcessPool:
+                    self._check_workers_start()
+                    rec = _crashed(unit)
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                yield unit, rec
+                continue
+            pool = self._pool(self.opt.workers)
+            running: dict[Any, Unit] = {}
+            try:
+                while pending or running:
+                    while pending and len(running) < 2 * self.opt.workers:
+                        unit = pending.pop()
+                        running[pool.submit(_worker_video, unit.items[0], self.opt, self.out)] = unit
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    broken = False
+                    for fut in done:
+                        unit = running.pop(fut)
+                        try:
+                            rec = fut.result()
+                        except BrokenProcessPool:
+                            suspects.append(unit)
+                            broken = True
+                            continue
+                        self._started = True
+                        yield unit, rec
+                    if broken:  # every video still in flight is lost with the pool: try each again alone
+                        suspects.extend(running.values())
+                        running.clear()
+                        break
+            finally:
+                for fut in running:
+                    fut.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
 # ----------------------------------------------------------------- images
 def process_images(unit: Unit, opt: PrepareOptions) -> dict[str, Any]:
     """Check that each image decodes (unless disabled) and reference it where it is."""
@@ -446,24 +626,21 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
     if opt.limit is not None:
         todo = todo[:opt.limit]
 
-    detector = None
-    if any(u.kind == "video" for u in todo):
-        from fakescope.data.faces import create_detector
+    pooled = opt.workers > 0
+    detector = _make_detector(opt) if any(u.kind == "video" for u in todo) else None
+    if pooled:
+        detector = None  # made here only to fail at once on a bad detector setting; each worker makes its own
 
-        det_opts = {"detect_size": opt.detect_size, "min_face": opt.min_face} if opt.detector == "mtcnn" else {}
-        detector = create_detector(opt.detector, weights=opt.detector_weights, device=opt.device, **det_opts)
-
-    def run(unit: Unit, messages=None) -> None:
+    def record(unit: Unit, rec: dict[str, Any]) -> None:
         if unit.kind == "video":
-            rec = process_video(unit.items[0], detector, opt, out, messages)
             v = rec["video"]
             summary.videos += 1
             summary.frames += int(v.get("frames_sampled") or 0)
             summary.frames_with_face += int(v.get("frames_with_face") or 0)
             summary.faces += len(rec["rows"])
             summary.short_videos += int(v.get("short") or 0)
+            summary.worker_peak_mib = max(summary.worker_peak_mib, float(rec.pop("peak_mib", 0.0)))
         else:
-            rec = process_images(unit, opt)
             summary.images += len(unit.items)
         for f in rec["failures"]:
             summary.failures[f["reason"]] += 1
@@ -471,11 +648,28 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
         store.put({"key": unit.key, "kind": unit.kind, **rec})
         summary.processed += 1
 
+    def run(unit: Unit, messages=None) -> None:
+        if unit.kind == "video":
+            rec = process_video(unit.items[0], detector, opt, out, messages)
+            _trim_heap()
+        else:
+            rec = process_images(unit, opt)
+        record(unit, rec)
+
     def run_all(advance: Callable[[], None]) -> None:
-        """Units in order; with ``prefetch``, a :class:`VideoReader` decodes frames while faces are detected."""
+        """Units in order; with ``prefetch``, a :class:`VideoReader` decodes frames while faces are detected;
+        with ``workers``, videos go to worker processes and the other units are done here meanwhile."""
+        if pooled:
+            for u in todo:
+                if u.kind != "video":
+                    run(u)
+                    advance()
+            for u, rec in WorkerPool(opt, out).run([u for u in todo if u.kind == "video"]):
+                record(u, rec)
+                advance()
+            return
         videos = [u.items[0] for u in todo if u.kind == "video"]
-        reader = VideoReader(videos, opt, depth=max(int(getattr(detector, "batch_size", 8) or 8), 1)) \
-            if opt.prefetch and videos else None
+        reader = VideoReader(videos, opt, depth=_batch_size(detector)) if opt.prefetch and videos else None
         try:
             k = 0
             for u in todo:
@@ -515,6 +709,17 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
     return summary
 
 
+def _make_detector(opt: PrepareOptions):
+    from fakescope.data.faces import create_detector
+
+    det_opts = {"detect_size": opt.detect_size, "min_face": opt.min_face} if opt.detector == "mtcnn" else {}
+    return create_detector(opt.detector, weights=opt.detector_weights, device=opt.device, **det_opts)
+
+
+def _batch_size(detector) -> int:
+    return max(int(getattr(detector, "batch_size", 8) or 8), 1)
+
+
 def options_from(**kwargs) -> PrepareOptions:
     """``PrepareOptions`` from keyword arguments, ignoring ``None`` (use the default)."""
     names = {f.name for f in fields(PrepareOptions)}
@@ -522,4 +727,4 @@ def options_from(**kwargs) -> PrepareOptions:
 
 
 __all__ = ["PrepareOptions", "Summary", "prepare", "process_video", "process_images", "make_units", "shard_of",
-           "options_from", "video_messages", "VideoReader"]
+           "options_from", "video_messages", "VideoReader", "WorkerPool", "peak_rss_mib"]
