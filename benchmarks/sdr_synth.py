@@ -1,10 +1,13 @@
 """SDR against a frame-level detector of similar size on the built-in synthetic video benchmark.
 
-    python benchmarks/sdr_synth.py [--videos 40] [--flicker 1.0] [--motion 1.0] [--out DIR] [key=value ...]
+    python benchmarks/sdr_synth.py [--videos 40] [--flicker 1.0] [--motion 0.25] [--reals consistent]
+                                   [--out DIR] [key=value ...]
 
-Generates the synthetic videos (real: smooth camera motion over photos shipped in
-packages; fake: a face-sized region re-synthesised independently in every frame,
-i.e. temporal flicker), trains ``configs/sdr/synth.yaml`` (a small SDR: FTCN layout,
+Generates the synthetic videos (a slow camera over photos shipped in packages and a
+face-sized region re-synthesised by a generator: in fakes afresh in every frame, i.e.
+temporal flicker; in reals with the same noise in every frame, so that the classes
+differ only in time; ``--reals untouched`` gives the earlier benchmark, whose reals
+have no re-synthesised region), trains ``configs/sdr/synth.yaml`` (a small SDR: FTCN layout,
 K = 4 TPA branches, TRFI, L_MI, L_con) and ``configs/sdr/synth_frames.yaml`` (a CNN
 of similar size on the same frames, scored per video by the mean of its frame scores),
 and prints the validation and test video AUC of both. Extra ``key=value`` arguments
@@ -32,7 +35,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=16, help="frames per video")
     ap.add_argument("--size", type=int, default=64, help="frame side in pixels")
     ap.add_argument("--flicker", type=float, default=1.0, help="strength of the fake region's flicker")
-    ap.add_argument("--motion", type=float, default=1.0, help="camera motion (0: a still camera)")
+    ap.add_argument("--motion", type=float, default=0.25, help="camera motion (0: a still camera; 1: the earlier default)")
+    ap.add_argument("--reals", default="consistent", choices=("consistent", "untouched"),
+                    help="real videos' face region: the generator with fixed noise, or no region at all")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="work folder (default: a new temporary folder)")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of configs/sdr/synth.yaml")
@@ -47,12 +52,13 @@ def main() -> None:
     n_eval = args.eval_videos or max(args.videos // 4, 10)
     synth = SynthConfig(out=str(out / "synth"), seed=args.seed, size=args.size, train_per_class=8, val_per_class=8,
                         test_per_class=8, videos_per_class={"train": args.videos, "val": n_eval, "test": n_eval},
-                        frames=args.frames, flicker=args.flicker, camera_motion=args.motion)
+                        frames=args.frames, flicker=args.flicker, camera_motion=args.motion,
+                        video_reals=args.reals)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         generate(synth, log=lambda m: None, overwrite=True)
     print(f"videos: {args.videos} train, {n_eval} val, {n_eval} test per class; {args.frames} frames of "
-          f"{args.size} px; flicker {args.flicker}, camera motion {args.motion} (in {out})")
+          f"{args.size} px; flicker {args.flicker}, camera motion {args.motion}, reals {args.reals} (in {out})")
 
     rows = {}
     for label, cfg_name, extra in (("sdr", "sdr/synth", args.overrides), ("frames", "sdr/synth_frames", [])):

@@ -27,10 +27,21 @@ Fake images
     fakes share a pattern exactly.
 
 Videos
-    Real: a smooth camera path (pan and zoom) over a photo, with per-frame sensor
-    noise. Fake: the same, but a face-sized region is re-synthesised
-    independently in every frame, so it flickers in time (the temporal
-    inconsistency of frame-by-frame face swapping).
+    A slow, smooth camera path (pan and zoom) over a photo, with per-frame sensor
+    noise, and a face-sized region re-synthesised by the ``bilinear`` generator.
+    Fake: the region is re-synthesised independently in every frame (fresh
+    texture noise and a fresh colour shift each frame), so it flickers in time,
+    the temporal inconsistency of frame-by-frame face swapping. Real (the
+    default, ``video_reals="consistent"``): the same generator with one noise
+    field and one colour shift for the whole video, so the region changes only
+    as the content under it does. Any single frame of a real video is thus drawn
+    from the same distribution as a frame of a fake: the classes differ only in
+    time, and a frame-level detector stays near chance. ``video_reals="untouched"``
+    gives the earlier benchmark, whose real videos have no re-synthesised region
+    (the fakes then also carry the generator's spatial fingerprint and, in grey
+    photos, colour). ``camera_motion`` scales the pan and zoom (1.0 was the
+    earlier default, 0.25 now: at 1.0 the camera moves by up to 1.6 px per frame,
+    which makes every textured pixel change about as much as the flicker).
 
 Layout (ForenSynths)::
 
@@ -62,6 +73,7 @@ from PIL import Image
 from fakescope.errors import ConfigError
 
 FAMILIES = ("tconv", "nearest", "bilinear", "pixelshuffle", "diffusion")
+VIDEO_REALS = ("consistent", "untouched")
 
 # Which photo goes to which split. The two motorcycle frames are a stereo pair: same split.
 PHOTO_SPLITS: dict[str, tuple[str, ...]] = {
@@ -211,10 +223,17 @@ class Generator:
             self.up.append(w)
             self.refine.append((_randn(g, width, 3, 3, 3) / math.sqrt(27), _randn(g, 3, width, 3, 3) / math.sqrt(9 * width)))
 
-    def _texture(self, h: torch.Tensor, i: int, g: torch.Generator) -> torch.Tensor:
+    def noise_shape(self, n: int, size: int) -> list[tuple[int, ...]]:
+        """Shapes of the noise fields that drive the texture of ``n`` images of side ``size``, one per stage."""
+        if self.family == "diffusion":
+            raise ConfigError("the diffusion family draws its own noise at every step; it takes no noise fields")
+        side = size // 2 ** self.stages
+        return [(n, self.refine[i][0].shape[0], side * 2 ** (i + 1), side * 2 ** (i + 1)) for i in range(self.stages)]
+
+    def _texture(self, h: torch.Tensor, i: int, g: torch.Generator, noise: torch.Tensor | None = None) -> torch.Tensor:
         w1, w2 = self.refine[i]
         z = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), w1)
-        z = F.relu(z + 0.5 * torch.randn(z.shape, generator=g))
+        z = F.relu(z + 0.5 * (torch.randn(z.shape, generator=g) if noise is None else noise))
         return self.texture * torch.tanh(F.conv2d(F.pad(z, (1, 1, 1, 1), mode="reflect"), w2))
 
     def _upsample(self, h: torch.Tensor, i: int) -> torch.Tensor:
@@ -228,14 +247,20 @@ class Generator:
         return F.conv2d(F.pad(h, (1, 1, 1, 1), mode="replicate"), w)
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """``x``: ``[N, 3, S, S]`` in [0, 1] (S divisible by 4) -> fakes of the same shape."""
+    def __call__(self, x: torch.Tensor, g: torch.Generator, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``x``: ``[N, 3, S, S]`` in [0, 1] (S divisible by 4) -> fakes of the same shape.
+
+        The texture is driven by standard normal noise drawn from ``g``, or by the given
+        ``noise`` fields (shaped as :meth:`noise_shape` says; not for ``diffusion``).
+        """
         if self.family == "diffusion":
+            if noise is not None:
+                self.noise_shape(len(x), x.shape[-1])  # raises
             return self._diffusion(x, g)
         h = F.avg_pool2d(x, 2 ** self.stages)
         for i in range(self.stages):
             h = self._upsample(h, i)
-            h = h + self._texture(h, i, g)
+            h = h + self._texture(h, i, g, None if noise is None else noise[i])
         return h.clamp(0, 1)
 
     def _diffusion(self, x: torch.Tensor, g: torch.Generator, steps: int = 8, start: float = 0.8) -> torch.Tensor:
@@ -272,10 +297,11 @@ class SynthConfig:
     texture_fraction: float = 0.25
     videos_per_class: dict[str, int] = field(default_factory=lambda: {"train": 40, "val": 10, "test": 20})
     frames: int = 16
-    camera_motion: float = 1.0
+    camera_motion: float = 0.25
     flicker: float = 1.0
     fingerprint: float = 0.04
     texture: float = 0.06
+    video_reals: str = "consistent"
 
     def validate(self) -> None:
         if self.size % 4 or self.size < 16:
@@ -285,6 +311,8 @@ class SynthConfig:
                 raise ConfigError(f"synth: unknown generator family '{fam}' (known: {', '.join(FAMILIES)})")
         if not 0 <= self.texture_fraction <= 1:
             raise ConfigError("synth: texture_fraction must be between 0 and 1")
+        if self.video_reals not in VIDEO_REALS:
+            raise ConfigError(f"synth: video_reals must be one of {', '.join(VIDEO_REALS)}, got '{self.video_reals}'")
 
 
 def _family_seed(seed: int, family: str) -> int:
@@ -359,6 +387,7 @@ def _write_videos(root: Path, split: str, n: int, images: list[np.ndarray], cfg:
                     texture=2 * cfg.texture * cfg.flicker)
     pil = [Image.fromarray(a) for a in images]
     size = cfg.size
+    consistent = cfg.video_reals == "consistent"
     yy, xx = np.mgrid[0:size, 0:size]
     for label, label_dir in ((0, "0_real"), (1, "1_fake")):
         for v in range(n):
@@ -368,14 +397,24 @@ def _write_videos(root: Path, split: str, n: int, images: list[np.ndarray], cfg:
             frames = np.stack(_camera_path(pil[rng.integers(len(pil))], size, cfg.frames, rng,
                                            cfg.camera_motion)).astype(np.float32)
             frames += rng.normal(0, 1.5, frames.shape)  # per-frame sensor noise, both classes
-            if label == 1:
-                # a face-sized region re-synthesised independently in every frame (temporal flicker)
+            if label == 1 or consistent:
+                # a face-sized region re-synthesised by the generator: in a fake, independently in every
+                # frame (temporal flicker); in a consistent real, with its noise and colour held fixed
                 r = rng.uniform(0.18, 0.25) * size
                 cx, cy = rng.uniform(0.4, 0.6, 2) * size
                 dist = np.sqrt(((xx - cx) / r) ** 2 + ((yy - cy) / (1.2 * r)) ** 2)
                 mask = np.clip((1.0 - dist) * 4.0, 0.0, 1.0)[None, :, :, None]  # feathered ellipse
-                synth = _to_uint8(gen(_to_tensor(list(np.clip(frames, 0, 255).astype(np.uint8))), g)).astype(np.float32)
-                synth += rng.normal(0, 4.0 * cfg.flicker, (cfg.frames, 1, 1, 3))  # per-frame colour drift of the swapped region
+                content = _to_tensor(list(np.clip(frames, 0, 255).astype(np.uint8)))
+                if label == 1:
+                    synth = _to_uint8(gen(content, g)).astype(np.float32)
+                    # per-frame colour drift of the swapped region
+                    synth += rng.normal(0, 4.0 * cfg.flicker, (cfg.frames, 1, 1, 3))
+                else:
+                    # one noise field for every frame: the region changes only as the content under it does
+                    noise = [torch.randn(shape[1:], generator=g).expand(shape)
+                             for shape in gen.noise_shape(cfg.frames, size)]
+                    synth = _to_uint8(gen(content, g, noise=noise)).astype(np.float32)
+                    synth += rng.normal(0, 4.0 * cfg.flicker, (1, 1, 1, 3))  # one colour shift for the whole video
                 frames = mask * synth + (1 - mask) * frames
             for t, frame in enumerate(np.clip(frames + 0.5, 0, 255).astype(np.uint8)):
                 path = vdir / f"frame_{t:03d}.png"
