@@ -197,6 +197,15 @@ def _failure(item: Item, reason: str, detail: str) -> dict[str, str]:
             "split": item.split, "video_id": item.video_id or ""}
 
 
+def _failed_video(item: Item, reason: str, detail: str, video: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of a video that failed (``video``: what is known of it so far)."""
+    video = video if video is not None else {
+        "video_id": item.video_id, "path": item.path, "label": item.label, "dataset": item.dataset,
+        "method": item.method, "split": item.split, "status": "failed"}
+    video["reason"] = reason
+    return {"video": video, "failures": [_failure(item, reason, detail)], "rows": []}
+
+
 def _row(item: Item, path: str, **extra) -> dict[str, Any]:
     row = {"path": path, "label": item.label, "dataset": item.dataset, "method": item.method, "split": item.split,
            "video_id": item.video_id or "", "frame_index": "" if item.frame_index is None else item.frame_index,
@@ -320,12 +329,10 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     from fakescope.data import align
     from fakescope.data.faces import select_faces
 
-    video = {"video_id": item.video_id, "path": item.path, "label": item.label, "dataset": item.dataset,
-             "method": item.method, "split": item.split, "status": "failed", "reason": ""}
+    video = _failed_video(item, "", "")["video"]
 
     def failed(reason: str, detail: str) -> dict[str, Any]:
-        video["reason"] = reason
-        return {"video": video, "failures": [_failure(item, reason, detail)], "rows": []}
+        return _failed_video(item, reason, detail, video)
 
     messages = iter(messages if messages is not None else video_messages(item, opt))
     kind, stream = next(messages)
@@ -452,12 +459,9 @@ def _ping() -> int:
 
 
 def _crashed(unit: Unit) -> dict[str, Any]:
-    item = unit.items[0]
-    detail = ("the worker process preparing this video died (a crash in the decoder or detector, or killed, "
-              "for example by the out-of-memory killer); the other videos went on")
-    video = {"video_id": item.video_id, "path": item.path, "label": item.label, "dataset": item.dataset,
-             "method": item.method, "split": item.split, "status": "failed", "reason": "worker-crashed"}
-    return {"video": video, "rows": [], "failures": [_failure(item, "worker-crashed", detail)]}
+    return _failed_video(unit.items[0], "worker-crashed",
+                         "the worker process preparing this video died (a crash in the decoder or detector, or "
+                         "killed, for example by the out-of-memory killer); the other videos went on")
 
 
 class WorkerPool:
