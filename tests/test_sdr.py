@@ -244,6 +244,22 @@ def test_shapes_for_clip_lengths(frames):
     assert out.logits.shape == (2,) and torch.isfinite(out.total)
 
 
+def test_spatial_pool_option_mean_or_max():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 3, 32, 32)
+    mean = create_model("sdr_tiny")
+    top = create_model("sdr_tiny", spatial_pool="max")
+    top.load_state_dict(mean.state_dict())
+    mean.eval(), top.eval()
+    with torch.no_grad():
+        f = mean.encoder(x.transpose(1, 2))  # [B, C, T', H', W']
+        torch.testing.assert_close(mean.tokens(mean.encoder, x), f.mean(dim=(3, 4)).transpose(1, 2))
+        torch.testing.assert_close(top.tokens(top.encoder, x), f.amax(dim=(3, 4)).transpose(1, 2))
+    assert mean.cfg.spatial_pool == "mean"  # FTCN's average pool stays the default
+    with pytest.raises(ValidationError):
+        create_model("sdr_tiny", spatial_pool="median")
+
+
 def test_full_size_encoder_has_ftcn_layout():
     cfg = I3DConfig()
     enc = I3DEncoder(cfg).eval()

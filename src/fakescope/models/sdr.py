@@ -281,6 +281,9 @@ class SDRConfig(DetectorConfig):
     tpa: TPAConfig = Field(default_factory=TPAConfig)
     shared_encoder: bool = Field(default=True, description="C2: the branches share one encoder")
     fusion: Literal["trfi", "mean"] = Field(default="trfi", description="'mean' is the w/o TRFI ablation")
+    spatial_pool: Literal["mean", "max"] = Field(
+        default="mean", description="Pool_s before the temporal tokens: 'mean' (FTCN's average pool) or 'max' "
+        "(keeps a localised temporal artefact from being diluted by the rest of the frame)")
     trfi_hidden: int = Field(default=256, ge=1)
     dim: int = Field(default=-1, description="token width of the transformer; -1: the encoder's channels (FTCN)")
     depth: int = Field(default=1, ge=1)
@@ -448,10 +451,11 @@ class SDR(Detector):
             raise ValueError(f"sdr: frames of {tuple(x.shape[-2:])} px are smaller than the encoder's stride "
                              f"{self.cfg.min_input_size}")
 
-    @staticmethod
-    def tokens(encoder: I3DEncoder, x: Tensor) -> Tensor:
+    def tokens(self, encoder: I3DEncoder, x: Tensor) -> Tensor:
         """SPB features (spec 3.3 step 2): z_k = Pool_s(E(V_k)), clip [B, T, 3, H, W] -> tokens [B, T', C]."""
         f = encoder(x.transpose(1, 2))  # Conv3d layout [B, 3, T, H, W]
+        if self.cfg.spatial_pool == "max":
+            return f.amax(dim=(3, 4)).transpose(1, 2)
         return f.mean(dim=(3, 4)).transpose(1, 2)  # spatial average pool (FTCN's 'time' patches)
 
     def integrate(self, feats: list[Tensor]) -> tuple[Tensor, Tensor]:
