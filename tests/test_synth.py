@@ -145,3 +145,20 @@ def test_fake_videos_flicker(tmp_path):
     real, fake = flicker("0_real"), flicker("1_fake")
     assert real < 3.0  # sensor noise only (sigma 1.5 per frame)
     assert fake > 2 * real
+
+
+def test_video_options_from_the_command_line(tmp_path):
+    """`fakescope synth --camera-motion 0 --video-reals untouched`: a still camera over untouched reals."""
+    from PIL import Image
+
+    from fakescope.cli import main
+
+    out = tmp_path / "s"
+    assert main(["synth", "--out", str(out), "--size", "32", "--train-per-class", "2", "--val-per-class", "1",
+                 "--test-per-class", "1", "--videos-per-class", "2", "--frames", "3", "--camera-motion", "0",
+                 "--video-reals", "untouched"]) == 0
+    cfg = json.loads((out / "meta.json").read_text())["config"]
+    assert (cfg["camera_motion"], cfg["video_reals"]) == (0.0, "untouched")
+    for vid in (out / "videos" / "train" / "0_real").iterdir():  # still camera, nothing re-synthesised
+        frames = [np.asarray(Image.open(p), np.float32) for p in sorted(vid.iterdir())]
+        assert np.abs(frames[1] - frames[0]).mean() < 3.0

@@ -63,7 +63,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                       videos_per_class={"train": args.videos_per_class, "val": max(args.videos_per_class // 4, 1),
                                         "test": max(args.videos_per_class // 2, 1)} if args.videos_per_class else
                       {"train": 0, "val": 0, "test": 0},
-                      frames=args.frames)
+                      frames=args.frames, camera_motion=args.camera_motion, video_reals=args.video_reals)
     generate(cfg, log=_echo, overwrite=args.overwrite)
     return 0
 
@@ -267,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-generator", default="tconv", help="generator family of the training fakes")
     s.add_argument("--videos-per-class", type=int, default=40, help="training videos per class (0: no videos)")
     s.add_argument("--frames", type=int, default=16)
+    s.add_argument("--camera-motion", type=float, default=0.25, help="videos: camera pan and zoom (0: still)")
+    s.add_argument("--video-reals", choices=["consistent", "untouched"], default="consistent",
+                   help="videos: the real videos' face region re-synthesised with noise fixed over the video "
+                        "(consistent: the classes differ only in time) or left as filmed (untouched)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_synth)
 
