@@ -18,8 +18,8 @@ and save it as PNG. They differ where DeepfakeBench's ``preprocess.py`` and
   640 px (boxes are mapped back and crops cut from the full-resolution
   frame); the video's main face is kept. It runs twice per round: in one
   process (``--workers 0``), and with ``--workers N`` worker processes
-  (default: one per CPU core; each replaced after every video, the default
-  of ``--videos-per-worker``).
+  (default: one per CPU core; ``--videos-per-worker`` as ``prepare``'s
+  default, 8, unless given).
 
 The videos default to the FF++ c23 fixture beside the repository
 (``../shared/fixtures/ffpp-c23-videos/labels.csv``). Each pipeline runs
@@ -28,9 +28,9 @@ every file so that both find them in the page cache; the fastest run of each
 is compared. The machine may be busy with other work: both pipelines share
 it, and the ratio is what to compare (CPU seconds are printed as well). Peak memory (max RSS)
 is measured in child processes that prepare 1 video (each video alone; the
-largest of these peaks is shown), all videos, and all videos three times over, in one
-process and with the workers (there: the largest peak of a worker, and of
-the parent). The last line is the speed-up (baseline time / fakescope time
+largest of these peaks is shown), all videos, and all videos ``--repeat``
+times over (3), in one process and with the workers (there: the largest
+peak of a worker, and of the parent). The last line is the speed-up (baseline time / fakescope time
 with the workers); the goal is at least 5.
 """
 
@@ -57,7 +57,7 @@ def video_paths(labels: Path) -> list[Path]:
     return [labels.parent / r[col] for r in rows]
 
 
-def baseline(paths: list[Path], frames: int, out: Path) -> dict[str, float]:
+def baseline(paths: list[Path], frames: int, out: Path, min_face: int = 20) -> dict[str, float]:
     """DeepfakeBench's procedure with fakescope's detector: decode all, detect per sampled frame at full size."""
     import cv2
     import numpy as np
@@ -66,7 +66,7 @@ def baseline(paths: list[Path], frames: int, out: Path) -> dict[str, float]:
     from fakescope.data.align import crop_box
     from fakescope.data.faces import create_detector
 
-    det = create_detector("mtcnn", detect_size=0)  # full resolution, as DeepfakeBench runs dlib
+    det = create_detector("mtcnn", detect_size=0, min_face=min_face)  # full resolution, as DeepfakeBench runs dlib
     t_start, c_start = time.perf_counter(), time.process_time()
     t_decode = t_detect = t_save = 0.0
     found = n = 0
@@ -102,11 +102,14 @@ def baseline(paths: list[Path], frames: int, out: Path) -> dict[str, float]:
             "detect": t_detect, "save": t_save, "frames": n, "found": found}
 
 
-def ours(labels: Path, frames: int, out: Path, workers: int = 0) -> dict[str, float]:
+def ours(labels: Path, frames: int, out: Path, workers: int = 0, per_worker: int | None = None,
+         min_face: int = 20) -> dict[str, float]:
+    """``fakescope prepare`` on the videos of ``labels``; ``per_worker`` None keeps its default."""
     from fakescope.data.prepare import PrepareOptions, prepare
 
+    extra = {"min_face": min_face} if per_worker is None else {"videos_per_worker": per_worker, "min_face": min_face}
     t0, c0 = time.perf_counter(), time.process_time()
-    s = prepare("csv", labels, out, PrepareOptions(num_frames=frames, workers=workers), echo=lambda m: None)
+    s = prepare("csv", labels, out, PrepareOptions(num_frames=frames, workers=workers, **extra), echo=lambda m: None)
     return {"total": time.perf_counter() - t0, "cpu": time.process_time() - c0, "frames": s.frames,
             "found": s.frames_with_face, "worker_peak_mib": s.worker_peak_mib}
 
@@ -131,27 +134,31 @@ def write_list(paths: list[Path], dest: Path) -> Path:
     return dest
 
 
-def child_peak(paths: list[Path], frames: int, workers: int = 0) -> dict[str, float]:
+def child_peak(paths: list[Path], frames: int, workers: int = 0, per_worker: int | None = None,
+               min_face: int = 20) -> dict[str, float]:
     """Run ``prepare`` on ``paths`` in a fresh process; its peak RSS (and its workers') in MiB."""
     tmp = Path(tempfile.mkdtemp(prefix="fakescope-mem-"))
     sub = write_list(paths, tmp / "videos.csv")
+    extra = ["--min-face", str(min_face)] + ([] if per_worker is None else ["--videos-per-worker", str(per_worker)])
     out = subprocess.run([sys.executable, __file__, "--child", str(sub), "--frames", str(frames),
-                          "--workers", str(workers), "--out", str(tmp / "out")], capture_output=True, text=True,
-                         check=True)
+                          "--workers", str(workers), "--out", str(tmp / "out"), *extra], capture_output=True,
+                         text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def memory(paths: list[Path], frames: int, workers: int) -> str:
-    """Peak memory with 1 video (each alone; the largest is kept), all videos, and all of them three times over."""
+def memory(paths: list[Path], frames: int, workers: int, repeat: int = 3, per_worker: int | None = None,
+           min_face: int = 20) -> str:
+    """Peak memory with 1 video (each alone; the largest is kept), all videos, and all of them ``repeat`` times."""
     key = "worker_peak_mib" if workers else "peak_mib"
-    singles = {p.name: child_peak([p], frames, workers) for p in paths}
+    singles = {p.name: child_peak([p], frames, workers, per_worker, min_face) for p in paths}
     name, one = max(singles.items(), key=lambda kv: kv[1][key])
-    every, thrice = child_peak(paths, frames, workers), child_peak(paths * 3, frames, workers)
+    every = child_peak(paths, frames, workers, per_worker, min_face)
+    thrice = child_peak(paths * repeat, frames, workers, per_worker, min_face)
     a, b, c = one[key], every[key], thrice[key]
     what = f"{workers} workers, largest worker peak" if workers else "one process"
     line = (f"peak memory (max RSS) of fakescope prepare, {what}: 1 video (each alone; largest: {name}) "
-            f"{a:.0f} MiB, all {len(paths)} videos {b:.0f} MiB (ratio {b / a:.2f}), the {len(paths)} videos three "
-            f"times ({3 * len(paths)} videos) {c:.0f} MiB (ratio to 1 video {c / a:.2f})")
+            f"{a:.0f} MiB, all {len(paths)} videos {b:.0f} MiB (ratio {b / a:.2f}), the {len(paths)} videos {repeat} "
+            f"times ({repeat * len(paths)} videos) {c:.0f} MiB (ratio to 1 video {c / a:.2f})")
     if workers:
         parents = ", ".join(f"{r['peak_mib']:.0f}" for r in (one, every, thrice))
         line += f"; parent process {parents} MiB"
@@ -168,6 +175,14 @@ def main() -> None:
                     help="runs of each pipeline, in alternating order; the fastest of each is compared")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="worker processes of fakescope prepare (default: one per CPU core)")
+    ap.add_argument("--videos-per-worker", type=int,
+                    help="worker processes are replaced after this many videos (default: prepare's, 8)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="the memory probe's longest run prepares the videos this many times over")
+    ap.add_argument("--min-face", type=int, default=20,
+                    help="smallest face searched for, in both pipelines (pixels of each one's detection image; "
+                         "20 is prepare's default)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -177,7 +192,7 @@ def main() -> None:
     if args.child:  # memory probe: prepare these videos, report the peak RSS
         from fakescope.data.prepare import peak_rss_mib
 
-        r = ours(args.child, args.frames, args.out, args.workers)
+        r = ours(args.child, args.frames, args.out, args.workers, args.videos_per_worker, args.min_face)
         r["peak_mib"] = peak_rss_mib()
         print(json.dumps(r))
         return
@@ -198,18 +213,19 @@ def main() -> None:
         p.read_bytes()
     n_frames = sum(1 for _ in paths) * args.frames
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}, torch threads 1; "
-          f"{len(paths)} videos, {args.frames} frames each")
+          f"{len(paths)} videos, {args.frames} frames each; smallest face searched for {args.min_face} px")
 
     runs: dict[str, list[dict[str, float]]] = {"baseline": [], "fakescope": [], "workers": []}
     for r in range(args.rounds):  # alternate the order so that all see the same (shared) machine
         order = ("baseline", "fakescope", "workers") if r % 2 == 0 else ("workers", "fakescope", "baseline")
         for name in order:
             if name == "baseline":
-                runs[name].append(baseline(paths, args.frames, work / f"baseline{r}"))
+                runs[name].append(baseline(paths, args.frames, work / f"baseline{r}", args.min_face))
             elif name == "fakescope":
-                runs[name].append(ours(labels, args.frames, work / f"fakescope{r}"))
+                runs[name].append(ours(labels, args.frames, work / f"fakescope{r}", min_face=args.min_face))
             else:
-                runs[name].append(ours(labels, args.frames, work / f"workers{r}", args.workers))
+                runs[name].append(ours(labels, args.frames, work / f"workers{r}", args.workers,
+                                       args.videos_per_worker, args.min_face))
         print(f"round {r + 1}: baseline {runs['baseline'][-1]['total']:.1f} s, "
               f"fakescope {runs['fakescope'][-1]['total']:.1f} s, with {args.workers} workers "
               f"{runs['workers'][-1]['total']:.1f} s (load average {os.getloadavg()[0]:.2f})")
@@ -225,12 +241,14 @@ def main() -> None:
           f"{mine['found']}/{mine['frames']}")
     print(f"decoding only: OpenCV every frame {base['decode']:.1f} s vs fakescope {dec:.1f} s ({dec_cpu:.1f} CPU s) "
           f"(x{base['decode'] / dec:.2f})")
-    print(f"fakescope prepare --workers {args.workers} (worker processes, each replaced after a video): "
+    per = "prepare's default" if args.videos_per_worker is None else args.videos_per_worker
+    print(f"fakescope prepare --workers {args.workers} (worker processes, videos per worker: {per}): "
           f"{pool['total']:.1f} s = {pool['frames'] / pool['total']:.2f} frames/s; faces in "
           f"{pool['found']}/{pool['frames']}")
-    print(memory(paths, args.frames, 0))
-    if args.workers:
-        print(memory(paths, args.frames, args.workers))
+    if not args.no_memory:
+        print(memory(paths, args.frames, 0, args.repeat, min_face=args.min_face))
+        if args.workers:
+            print(memory(paths, args.frames, args.workers, args.repeat, args.videos_per_worker, args.min_face))
     print(f"frames to crops: {n_frames} frames in each pipeline; CPU time ratio (baseline / fakescope in one "
           f"process): {base['cpu'] / mine['cpu']:.2f}")
     print(f"speed-up in one process (baseline time / fakescope time): {base['total'] / mine['total']:.2f}")

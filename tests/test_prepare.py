@@ -225,12 +225,12 @@ def test_image_dataset_is_referenced_in_place(tmp_path):
 
 
 def test_worker_processes_give_the_output_of_one_process(face_videos, tmp_path):
-    """--workers: videos go to worker processes (replaced after each video); same crops, same manifest."""
+    """--workers: videos go to worker processes (here replaced after each video); same crops, same manifest."""
     outs = {}
     for workers in (0, 2):
         out = tmp_path / f"workers_{workers}"
-        s = prepare("folder", face_videos, out, PrepareOptions(num_frames=3, size=32, workers=workers),
-                    echo=lambda m: None)
+        s = prepare("folder", face_videos, out, PrepareOptions(num_frames=3, size=32, workers=workers,
+                                                               videos_per_worker=1), echo=lambda m: None)
         assert (s.videos, s.frames_with_face, s.exit_code) == (3, 9, 0)
         assert (s.worker_peak_mib > 0) == (workers > 0)  # the workers report their peak memory
         outs[workers] = out

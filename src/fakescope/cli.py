@@ -298,9 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--decode-threads", type=int, default=1, help="FFmpeg decoder threads per video (0: automatic)")
     g.add_argument("--workers", type=int, default=0,
                    help="worker processes for videos (0: this process); a worker that dies costs only its video")
-    g.add_argument("--videos-per-worker", type=int, default=1,
-                   help="a worker process is replaced after this many videos (0: never); 1 keeps the peak "
-                        "memory of a run that of its largest video")
+    g.add_argument("--videos-per-worker", type=int, default=8,
+                   help="a worker process is replaced after this many videos (0: never), which bounds what a "
+                        "long run can accumulate; 1 gives each video a process of its own")
     g.add_argument("--detect-size", type=int, default=640,
                    help="frames are downscaled to this longest side for detection (0: full size)")
     g.add_argument("--min-face", type=int, default=20, help="smallest face searched for, in detection pixels")

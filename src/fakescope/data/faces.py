@@ -236,12 +236,13 @@ class _Pyramid:
         h, w = frames[0].shape[:2]
         self.full = _to_input(frames, device)
         self._by_scale: dict[float, torch.Tensor] = {}
+        images = [Image.fromarray(f) for f in frames]  # once per frame, not once per level
         for s in scales:
             if s >= 1.0:
                 continue
             size = (max(math.ceil(w * s), 1), max(math.ceil(h * s), 1))
-            self._by_scale[s] = _to_input(
-                [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BOX)) for f in frames], device)
+            self._by_scale[s] = _to_input([np.asarray(im.resize(size, Image.Resampling.BOX)) for im in images],
+                                          device)
 
     def level(self, scale: float) -> torch.Tensor | None:
         """The level made for ``scale`` (``None`` for scales of 1 or more)."""
@@ -268,8 +269,9 @@ class PNet(nn.Module):
 
 def _to_input(frames: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
     """uint8 RGB frames -> MTCNN's input: float ``[B, 3, H, W]`` scaled to about [-1, 1]."""
+    # [B, H, W, C] permuted: channels-last memory, as the networks run; normalised in place
     x = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float()
-    return (x - 127.5) / 128.0
+    return x.sub_(127.5).div_(128.0)
 
 
 def _flatten_transposed(x: torch.Tensor) -> torch.Tensor:
