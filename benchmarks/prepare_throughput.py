@@ -107,7 +107,7 @@ def ours(labels: Path, frames: int, out: Path, workers: int = 0, per_worker: int
     """``fakescope prepare`` on the videos of ``labels``; ``per_worker`` None keeps its default."""
     from fakescope.data.prepare import PrepareOptions, prepare
 
-    extra = {"min_face": min_face} if per_worker is None else {"videos_per_worker": per_worker, "min_face": min_face}
+    extra = {"min_face": min_face} | ({} if per_worker is None else {"videos_per_worker": per_worker})
     t0, c0 = time.perf_counter(), time.process_time()
     s = prepare("csv", labels, out, PrepareOptions(num_frames=frames, workers=workers, **extra), echo=lambda m: None)
     return {"total": time.perf_counter() - t0, "cpu": time.process_time() - c0, "frames": s.frames,
