@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fakescope.cli import main
+from fakescope.cli import build_parser, main
 from fakescope.data.datasets import ImageDataset, build_dataset, collate, read_manifest
 from fakescope.data.manifest import parse_box
-from fakescope.data.prepare import PrepareOptions, make_units, prepare, shard_of
+from fakescope.data.prepare import PrepareOptions, auto_workers, make_units, prepare, shard_of
 from fakescope.data.adapters import iter_items
 from fakescope.data.transforms import Preprocessor
 from fakescope.data.video import write_video
@@ -277,3 +277,19 @@ def test_workers_that_cannot_start_are_an_error_not_failed_videos(tmp_path, monk
                 echo=lambda m: None)
     with pytest.raises(DataError, match="--workers must be 0"):
         prepare("folder", root, tmp_path / "out2", PrepareOptions(workers=-1), echo=lambda m: None)
+
+
+def test_command_line_workers_default_to_auto_and_refuse_nonsense(capsys, monkeypatch):
+    """`prepare` runs videos in worker processes unless told otherwise (a decoder crash then costs one video)."""
+    parse = build_parser().parse_args
+    assert parse(["prepare", "csv", "--root", "r", "--out", "o"]).workers == "auto"
+    assert parse(["prepare", "csv", "--root", "r", "--out", "o", "--workers", "0"]).workers == 0
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(3)))
+    assert auto_workers() == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)))
+    assert auto_workers() == 8  # capped: each worker holds a detector and a video's frames
+    for bad in ("-1", "many"):
+        with pytest.raises(SystemExit) as exc:
+            parse(["prepare", "csv", "--root", "r", "--out", "o", "--workers", bad])
+        assert exc.value.code == 2
+        assert f"'{bad}': give a number of processes (0 or more) or auto" in capsys.readouterr().err

@@ -68,15 +68,29 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers(value: str) -> int | str:
+    """``--workers``: ``auto`` or a whole number of 0 or more."""
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"'{value}': give a number of processes (0 or more) or auto")
+    return n
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from fakescope.data.adapters import AdapterOptions
-    from fakescope.data.prepare import options_from, prepare
+    from fakescope.data.prepare import auto_workers, options_from, prepare
     from fakescope.utils.console import show_progress
 
+    workers = auto_workers() if args.workers == "auto" else args.workers
     opt = options_from(num_frames=args.num_frames, sampling=args.sampling, stride=args.stride, start=args.start,
                        faces=args.faces, crop=args.crop, size=args.size, margin=args.margin, detector=args.detector,
                        detector_weights=args.detector_weights, device=args.device, threads=args.threads,
-                       detect_size=args.detect_size, decode_threads=args.decode_threads, workers=args.workers,
+                       detect_size=args.detect_size, decode_threads=args.decode_threads, workers=workers,
                        videos_per_worker=args.videos_per_worker,
                        min_face=args.min_face, verify_images=not args.no_verify, num_shards=args.num_shards,
                        shard_index=args.shard_index, retry_failed=args.retry_failed, split=args.split,
@@ -296,8 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu", help="where the detector runs: cpu, cuda, cuda:1")
     g.add_argument("--threads", type=int, default=1, help="torch threads for detection on the CPU")
     g.add_argument("--decode-threads", type=int, default=1, help="FFmpeg decoder threads per video (0: automatic)")
-    g.add_argument("--workers", type=int, default=0,
-                   help="worker processes for videos (0: this process); a worker that dies costs only its video")
+    g.add_argument("--workers", type=_workers, default="auto",
+                   help="worker processes for videos: a number, auto (one per CPU core, at most 8) or 0 (this "
+                        "process); a worker that dies (a decoder crash) costs only its video")
     g.add_argument("--videos-per-worker", type=int, default=8,
                    help="a worker process is replaced after this many videos (0: never), which bounds what a "
                         "long run can accumulate; 1 gives each video a process of its own")

@@ -410,6 +410,16 @@ def _trim_heap() -> None:
         pass
 
 
+def auto_workers(cap: int = 8) -> int:
+    """Worker processes for ``--workers auto``: one per CPU core this process may use, at most ``cap``
+    (each worker holds a detector and a video's frames, about 0.5 GiB at 1080p)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, cap))
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory in MiB (``VmHWM``; ``ru_maxrss`` where there is no ``/proc``)."""
     try:
@@ -744,4 +754,4 @@ def options_from(**kwargs) -> PrepareOptions:
 
 
 __all__ = ["PrepareOptions", "Summary", "prepare", "process_video", "process_images", "make_units", "shard_of",
-           "options_from", "video_messages", "VideoReader", "WorkerPool", "peak_rss_mib"]
+           "options_from", "video_messages", "VideoReader", "WorkerPool", "peak_rss_mib", "auto_workers"]
