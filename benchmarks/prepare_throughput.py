@@ -25,7 +25,9 @@ The videos default to the FF++ c23 fixture beside the repository
 (``../shared/fixtures/ffpp-c23-videos/labels.csv``). Each pipeline runs
 ``--rounds`` times (2) in this process, in alternating order, after a read of
 every file so that both find them in the page cache; the fastest run of each
-is compared. The machine may be busy with other work: both pipelines share
+is compared. Start-up is not timed: imports, and the workers' fork server
+(it imports torch once and lives as long as this process, so only the
+first round pays for it). The machine may be busy with other work: both pipelines share
 it, and the ratio is what to compare (CPU seconds are printed as well). Peak memory (max RSS)
 is measured in child processes that prepare 1 video (each video alone; the
 largest of these peaks is shown), all videos, and all videos ``--repeat``
