@@ -70,9 +70,9 @@ class PrepareOptions:
     # video, reported as a failure, and the run goes on.
     workers: int = 0
     # a worker process is replaced after this many videos (0: never), which bounds what a long run can
-    # accumulate (allocator fragmentation, a leak in a decoder). A new worker costs about 0.2 CPU s before
-    # its first video runs at full speed (measured on 2 cores: the 7 FF++ fixture videos in 4.6-4.8 s with
-    # workers kept, 5.3-6.0 s with a new worker per video); 1 gives each video a process of its own.
+    # accumulate (allocator fragmentation, a leak in a decoder). A new worker's first video runs slower
+    # (start-up, the detector's first passes): benchmarks/prepare_throughput.py took 7.4 s for the 7 FF++
+    # fixture videos on 2 cores with 1, 6.7 s with 8. 1 gives each video a process of its own.
     videos_per_worker: int = 8
 
     # settings that change what is written; a re-run into the same folder must use the same ones
