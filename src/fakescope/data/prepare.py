@@ -199,11 +199,15 @@ def _failure(item: Item, reason: str, detail: str) -> dict[str, str]:
             "split": item.split, "video_id": item.video_id or ""}
 
 
+def _video_entry(item: Item) -> dict[str, Any]:
+    """A video's line of ``videos.csv`` before anything is known of it (failed until it succeeds)."""
+    return {"video_id": item.video_id, "path": item.path, "label": item.label, "dataset": item.dataset,
+            "method": item.method, "split": item.split, "status": "failed", "reason": ""}
+
+
 def _failed_video(item: Item, reason: str, detail: str, video: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of a video that failed (``video``: what is known of it so far)."""
-    video = video if video is not None else {
-        "video_id": item.video_id, "path": item.path, "label": item.label, "dataset": item.dataset,
-        "method": item.method, "split": item.split, "status": "failed"}
+    video = video if video is not None else _video_entry(item)
     video["reason"] = reason
     return {"video": video, "failures": [_failure(item, reason, detail)], "rows": []}
 
@@ -331,7 +335,7 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     from fakescope.data import align
     from fakescope.data.faces import select_faces
 
-    video = _failed_video(item, "", "")["video"]
+    video = _video_entry(item)
 
     def failed(reason: str, detail: str) -> dict[str, Any]:
         return _failed_video(item, reason, detail, video)
