@@ -13,8 +13,9 @@ from PIL import Image
 from skimage import data as skdata
 
 from fakescope.data.align import align_face, crop_box, face_crop, five_point_template, margin_box
-from fakescope.data.faces import (Face, FaceDetector, box_iou, create_detector, crop_resize, link_tracks, nms,
-                                  register_detector, select_faces, shrink)
+from fakescope.data.faces import (Face, FaceDetector, _window_span, box_iou, create_detector, crop_resize,
+                                  link_tracks, nms, register_detector, search_again, select_faces, shrink,
+                                  track_region)
 from fakescope.errors import DataError, MissingExtraError, WeightsUnavailableError
 
 HAVE_MTCNN = importlib.util.find_spec("facenet_pytorch") is not None
@@ -100,6 +101,64 @@ def test_mtcnn_batch_equals_one_by_one_and_maps_back_from_the_detection_size(mtc
     assert np.allclose(np.array(faces_big[0].box) / 4, batch[0][0].box, atol=6)
 
 
+@needs_mtcnn
+def test_region_search_gives_the_boxes_of_a_full_search_and_nothing_outside(mtcnn):
+    frames, truth = face_frames(4, faces=2)  # a drifting face, and a smaller one in the top right corner
+    frames = [np.pad(f, ((100, 0), (120, 0), (0, 0)), constant_values=110) for f in frames]  # away from 0, 0
+    truth = [[(x1 + 120, y1 + 100, x2 + 120, y2 + 100) for x1, y1, x2, y2 in t] for t in truth]
+    full = mtcnn.detect(frames)
+    h, w = frames[0].shape[:2]
+    assert mtcnn.detect(frames, region=(0, 0, w, h)) == full  # the whole frame as region: the same search
+    for frame, faces, (main, small) in zip(frames, full, truth):
+        assert len(faces) == 2
+        (x1, y1, x2, y2) = main
+        region = (x1 - 48, y1 - 48, x2 + 48, y2 + 48)  # half a face around it; the small face lies outside
+        (found,) = mtcnn.detect([frame], region=region)
+        (same,) = [f for f in faces if center_inside(f, main)]
+        assert len(found) == 1 and np.allclose(found[0].box, same.box, atol=1e-4)
+        assert np.allclose(found[0].landmarks, same.landmarks, atol=1e-4)
+        assert not search_again(found, region, frame.shape)
+    # a frame beyond the detection size: the region is in frame pixels, mapped like the boxes
+    big = np.asarray(Image.fromarray(frames[0]).resize((1280, 960), Image.Resampling.BICUBIC))
+    (whole,) = mtcnn.detect([big])
+    main = max(whole, key=lambda f: f.area)
+    x1, y1, x2, y2 = main.box
+    (found,) = mtcnn.detect([big], region=(x1 - 200, y1 - 200, x2 + 200, y2 + 200))
+    assert len(found) == 1 and np.allclose(found[0].box, main.box, atol=1e-3)
+    # nothing there: no face
+    assert mtcnn.detect([frames[0]], region=(w - 40, h - 40, w, h)) == [[]]
+
+
+def test_region_windows_are_those_of_the_whole_level():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        size = int(rng.integers(12, 200))
+        lo = float(rng.uniform(-20, size))
+        hi = lo + float(rng.uniform(0, size))
+        a, b = _window_span(lo, hi, size)
+        assert a % 2 == 0 and 0 <= a and b <= size and b - a >= 12  # windows at even offsets, at least one
+        assert (b - a) % 2 == 0 or b == size  # the last window is whole, as in the whole level
+        starts = range(0, size - 11, 2)  # P-Net's windows on the whole level: 12 pixels every 2
+        wanted = [s for s in starts if s < hi and s + 12 > lo]
+        assert all(a <= s and s + 12 <= b for s in wanted), (lo, hi, size, a, b)
+
+
+def test_track_region_follows_the_main_face_and_search_again_guards_its_edges():
+    def f(x, y, s=20.0):
+        return Face((x, y, x + s, y + s), 0.99)
+
+    seen = [[f(100, 100)], [f(104, 100), f(10, 10, 8)], [f(108, 102)]]
+    region = track_region(seen, 2, (480, 640, 3), pad=1.0)
+    assert region == (104 - 24, 100 - 24, 128 + 24, 122 + 24)  # around the last 2 boxes, grown by its side (24)
+    assert track_region([[], []], 2, (480, 640, 3)) is None  # no face: search whole frames
+    assert track_region([[f(0, 0)]], 1, (100, 100, 3), pad=2.0) == (0.0, 0.0, 60.0, 60.0)  # kept in the frame
+    assert not search_again([f(110, 110)], region, (480, 640, 3))
+    assert search_again([], region, (480, 640, 3))  # not found there
+    assert search_again([f(84, 110)], region, (480, 640, 3))  # 4 px from the left edge: less than half a face
+    # an edge of the frame is no edge of the search
+    assert not search_again([f(1, 1)], (0.0, 0.0, 60.0, 60.0), (100, 100, 3))
+
+
 def test_crops_for_the_refinement_nets_are_area_resized_with_zeros_outside():
     g = torch.Generator().manual_seed(0)
     image = torch.rand(2, 3, 40, 50, generator=g)
@@ -127,6 +186,9 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
     assert nms(boxes, scores, 0.5).tolist() == [1, 2, 3]
     assert nms(boxes, scores, 0.5, mode="min").tolist() == [1, 2]  # the small box lies inside box 1
     assert nms(torch.zeros((0, 4)), torch.zeros(0), 0.5).numel() == 0
+    # scores equal to 6 decimals (rounding noise of a saturated softmax) rank in the boxes' order
+    tied = torch.tensor([1.0 - 6e-8, 1.0])
+    assert tied[0] < tied[1] and nms(boxes[:2], tied, 0.5).tolist() == [0]
 
 
 def test_tracks_follow_faces_and_rank_the_main_face_first():

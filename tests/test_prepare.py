@@ -125,6 +125,38 @@ def test_all_faces_get_track_ids(face_videos, tmp_path):
     assert sum(1 for p in (out / "crops").rglob("*_face1.png")) == 4
 
 
+def test_tracked_face_search_gives_the_crops_of_a_full_search(face_videos, tmp_path):
+    """--face-search track (the default) looks only around the main face after the first frame; same output."""
+    jump = tmp_path / "jump"  # a still face that jumps across the frame at frame 6: the region misses it there
+    (still,), _ = face_frames(1, seed=3)
+    write_video(jump / "1_fake" / "j.mp4", [np.roll(still, 190, axis=1) if i >= 6 else still for i in range(12)],
+                fps=12)
+    for name, root in (("pasted", face_videos), ("jump", jump)):
+        outs, videos = {}, {}
+        for search in ("track", "full"):
+            out = tmp_path / f"{name}_{search}"
+            s = prepare("folder", root, out, PrepareOptions(num_frames=8, size=48, face_search=search),
+                        echo=lambda m: None)
+            assert s.exit_code == 0 and s.frames_with_face == s.frames
+            outs[search], videos[search] = out, rows_of(out / "videos.csv")
+        assert (outs["track"] / "manifest.csv").read_text() == (outs["full"] / "manifest.csv").read_text()
+        for p in sorted((outs["full"] / "crops").rglob("*.png")):
+            assert np.array_equal(np.asarray(Image.open(p)),
+                                  np.asarray(Image.open(outs["track"] / p.relative_to(outs["full"]))))
+        # all frames but the first of each video searched around the face; none with --face-search full
+        assert [int(v["frames_region_search"]) for v in videos["track"]] == [7] * len(videos["track"])
+        assert [int(v["frames_region_search"]) for v in videos["full"]] == [0] * len(videos["full"])
+        again = [int(v["frames_searched_again"]) for v in videos["track"]]
+        if name == "jump":  # sampled frames 0 | 2 3 5 6 8 9 11: the 4 after the jump are searched whole again
+            assert again == [4]
+    # every face (--faces all) is searched for in whole frames
+    s = prepare("folder", face_videos, tmp_path / "all", PrepareOptions(num_frames=4, size=48, faces="all"),
+                echo=lambda m: None)
+    assert {v["frames_region_search"] for v in rows_of(tmp_path / "all" / "videos.csv")} == {"0"}
+    with pytest.raises(DataError, match="face-search"):
+        prepare("folder", face_videos, tmp_path / "bad", PrepareOptions(face_search="nearby"), echo=lambda m: None)
+
+
 def test_aligned_crops(face_videos, tmp_path):
     s = prepare("folder", face_videos / "train", tmp_path / "out",
                 PrepareOptions(num_frames=2, crop="align", size=96), echo=lambda m: None)

@@ -5,6 +5,7 @@ least 95% of the 32 sampled frames of every video, the crops must be centred
 on it (checked by detecting the face again inside the crops), and the face
 must be the speaker's in every frame (no jump to another face, such as the
 face in an inset picture that one of the news videos shows for a second).
+The default tracked face search must give the crops of a full search.
 """
 
 from __future__ import annotations
@@ -30,12 +31,26 @@ pytestmark = [pytest.mark.fixtures,
               pytest.mark.skipif(not HAVE_MTCNN, reason="pip install --no-deps facenet-pytorch==2.6.0")]
 
 
-@pytest.mark.skipif(not (VIDEOS / "labels.csv").is_file(), reason=f"real fixtures not present ({VIDEOS})")
-def test_ffpp_videos_faces_in_95_percent_of_32_frames_and_crops_centred(tmp_path):
-    out = tmp_path / "ffpp"
+needs_videos = pytest.mark.skipif(not (VIDEOS / "labels.csv").is_file(),
+                                  reason=f"real fixtures not present ({VIDEOS})")
+
+
+def prepare_videos(out, *extra: str):
     code = main(["prepare", "csv", "--root", str(VIDEOS / "labels.csv"), "--out", str(out), "--num-frames", "32",
-                 "--progress", "off"])
+                 "--progress", "off", *extra])
     assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def ffpp(tmp_path_factory):
+    """The 7 videos prepared with the defaults (tracked face search, worker processes)."""
+    return prepare_videos(tmp_path_factory.mktemp("ffpp") / "out")
+
+
+@needs_videos
+def test_ffpp_videos_faces_in_95_percent_of_32_frames_and_crops_centred(ffpp):
+    out = ffpp
     with open(out / "videos.csv", newline="") as fh:
         videos = list(csv.DictReader(fh))
     assert len(videos) == 7
@@ -67,6 +82,20 @@ def test_ffpp_videos_faces_in_95_percent_of_32_frames_and_crops_centred(tmp_path
         side = crop.shape[0]
         assert abs(cx - side / 2) < 0.12 * side and abs(cy - side / 2) < 0.12 * side, (cx, cy, side)
         assert 0.45 * side < max(f.width, f.height) < 0.95 * side  # margin 1.3 around the face
+
+
+@needs_videos
+def test_ffpp_tracked_search_gives_the_crops_of_a_full_search(ffpp, tmp_path):
+    full = prepare_videos(tmp_path / "full", "--face-search", "full", "--workers", "0")
+    assert (ffpp / "manifest.csv").read_text() == (full / "manifest.csv").read_text()  # boxes, scores, paths
+    with open(full / "manifest.csv", newline="") as fh:
+        paths = [r["path"] for r in csv.DictReader(fh)]
+    assert len(paths) == 224
+    for p in paths:
+        assert np.array_equal(np.asarray(Image.open(ffpp / p)), np.asarray(Image.open(full / p))), p
+    with open(ffpp / "videos.csv", newline="") as fh:
+        videos = list(csv.DictReader(fh))
+    assert all(int(v["frames_region_search"]) == 31 for v in videos)  # all but the first frame of each video
 
 
 @pytest.mark.skipif(not FACES.is_dir(), reason=f"real fixtures not present ({FACES})")

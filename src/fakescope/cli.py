@@ -91,8 +91,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                        faces=args.faces, crop=args.crop, size=args.size, margin=args.margin, detector=args.detector,
                        detector_weights=args.detector_weights, device=args.device, threads=args.threads,
                        detect_size=args.detect_size, decode_threads=args.decode_threads, workers=workers,
-                       videos_per_worker=args.videos_per_worker,
-                       min_face=args.min_face, verify_images=not args.no_verify, num_shards=args.num_shards,
+                       videos_per_worker=args.videos_per_worker, min_face=args.min_face,
+                       face_search=args.face_search, verify_images=not args.no_verify, num_shards=args.num_shards,
                        shard_index=args.shard_index, retry_failed=args.retry_failed, split=args.split,
                        limit=args.limit)
     adapter = AdapterOptions(compression=args.compression, methods=tuple(args.methods or ()),
@@ -322,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--faces", choices=["largest", "all"], default="largest",
                    help="largest: one face per frame, the video's main face (largest face track); "
                         "all: every face, with a track id")
+    g.add_argument("--face-search", choices=["track", "full"], default="track",
+                   help="track (with --faces largest): after the first frame, search only around the main face "
+                        "of the frames before, and the whole frame again where it is not found there (the same "
+                        "boxes as full, faster); full: search every frame whole")
     g.add_argument("--crop", choices=["box", "align"], default="box",
                    help="box: square of --margin x the face box; align: DeepfakeBench's five-point alignment")
     g.add_argument("--size", type=int, default=256, help="crop side in pixels (box: 0 keeps the native size)")

@@ -76,10 +76,17 @@ class FaceDetector(abc.ABC):
     ``detect`` takes RGB ``uint8`` frames ``[H, W, 3]`` (the frames of one
     video usually share a size, which lets a backend batch them) and returns,
     for each frame, the faces found in it (any order, ``track`` left at 0).
+
+    A backend with ``searches_regions = True`` also takes ``region``: a box
+    ``(x1, y1, x2, y2)`` in frame pixels outside which it does not search
+    (``fakescope prepare`` uses it to follow a video's main face, see
+    :func:`track_region`); it must find the same faces as a full search for
+    faces well inside the region.
     """
 
     name: str = "detector"
     gives_landmarks: bool = False
+    searches_regions: bool = False
 
     @abc.abstractmethod
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
@@ -147,10 +154,16 @@ def box_iou(a: torch.Tensor, b: torch.Tensor, mode: str = "union") -> torch.Tens
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str = "union") -> torch.Tensor:
-    """Greedy non-maximum suppression; indices of the kept boxes, best first."""
+    """Greedy non-maximum suppression; indices of the kept boxes, best first.
+
+    Scores are ranked to 6 decimals and ties keep the boxes' order, so that
+    rounding noise (P-Net's softmax saturates at 1 for many windows) does not
+    decide which box survives: a search restricted to a region then keeps
+    the boxes of a full search.
+    """
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long)
-    order = torch.argsort(scores, descending=True)
+    order = torch.argsort(torch.round(scores * 1e6), descending=True, stable=True)
     over = (box_iou(boxes[order], boxes[order], mode) > threshold).cpu().numpy()
     keep = np.ones(len(order), dtype=bool)
     for i in range(len(order)):
@@ -225,31 +238,61 @@ def crop_resize(image: torch.Tensor, boxes: torch.Tensor, image_idx: torch.Tenso
     return torch.stack(crops)
 
 
+def _window_span(lo: float, hi: float, size: int) -> tuple[int, int]:
+    """Pixels ``[a, b)`` of a pyramid level (``size`` long) that hold every P-Net window overlapping ``lo..hi``.
+
+    P-Net's windows are 12 pixels wide, one every 2; ``a`` is even, so the
+    windows are those of the whole level, and ``b - a`` is even unless ``b``
+    is the level's end, so the last window is whole as it is in the whole
+    level. At least one window.
+    """
+    a = max(2 * (math.floor((lo - 12) / 2) + 1), 0)  # the first window that ends after lo
+    b = min(max(math.ceil(hi) + 11, a + 12), size)  # the last one starts before hi
+    if b < size and (b - a) % 2:
+        b += 1
+    return max(min(a, (b - 12) // 2 * 2), 0), b
+
+
 class _Pyramid:
     """The detection images for P-Net at decreasing scales.
 
     Levels are made by PIL's area filter in uint8 (several times faster than
-    torch's area interpolation on CPU), then normalised for MTCNN.
+    torch's area interpolation on CPU), then normalised for MTCNN. With a
+    ``region`` (detection-image pixels) only the part of each level that
+    P-Net searches is made (see :func:`_window_span`), with the filter
+    positions of the whole level.
     """
 
-    def __init__(self, frames: Sequence[np.ndarray], scales: list[float], device: torch.device) -> None:
+    def __init__(self, frames: Sequence[np.ndarray], scales: list[float], device: torch.device,
+                 region: tuple[float, float, float, float] | None = None) -> None:
         h, w = frames[0].shape[:2]
         self.full = _to_input(frames, device)
-        self._by_scale: dict[float, torch.Tensor] = {}
+        self._levels: dict[float, tuple[torch.Tensor | None, int, int, int, int]] = {}
         images = [Image.fromarray(f) for f in frames]  # once per frame, not once per level
         for s in scales:
-            if s >= 1.0:
-                continue
-            size = (max(math.ceil(w * s), 1), max(math.ceil(h * s), 1))
-            self._by_scale[s] = _to_input([np.asarray(im.resize(size, Image.Resampling.BOX)) for im in images],
-                                          device)
+            lw, lh = max(math.ceil(w * s), 1), max(math.ceil(h * s), 1)
+            x0, x1, y0, y1 = 0, lw, 0, lh
+            if region is not None:
+                x0, x1 = _window_span(region[0] * s, region[2] * s, lw)
+                y0, y1 = _window_span(region[1] * s, region[3] * s, lh)
+            level = None
+            if s < 1.0:
+                fx, fy = w / lw, h / lh  # source pixels per level pixel, as PIL resizes the whole frame
+                level = _to_input([np.asarray(im.resize((x1 - x0, y1 - y0), Image.Resampling.BOX,
+                                                        box=(x0 * fx, y0 * fy, x1 * fx, y1 * fy)))
+                                   for im in images], device)
+            self._levels[s] = (level, x0, x1, y0, y1)
 
-    def level(self, scale: float) -> torch.Tensor | None:
-        """The level made for ``scale`` (``None`` for scales of 1 or more)."""
-        return self._by_scale.get(scale)
+    def level(self, scale: float) -> tuple[torch.Tensor, int, int]:
+        """P-Net's input at ``scale`` and the level pixel ``(x0, y0)`` where it starts."""
+        level, x0, x1, y0, y1 = self._levels[scale]
+        if level is None:  # upscaled (smallest face under 12 pixels)
+            h, w = self.full.shape[2:]
+            level = F.interpolate(self.full, size=(math.ceil(h * scale), math.ceil(w * scale)),
+                                  mode="bilinear")[:, :, y0:y1, x0:x1]
+        return level, x0, y0
 
 
-# ------------------------------------------------------------------ MTCNN
 class PNet(nn.Module):
     """MTCNN proposal network: fully convolutional, 12x12 windows at stride 2."""
 
@@ -369,6 +412,7 @@ class MTCNN(FaceDetector):
 
     name = "mtcnn"
     gives_landmarks = True
+    searches_regions = True
 
     def __init__(self, weights: str | None = None, device: str = "cpu", detect_size: int = 640,
                  min_face: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
@@ -397,7 +441,15 @@ class MTCNN(FaceDetector):
         self.batch_size = int(batch_size)
 
     # -- public --------------------------------------------------------
-    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
+    def detect(self, frames: Sequence[np.ndarray],
+               region: tuple[float, float, float, float] | None = None) -> list[list[Face]]:
+        """Faces in each frame; ``region`` (frame pixels): P-Net looks only at the windows inside it.
+
+        The windows inside the region are the very windows of a full search
+        (same pyramid, same 2-pixel grid of every level), and R- and O-Net
+        cut their crops from the whole frame, so a face whose candidate
+        windows all lie in the region gets the box of a full search.
+        """
         out: list[list[Face]] = [[] for _ in frames]
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, f in enumerate(frames):
@@ -405,13 +457,14 @@ class MTCNN(FaceDetector):
         for idx in by_size.values():
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start:start + self.batch_size]
-                for i, faces in zip(chunk, self._detect_same_size([frames[i] for i in chunk])):
+                for i, faces in zip(chunk, self._detect_same_size([frames[i] for i in chunk], region)):
                     out[i] = faces
         return out
 
     # -- the three stages ------------------------------------------------
     @torch.inference_mode()
-    def _detect_same_size(self, frames: list[np.ndarray]) -> list[list[Face]]:
+    def _detect_same_size(self, frames: list[np.ndarray],
+                          region: tuple[float, float, float, float] | None = None) -> list[list[Face]]:
         frames = [np.ascontiguousarray(f) for f in frames]
         h, w = frames[0].shape[:2]
         sx = sy = 1.0
@@ -421,7 +474,9 @@ class MTCNN(FaceDetector):
             frames = [shrink(f, size) for f in frames]
             sx, sy = w / size[0], h / size[1]
         n = len(frames)
-        pyramid = _Pyramid(frames, self._scales(*frames[0].shape[:2]), self.device)
+        if region is not None:
+            region = (region[0] / sx, region[1] / sy, region[2] / sx, region[3] / sy)
+        pyramid = _Pyramid(frames, self._scales(*frames[0].shape[:2]), self.device, region)
 
         boxes, scores, img = self._stage1(pyramid)
         if len(boxes):
@@ -450,24 +505,22 @@ class MTCNN(FaceDetector):
         return scales
 
     def _stage1(self, pyramid: _Pyramid):
-        """P-Net over an image pyramid: candidate windows, NMS per scale, then per frame."""
-        x = pyramid.full
-        h, w = x.shape[2:]
+        """P-Net over an image pyramid (or its region): candidate windows, NMS per scale, then per frame."""
+        h, w = pyramid.full.shape[2:]
         all_boxes, all_reg, all_scores, all_img = [], [], [], []
         for scale in self._scales(h, w):
-            xs = pyramid.level(scale)
-            if xs is None:
-                xs = F.interpolate(x, size=(math.ceil(h * scale), math.ceil(w * scale)), mode="bilinear")
+            xs, x0, y0 = pyramid.level(scale)  # x0, y0 even: the windows are those of the whole level
             prob, reg = self.pnet(xs.contiguous(memory_format=torch.channels_last))
             img, yy, xx = torch.nonzero(prob >= self.thresholds[0], as_tuple=True)
             if len(img) == 0:
                 continue
-            cell = torch.stack([xx, yy, xx, yy], dim=1).float() * 2
+            score, reg = prob[img, yy, xx], reg[img, :, yy, xx]
+            cell = torch.stack([xx + x0 // 2, yy + y0 // 2] * 2, dim=1).float() * 2  # windows of the whole level
             cell[:, 2:] += 12  # a 12x12 window every 2 pixels of the scaled image
-            boxes, score = cell / scale, prob[img, yy, xx]
+            boxes = cell / scale
             keep = batched_nms(boxes, score, img, 0.5)
             all_boxes.append(boxes[keep])
-            all_reg.append(reg[img, :, yy, xx][keep])
+            all_reg.append(reg[keep])
             all_scores.append(score[keep])
             all_img.append(img[keep])
         if not all_boxes:
@@ -590,6 +643,51 @@ def link_tracks(faces_per_frame: Sequence[Sequence[Face]], max_shift: float = 0.
     for faces in out:
         faces.sort(key=lambda f: f.track)
     return out
+
+
+# the region searched for a tracked face: its box, wider by this many face sides on each side ...
+TRACK_PAD = 1.0
+# ... and a face found there counts only this many of its sides away from the region's edge (P-Net's windows
+# that overlap it then all lie in the region, so it gets the box of a full search); otherwise the frame is
+# searched whole again
+TRACK_MARGIN = 0.5
+
+
+def track_region(faces_per_frame: Sequence[Sequence[Face]], last: int, shape: tuple[int, ...],
+                 pad: float = TRACK_PAD) -> tuple[float, float, float, float] | None:
+    """Where to look for the video's main face next: around its boxes in the ``last`` frames.
+
+    The main face is that of :func:`select_faces` over all frames so far;
+    the region is the box around its last ``last`` boxes, ``pad`` times
+    its longer side wider on each side, within the frame (``shape``).
+    ``None`` (search whole frames) when the main face is in none of them.
+    """
+    recent = [faces[0].box for faces in select_faces(faces_per_frame)[-last:] if faces]
+    if not recent:
+        return None
+    x1, y1 = min(b[0] for b in recent), min(b[1] for b in recent)
+    x2, y2 = max(b[2] for b in recent), max(b[3] for b in recent)
+    grow = pad * max(x2 - x1, y2 - y1)
+    h, w = shape[:2]
+    return max(x1 - grow, 0.0), max(y1 - grow, 0.0), min(x2 + grow, float(w)), min(y2 + grow, float(h))
+
+
+def search_again(faces: Sequence[Face], region: tuple[float, float, float, float], shape: tuple[int, ...],
+                 margin: float = TRACK_MARGIN) -> bool:
+    """Whether a frame searched in ``region`` must be searched whole: no face found, or one near the edge.
+
+    "Near": less than ``margin`` times the face's longer side from an edge
+    of the region that is not an edge of the frame (``shape``).
+    """
+    if not faces:
+        return True
+    h, w = shape[:2]
+    for f in faces:
+        m = margin * max(f.width, f.height)
+        if ((region[0] > 0 and f.box[0] - m < region[0]) or (region[1] > 0 and f.box[1] - m < region[1])
+                or (region[2] < w and f.box[2] + m > region[2]) or (region[3] < h and f.box[3] + m > region[3])):
+            return True
+    return False
 
 
 def select_faces(faces_per_frame: Sequence[Sequence[Face]], mode: str = "largest") -> list[list[Face]]:

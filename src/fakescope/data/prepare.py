@@ -53,6 +53,11 @@ class PrepareOptions:
     threads: int = 1  # torch threads for detection on CPU (the small MTCNN layers run best on one)
     detect_size: int = 640  # longest frame side the detector sees (MTCNN)
     min_face: int = 20  # smallest face searched for, in detector pixels (MTCNN)
+    # track: with faces=largest, the first sampled frame is searched whole, and each later batch of frames
+    # only around the main face of the frames before it (faces.track_region); a frame where no face is
+    # found well inside that region is searched whole again (faces.search_again). full: every frame is
+    # searched whole. Detectors without region search (searches_regions) always search whole frames.
+    face_search: str = "track"
     verify_images: bool = True  # decode every image of image datasets once
     num_shards: int = 1
     shard_index: int = 0
@@ -77,7 +82,7 @@ class PrepareOptions:
 
     # settings that change what is written; a re-run into the same folder must use the same ones
     OUTPUT_KEYS = ("num_frames", "sampling", "stride", "start", "faces", "crop", "size", "margin", "detector",
-                   "detect_size", "min_face")
+                   "detect_size", "min_face", "face_search")
 
     def output_settings(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.OUTPUT_KEYS}
@@ -92,6 +97,8 @@ class PrepareOptions:
             raise DataError(f"--stride must be at least 1, got {self.stride}")
         if self.faces not in ("largest", "all"):
             raise DataError(f"--faces '{self.faces}': choose largest or all")
+        if self.face_search not in ("track", "full"):
+            raise DataError(f"--face-search '{self.face_search}': choose track or full")
         if self.crop not in ("box", "align"):
             raise DataError(f"--crop '{self.crop}': choose box or align")
         if self.size < 0 or (self.crop == "align" and self.size == 0):
@@ -333,7 +340,7 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     import numpy as np
 
     from fakescope.data import align
-    from fakescope.data.faces import select_faces
+    from fakescope.data.faces import search_again, select_faces, track_region
 
     video = _video_entry(item)
 
@@ -349,21 +356,39 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     detected: list[list] = []  # faces of each sampled frame
     crops: list[dict] = []  # per frame: face box -> crop of that face
     batch: list[tuple[int, float, Any]] = []
+    track = opt.face_search == "track" and opt.faces == "largest" and getattr(detector, "searches_regions", False)
+    region = None  # where the main face is searched for in the next batch (None: whole frames)
+    searches = {"region": 0, "again": 0}
 
     def flush() -> None:
-        found = detector.detect([f for _, _, f in batch]) if batch else []
+        nonlocal region
+        if not batch:
+            return
+        frames = [f for _, _, f in batch]
+        if region is None:
+            found = detector.detect(frames)
+        else:
+            found = detector.detect(frames, region=region)
+            searches["region"] += len(frames)
+            again = [i for i, faces in enumerate(found) if search_again(faces, region, frames[i].shape)]
+            if again:  # the face left the region, or is too near its edge: search these frames whole
+                searches["again"] += len(again)
+                for i, faces in zip(again, detector.detect([frames[i] for i in again])):
+                    found[i] = faces
         for (idx, _, frame), faces in zip(batch, found):
             indices.append(idx)
             detected.append(faces)
             crops.append({face.box: align.face_crop(frame, face.box, face.landmarks, mode=opt.crop, size=opt.size,
                                                     margin=opt.margin) for face in faces})
+        if track:
+            region = track_region(detected, len(batch), frames[0].shape)
         batch.clear()
 
     info = None
     for kind, payload in messages:
         if kind == "frame":
             batch.append(payload)
-            if len(batch) >= batch_size:
+            if len(batch) >= (1 if track and not detected else batch_size):  # tracking: the first frame alone
                 flush()
         elif kind == "failed":
             for _ in messages:  # pragma: no cover - "failed" is always the last message
@@ -376,7 +401,8 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
                  width=info.width, height=info.height, fps=round(info.fps, 3), rotation=info.rotation)
     chosen = select_faces(detected, opt.faces)
     n_with_face = sum(1 for faces in chosen if faces)
-    video.update(frames_with_face=n_with_face, faces=sum(len(f) for f in chosen))
+    video.update(frames_with_face=n_with_face, faces=sum(len(f) for f in chosen),
+                 frames_region_search=searches["region"], frames_searched_again=searches["again"])
     if n_with_face == 0:
         return failed("no-face", f"no face found in any of the {len(indices)} sampled frames")
 
