@@ -16,10 +16,15 @@ and save it as PNG. They differ where DeepfakeBench's ``preprocess.py`` and
 * fakescope: PyAV seeks and decodes only what the sampled frames need, in a
   thread, while the detector runs on **batches of 8 frames** downscaled to
   640 px (boxes are mapped back and crops cut from the full-resolution
-  frame); the video's main face is kept. It runs twice per round: in one
-  process (``--workers 0``), and with ``--workers N`` worker processes
-  (default: one per CPU core; ``--videos-per-worker`` as ``prepare``'s
-  default, 8, unless given).
+  frame); the video's main face is kept. After the first frame of a video
+  the detector searches only around that face (``--face-search track``,
+  prepare's default; a frame where the face is not found there is searched
+  whole again), which gives the crops of a full search. It runs three times
+  per round: in one process (``--workers 0``), with ``--workers N`` worker
+  processes (default: one per CPU core; ``--videos-per-worker`` as
+  ``prepare``'s default, 8, unless given), and with the workers and every
+  frame searched whole (``--face-search full``), to show what the tracked
+  search adds.
 
 The videos default to the FF++ c23 fixture beside the repository
 (``../shared/fixtures/ffpp-c23-videos/labels.csv``). Each pipeline runs
@@ -105,11 +110,12 @@ def baseline(paths: list[Path], frames: int, out: Path, min_face: int = 20) -> d
 
 
 def ours(labels: Path, frames: int, out: Path, workers: int = 0, per_worker: int | None = None,
-         min_face: int = 20) -> dict[str, float]:
+         min_face: int = 20, face_search: str = "track") -> dict[str, float]:
     """``fakescope prepare`` on the videos of ``labels``; ``per_worker`` None keeps its default."""
     from fakescope.data.prepare import PrepareOptions, prepare
 
-    extra = {"min_face": min_face} | ({} if per_worker is None else {"videos_per_worker": per_worker})
+    extra = {"min_face": min_face, "face_search": face_search}
+    extra |= {} if per_worker is None else {"videos_per_worker": per_worker}
     t0, c0 = time.perf_counter(), time.process_time()
     s = prepare("csv", labels, out, PrepareOptions(num_frames=frames, workers=workers, **extra), echo=lambda m: None)
     return {"total": time.perf_counter() - t0, "cpu": time.process_time() - c0, "frames": s.frames,
@@ -217,28 +223,33 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}, torch threads 1; "
           f"{len(paths)} videos, {args.frames} frames each; smallest face searched for {args.min_face} px")
 
-    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "fakescope": [], "workers": []}
+    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "fakescope": [], "workers": [], "full": []}
     for r in range(args.rounds):  # alternate the order so that all see the same (shared) machine
-        order = ("baseline", "fakescope", "workers") if r % 2 == 0 else ("workers", "fakescope", "baseline")
+        order = ("baseline", "fakescope", "workers", "full") if r % 2 == 0 else ("full", "workers", "fakescope",
+                                                                                 "baseline")
         for name in order:
             if name == "baseline":
                 runs[name].append(baseline(paths, args.frames, work / f"baseline{r}", args.min_face))
             elif name == "fakescope":
                 runs[name].append(ours(labels, args.frames, work / f"fakescope{r}", min_face=args.min_face))
             else:
-                runs[name].append(ours(labels, args.frames, work / f"workers{r}", args.workers,
-                                       args.videos_per_worker, args.min_face))
+                runs[name].append(ours(labels, args.frames, work / f"{name}{r}", args.workers,
+                                       args.videos_per_worker, args.min_face,
+                                       "full" if name == "full" else "track"))
         print(f"round {r + 1}: baseline {runs['baseline'][-1]['total']:.1f} s, "
               f"fakescope {runs['fakescope'][-1]['total']:.1f} s, with {args.workers} workers "
-              f"{runs['workers'][-1]['total']:.1f} s (load average {os.getloadavg()[0]:.2f})")
+              f"{runs['workers'][-1]['total']:.1f} s, with the workers and full search "
+              f"{runs['full'][-1]['total']:.1f} s (load average {os.getloadavg()[0]:.2f})")
     base = min(runs["baseline"], key=lambda x: x["total"])
     mine = min(runs["fakescope"], key=lambda x: x["total"])
     pool = min(runs["workers"], key=lambda x: x["total"])
+    full = min(runs["full"], key=lambda x: x["total"])
     print(f"baseline (OpenCV decodes every frame, detector per sampled frame at full size): {base['total']:.1f} s "
           f"= {base['frames'] / base['total']:.2f} frames/s, {base['cpu']:.1f} CPU s (decode {base['decode']:.1f} s, "
           f"detect {base['detect']:.1f} s, crop+save {base['save']:.1f} s); faces in {base['found']}/{base['frames']}")
     dec, dec_cpu = decode_only(paths, args.frames)
-    print(f"fakescope prepare (seek + skip in a thread, batched detection at 640 px): {mine['total']:.1f} s "
+    print(f"fakescope prepare (seek + skip in a thread, batched detection at 640 px, tracked face search): "
+          f"{mine['total']:.1f} s "
           f"= {mine['frames'] / mine['total']:.2f} frames/s, {mine['cpu']:.1f} CPU s; faces in "
           f"{mine['found']}/{mine['frames']}")
     print(f"decoding only: OpenCV every frame {base['decode']:.1f} s vs fakescope {dec:.1f} s ({dec_cpu:.1f} CPU s) "
@@ -247,6 +258,9 @@ def main() -> None:
     print(f"fakescope prepare --workers {args.workers} (worker processes, videos per worker: {per}): "
           f"{pool['total']:.1f} s = {pool['frames'] / pool['total']:.2f} frames/s; faces in "
           f"{pool['found']}/{pool['frames']}")
+    print(f"fakescope prepare --workers {args.workers} --face-search full (every frame searched whole): "
+          f"{full['total']:.1f} s = {full['frames'] / full['total']:.2f} frames/s; faces in "
+          f"{full['found']}/{full['frames']}")
     if not args.no_memory:
         print(memory(paths, args.frames, 0, args.repeat, min_face=args.min_face))
         if args.workers:
@@ -254,6 +268,8 @@ def main() -> None:
     print(f"frames to crops: {n_frames} frames in each pipeline; CPU time ratio (baseline / fakescope in one "
           f"process): {base['cpu'] / mine['cpu']:.2f}")
     print(f"speed-up in one process (baseline time / fakescope time): {base['total'] / mine['total']:.2f}")
+    print(f"speed-up with {args.workers} workers and every frame searched whole (--face-search full): "
+          f"{base['total'] / full['total']:.2f}")
     print(f"speed-up with {args.workers} workers (baseline time / fakescope time): "
           f"{base['total'] / pool['total']:.2f}")
 

@@ -77,7 +77,8 @@ class PrepareOptions:
     # a worker process is replaced after this many videos (0: never), which bounds what a long run can
     # accumulate (allocator fragmentation, a leak in a decoder). A new worker's first video runs slower
     # (start-up, the detector's first passes): benchmarks/prepare_throughput.py took 7.4 s for the 7 FF++
-    # fixture videos on 2 cores with 1, 6.7 s with 8. 1 gives each video a process of its own.
+    # fixture videos on 2 cores with 1, 6.7 s with 8 (before the tracked face search). 1 gives each video a
+    # process of its own.
     videos_per_worker: int = 8
 
     # settings that change what is written; a re-run into the same folder must use the same ones
