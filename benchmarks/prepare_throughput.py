@@ -28,11 +28,11 @@ and save it as PNG. They differ where DeepfakeBench's ``preprocess.py`` and
 
 The videos default to the FF++ c23 fixture beside the repository
 (``../shared/fixtures/ffpp-c23-videos/labels.csv``). Each pipeline runs
-``--rounds`` times (2) in this process, in alternating order, after a read of
+``--rounds`` times (3) in this process, in alternating order, after a read of
 every file so that both find them in the page cache; the fastest run of each
 is compared. Start-up is not timed: imports, and the workers' fork server
-(it imports torch once and lives as long as this process, so only the
-first round pays for it). The machine may be busy with other work: both pipelines share
+(it imports torch once and lives as long as this process; a warm-up run of
+one frame starts it before the first round). The machine may be busy with other work: both pipelines share
 it, and the ratio is what to compare (CPU seconds are printed as well). Peak memory (max RSS)
 is measured in child processes that prepare 1 video (each video alone; the
 largest of these peaks is shown), all videos, and all videos ``--repeat``
@@ -179,7 +179,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--limit", type=int, help="only the first N videos (a quick check of the script)")
     ap.add_argument("--out", type=Path, help="work folder (default: a temporary folder)")
-    ap.add_argument("--rounds", type=int, default=2,
+    ap.add_argument("--rounds", type=int, default=3,
                     help="runs of each pipeline, in alternating order; the fastest of each is compared")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="worker processes of fakescope prepare (default: one per CPU core)")
@@ -217,12 +217,16 @@ def main() -> None:
         paths = paths[:args.limit]
         labels = write_list(paths, Path(tempfile.mkdtemp(prefix="fakescope-list-")) / "videos.csv")
     work = args.out or Path(tempfile.mkdtemp(prefix="fakescope-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     for p in paths:  # both pipelines then read the files from the page cache
         p.read_bytes()
     n_frames = sum(1 for _ in paths) * args.frames
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}, torch threads 1; "
           f"{len(paths)} videos, {args.frames} frames each; smallest face searched for {args.min_face} px")
 
+    # start-up is not timed: one frame of one video through the workers starts their fork server, which
+    # imports torch once and serves every later round
+    ours(write_list(paths[:1], work / "warmup.csv"), 1, work / "warmup", args.workers)
     runs: dict[str, list[dict[str, float]]] = {"baseline": [], "fakescope": [], "workers": [], "full": []}
     for r in range(args.rounds):  # alternate the order so that all see the same (shared) machine
         order = ("baseline", "fakescope", "workers", "full") if r % 2 == 0 else ("full", "workers", "fakescope",
