@@ -13,9 +13,9 @@ from PIL import Image
 from skimage import data as skdata
 
 from fakescope.data.align import align_face, crop_box, face_crop, five_point_template, margin_box
-from fakescope.data.faces import (Face, FaceDetector, _window_span, box_iou, create_detector, crop_resize,
+from fakescope.data.faces import (Face, FaceDetector, Track, _window_span, box_iou, create_detector, crop_resize,
                                   link_tracks, nms, register_detector, search_again, select_faces, shrink,
-                                  track_region)
+                                  track_face)
 from fakescope.errors import DataError, MissingExtraError, WeightsUnavailableError
 
 HAVE_MTCNN = importlib.util.find_spec("facenet_pytorch") is not None
@@ -113,11 +113,15 @@ def test_region_search_gives_the_boxes_of_a_full_search_and_nothing_outside(mtcn
         assert len(faces) == 2
         (x1, y1, x2, y2) = main
         region = (x1 - 48, y1 - 48, x2 + 48, y2 + 48)  # half a face around it; the small face lies outside
-        (found,) = mtcnn.detect([frame], region=region)
         (same,) = [f for f in faces if center_inside(f, main)]
-        assert len(found) == 1 and np.allclose(found[0].box, same.box, atol=1e-4)
-        assert np.allclose(found[0].landmarks, same.landmarks, atol=1e-4)
-        assert not search_again(found, region, frame.shape)
+        side = max(same.width, same.height)  # about 50 px: MTCNN's box is tighter than the pasted patch
+        for min_size in (None, side / 3):  # also with windows of a third of the face and more, as tracking does
+            (found,) = mtcnn.detect([frame], region=region, min_size=min_size)
+            assert len(found) == 1 and np.allclose(found[0].box, same.box, atol=1e-4)
+            assert np.allclose(found[0].landmarks, same.landmarks, atol=1e-4)
+            assert not search_again(found, Track(region, min_size or 0.0), frame.shape)
+        # no pyramid level of these frames has windows of 500 px (the coarsest, about 310 px): nothing searched
+        assert mtcnn.detect([frame], min_size=500) == [[]]
     # a frame beyond the detection size: the region is in frame pixels, mapped like the boxes
     big = np.asarray(Image.fromarray(frames[0]).resize((1280, 960), Image.Resampling.BICUBIC))
     (whole,) = mtcnn.detect([big])
@@ -143,20 +147,24 @@ def test_region_windows_are_those_of_the_whole_level():
         assert all(a <= s and s + 12 <= b for s in wanted), (lo, hi, size, a, b)
 
 
-def test_track_region_follows_the_main_face_and_search_again_guards_its_edges():
+def test_track_face_follows_the_main_face_and_search_again_guards_its_edges_and_size():
     def f(x, y, s=20.0):
         return Face((x, y, x + s, y + s), 0.99)
 
-    seen = [[f(100, 100)], [f(104, 100), f(10, 10, 8)], [f(108, 102)]]
-    region = track_region(seen, 2, (480, 640, 3), pad=1.0)
-    assert region == (104 - 24, 100 - 24, 128 + 24, 122 + 24)  # around the last 2 boxes, grown by its side (24)
-    assert track_region([[], []], 2, (480, 640, 3)) is None  # no face: search whole frames
-    assert track_region([[f(0, 0)]], 1, (100, 100, 3), pad=2.0) == (0.0, 0.0, 60.0, 60.0)  # kept in the frame
-    assert not search_again([f(110, 110)], region, (480, 640, 3))
-    assert search_again([], region, (480, 640, 3))  # not found there
-    assert search_again([f(84, 110)], region, (480, 640, 3))  # 4 px from the left edge: less than half a face
-    # an edge of the frame is no edge of the search
-    assert not search_again([f(1, 1)], (0.0, 0.0, 60.0, 60.0), (100, 100, 3))
+    seen = [[f(100, 100)], [f(104, 100, 24), f(10, 10, 8)], [f(108, 102)]]
+    track = track_face(seen, 2, (480, 640, 3), pad=1.0, scale=3.0)
+    # around the last 2 boxes (104..128 x 100..124), grown by that box's side (24); faces of 20 / 3 px and more
+    assert track.region == (104 - 24, 100 - 24, 128 + 24, 124 + 24) and track.min_size == pytest.approx(20 / 3)
+    assert track_face([[], []], 2, (480, 640, 3)) is None  # no face: search whole frames
+    assert track_face([[f(0, 0)]], 1, (100, 100, 3), pad=2.0).region == (0.0, 0.0, 60.0, 60.0)  # in the frame
+    shape = (480, 640, 3)
+    assert not search_again([f(110, 110)], track, shape)
+    assert search_again([], track, shape)  # not found there
+    assert search_again([f(84, 110)], track, shape)  # 4 px from the left edge: less than half a face
+    assert not search_again([f(1, 1)], Track((0.0, 0.0, 60.0, 60.0), 5.0), (100, 100, 3))  # the frame's edge
+    # the face shrank to less than half its smallest size: its own windows may have been skipped
+    assert search_again([f(110, 110, 9)], track, shape)
+    assert not search_again([f(100, 100, 24), f(130, 130, 9)], track, shape)  # a small face beside it is fine
 
 
 def test_crops_for_the_refinement_nets_are_area_resized_with_zeros_outside():

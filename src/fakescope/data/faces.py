@@ -77,11 +77,12 @@ class FaceDetector(abc.ABC):
     video usually share a size, which lets a backend batch them) and returns,
     for each frame, the faces found in it (any order, ``track`` left at 0).
 
-    A backend with ``searches_regions = True`` also takes ``region``: a box
-    ``(x1, y1, x2, y2)`` in frame pixels outside which it does not search
-    (``fakescope prepare`` uses it to follow a video's main face, see
-    :func:`track_region`); it must find the same faces as a full search for
-    faces well inside the region.
+    A backend with ``searches_regions = True`` also takes ``region``, a box
+    ``(x1, y1, x2, y2)`` in frame pixels outside which it does not search,
+    and ``min_size``, the smallest face to search for in frame pixels
+    (``fakescope prepare`` uses them to follow a video's main face, see
+    :func:`track_face`); for a face well inside the region and well above
+    that size it must find what a full search finds.
     """
 
     name: str = "detector"
@@ -267,6 +268,7 @@ class _Pyramid:
                  region: tuple[float, float, float, float] | None = None) -> None:
         h, w = frames[0].shape[:2]
         self.full = _to_input(frames, device)
+        self.scales = list(scales)
         self._levels: dict[float, tuple[torch.Tensor | None, int, int, int, int]] = {}
         images = [Image.fromarray(f) for f in frames]  # once per frame, not once per level
         for s in scales:
@@ -441,14 +443,17 @@ class MTCNN(FaceDetector):
         self.batch_size = int(batch_size)
 
     # -- public --------------------------------------------------------
-    def detect(self, frames: Sequence[np.ndarray],
-               region: tuple[float, float, float, float] | None = None) -> list[list[Face]]:
-        """Faces in each frame; ``region`` (frame pixels): P-Net looks only at the windows inside it.
+    def detect(self, frames: Sequence[np.ndarray], region: tuple[float, float, float, float] | None = None,
+               min_size: float | None = None) -> list[list[Face]]:
+        """Faces in each frame, searched for in ``region`` only, and at least ``min_size`` wide, if given.
 
-        The windows inside the region are the very windows of a full search
-        (same pyramid, same 2-pixel grid of every level), and R- and O-Net
-        cut their crops from the whole frame, so a face whose candidate
-        windows all lie in the region gets the box of a full search.
+        ``region`` (frame pixels): P-Net looks only at the windows that
+        overlap it, the very windows of a full search there (same pyramid,
+        same 2-pixel grid of every level), and R- and O-Net cut their crops
+        from the whole frame, so a face whose candidate windows all lie in
+        the region gets the box of a full search. ``min_size`` (frame pixels,
+        on top of ``min_face``): the pyramid levels whose windows are smaller
+        are skipped.
         """
         out: list[list[Face]] = [[] for _ in frames]
         by_size: dict[tuple[int, ...], list[int]] = {}
@@ -457,14 +462,14 @@ class MTCNN(FaceDetector):
         for idx in by_size.values():
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start:start + self.batch_size]
-                for i, faces in zip(chunk, self._detect_same_size([frames[i] for i in chunk], region)):
+                for i, faces in zip(chunk, self._detect_same_size([frames[i] for i in chunk], region, min_size)):
                     out[i] = faces
         return out
 
     # -- the three stages ------------------------------------------------
     @torch.inference_mode()
-    def _detect_same_size(self, frames: list[np.ndarray],
-                          region: tuple[float, float, float, float] | None = None) -> list[list[Face]]:
+    def _detect_same_size(self, frames: list[np.ndarray], region: tuple[float, float, float, float] | None = None,
+                          min_size: float | None = None) -> list[list[Face]]:
         frames = [np.ascontiguousarray(f) for f in frames]
         h, w = frames[0].shape[:2]
         sx = sy = 1.0
@@ -476,7 +481,10 @@ class MTCNN(FaceDetector):
         n = len(frames)
         if region is not None:
             region = (region[0] / sx, region[1] / sy, region[2] / sx, region[3] / sy)
-        pyramid = _Pyramid(frames, self._scales(*frames[0].shape[:2]), self.device, region)
+        scales = self._scales(*frames[0].shape[:2])
+        if min_size:  # P-Net's 12-pixel windows at scale s see faces of about 12 / s detection pixels
+            scales = [s for s in scales if 12.0 / s >= min_size / max(sx, sy)]
+        pyramid = _Pyramid(frames, scales, self.device, region)
 
         boxes, scores, img = self._stage1(pyramid)
         if len(boxes):
@@ -506,9 +514,8 @@ class MTCNN(FaceDetector):
 
     def _stage1(self, pyramid: _Pyramid):
         """P-Net over an image pyramid (or its region): candidate windows, NMS per scale, then per frame."""
-        h, w = pyramid.full.shape[2:]
         all_boxes, all_reg, all_scores, all_img = [], [], [], []
-        for scale in self._scales(h, w):
+        for scale in pyramid.scales:
             xs, x0, y0 = pyramid.level(scale)  # x0, y0 even: the windows are those of the whole level
             prob, reg = self.pnet(xs.contiguous(memory_format=torch.channels_last))
             img, yy, xx = torch.nonzero(prob >= self.thresholds[0], as_tuple=True)
@@ -645,22 +652,36 @@ def link_tracks(faces_per_frame: Sequence[Sequence[Face]], max_shift: float = 0.
     return out
 
 
-# the region searched for a tracked face: its box, wider by this many face sides on each side ...
+# Tracked face search (see track_face): the region searched is the box around the main face's last boxes,
+# wider by TRACK_PAD times its side on each side, for faces of at least 1 / TRACK_SCALE of the face's
+# smallest side there. A frame is searched whole again (search_again) when no face is found, or one lies
+# less than TRACK_MARGIN of its side from the region's edge (then P-Net's windows that overlap it all lie
+# in the region, and it gets the box of a full search), or the largest one found is smaller than
+# TRACK_SCALE / 2 times the smallest size searched for (the face shrank: its own windows may be among
+# those skipped).
 TRACK_PAD = 1.0
-# ... and a face found there counts only this many of its sides away from the region's edge (P-Net's windows
-# that overlap it then all lie in the region, so it gets the box of a full search); otherwise the frame is
-# searched whole again
 TRACK_MARGIN = 0.5
+TRACK_SCALE = 3.0
 
 
-def track_region(faces_per_frame: Sequence[Sequence[Face]], last: int, shape: tuple[int, ...],
-                 pad: float = TRACK_PAD) -> tuple[float, float, float, float] | None:
+@dataclass(frozen=True)
+class Track:
+    """Where and how small to search for a video's main face next (frame pixels)."""
+
+    region: tuple[float, float, float, float]
+    min_size: float
+
+
+def track_face(faces_per_frame: Sequence[Sequence[Face]], last: int, shape: tuple[int, ...],
+               pad: float = TRACK_PAD, scale: float = TRACK_SCALE) -> Track | None:
     """Where to look for the video's main face next: around its boxes in the ``last`` frames.
 
     The main face is that of :func:`select_faces` over all frames so far;
     the region is the box around its last ``last`` boxes, ``pad`` times
-    its longer side wider on each side, within the frame (``shape``).
-    ``None`` (search whole frames) when the main face is in none of them.
+    its longer side wider on each side, within the frame (``shape``), and
+    the smallest face searched for is ``1 / scale`` of the smallest of
+    those boxes. ``None`` (search whole frames) when the main face is in
+    none of the ``last`` frames.
     """
     recent = [faces[0].box for faces in select_faces(faces_per_frame)[-last:] if faces]
     if not recent:
@@ -669,25 +690,32 @@ def track_region(faces_per_frame: Sequence[Sequence[Face]], last: int, shape: tu
     x2, y2 = max(b[2] for b in recent), max(b[3] for b in recent)
     grow = pad * max(x2 - x1, y2 - y1)
     h, w = shape[:2]
-    return max(x1 - grow, 0.0), max(y1 - grow, 0.0), min(x2 + grow, float(w)), min(y2 + grow, float(h))
+    smallest = min(max(b[2] - b[0], b[3] - b[1]) for b in recent)
+    return Track((max(x1 - grow, 0.0), max(y1 - grow, 0.0), min(x2 + grow, float(w)), min(y2 + grow, float(h))),
+                 smallest / scale)
 
 
-def search_again(faces: Sequence[Face], region: tuple[float, float, float, float], shape: tuple[int, ...],
-                 margin: float = TRACK_MARGIN) -> bool:
-    """Whether a frame searched in ``region`` must be searched whole: no face found, or one near the edge.
+def search_again(faces: Sequence[Face], track: Track, shape: tuple[int, ...], margin: float = TRACK_MARGIN,
+                 scale: float = TRACK_SCALE) -> bool:
+    """Whether a frame searched as ``track`` says must be searched whole (see :data:`TRACK_PAD`).
 
-    "Near": less than ``margin`` times the face's longer side from an edge
-    of the region that is not an edge of the frame (``shape``).
+    No face found; or one less than ``margin`` times its longer side from an
+    edge of the region that is not an edge of the frame (``shape``); or the
+    largest face found smaller than ``scale / 2`` times the smallest size
+    searched for (a smaller face beside the main one, such as a face in an
+    inset picture, does not count).
     """
     if not faces:
         return True
     h, w = shape[:2]
+    x1, y1, x2, y2 = track.region
     for f in faces:
         m = margin * max(f.width, f.height)
-        if ((region[0] > 0 and f.box[0] - m < region[0]) or (region[1] > 0 and f.box[1] - m < region[1])
-                or (region[2] < w and f.box[2] + m > region[2]) or (region[3] < h and f.box[3] + m > region[3])):
+        if ((x1 > 0 and f.box[0] - m < x1) or (y1 > 0 and f.box[1] - m < y1)
+                or (x2 < w and f.box[2] + m > x2) or (y2 < h and f.box[3] + m > y2)):
             return True
-    return False
+    largest = max(faces, key=lambda f: f.area)  # the main face, unless it shrank or is missing
+    return max(largest.width, largest.height) < track.min_size * scale / 2
 
 
 def select_faces(faces_per_frame: Sequence[Sequence[Face]], mode: str = "largest") -> list[list[Face]]:

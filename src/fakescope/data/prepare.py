@@ -54,9 +54,10 @@ class PrepareOptions:
     detect_size: int = 640  # longest frame side the detector sees (MTCNN)
     min_face: int = 20  # smallest face searched for, in detector pixels (MTCNN)
     # track: with faces=largest, the first sampled frame is searched whole, and each later batch of frames
-    # only around the main face of the frames before it (faces.track_region); a frame where no face is
-    # found well inside that region is searched whole again (faces.search_again). full: every frame is
-    # searched whole. Detectors without region search (searches_regions) always search whole frames.
+    # only around the main face of the frames before it and for faces of at least a third of its size
+    # (faces.track_face); a frame where no face is found well inside that region, or one that shrank, is
+    # searched whole again (faces.search_again). full: every frame is searched whole. Detectors without
+    # region search (searches_regions) always search whole frames.
     face_search: str = "track"
     verify_images: bool = True  # decode every image of image datasets once
     num_shards: int = 1
@@ -341,7 +342,7 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     import numpy as np
 
     from fakescope.data import align
-    from fakescope.data.faces import search_again, select_faces, track_region
+    from fakescope.data.faces import search_again, select_faces, track_face
 
     video = _video_entry(item)
 
@@ -357,22 +358,22 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     detected: list[list] = []  # faces of each sampled frame
     crops: list[dict] = []  # per frame: face box -> crop of that face
     batch: list[tuple[int, float, Any]] = []
-    track = opt.face_search == "track" and opt.faces == "largest" and getattr(detector, "searches_regions", False)
-    region = None  # where the main face is searched for in the next batch (None: whole frames)
+    tracking = opt.face_search == "track" and opt.faces == "largest" and getattr(detector, "searches_regions", False)
+    track = None  # where and how small the main face is searched for in the next batch (None: whole frames)
     searches = {"region": 0, "again": 0}
 
     def flush() -> None:
-        nonlocal region
+        nonlocal track
         if not batch:
             return
         frames = [f for _, _, f in batch]
-        if region is None:
+        if track is None:
             found = detector.detect(frames)
         else:
-            found = detector.detect(frames, region=region)
+            found = detector.detect(frames, region=track.region, min_size=track.min_size)
             searches["region"] += len(frames)
-            again = [i for i, faces in enumerate(found) if search_again(faces, region, frames[i].shape)]
-            if again:  # the face left the region, or is too near its edge: search these frames whole
+            again = [i for i, faces in enumerate(found) if search_again(faces, track, frames[i].shape)]
+            if again:  # the face left the region, is too near its edge, or shrank: search these frames whole
                 searches["again"] += len(again)
                 for i, faces in zip(again, detector.detect([frames[i] for i in again])):
                     found[i] = faces
@@ -381,15 +382,15 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
             detected.append(faces)
             crops.append({face.box: align.face_crop(frame, face.box, face.landmarks, mode=opt.crop, size=opt.size,
                                                     margin=opt.margin) for face in faces})
-        if track:
-            region = track_region(detected, len(batch), frames[0].shape)
+        if tracking:
+            track = track_face(detected, len(batch), frames[0].shape)
         batch.clear()
 
     info = None
     for kind, payload in messages:
         if kind == "frame":
             batch.append(payload)
-            if len(batch) >= (1 if track and not detected else batch_size):  # tracking: the first frame alone
+            if len(batch) >= (1 if tracking and not detected else batch_size):  # tracking: the first frame alone
                 flush()
         elif kind == "failed":
             for _ in messages:  # pragma: no cover - "failed" is always the last message
