@@ -673,17 +673,19 @@ class Track:
 
 
 def track_face(faces_per_frame: Sequence[Sequence[Face]], last: int, shape: tuple[int, ...],
-               pad: float = TRACK_PAD, scale: float = TRACK_SCALE) -> Track | None:
+               pad: float = TRACK_PAD, scale: float = TRACK_SCALE, history: int = 32) -> Track | None:
     """Where to look for the video's main face next: around its boxes in the ``last`` frames.
 
-    The main face is that of :func:`select_faces` over all frames so far;
+    The main face is that of :func:`select_faces` over the last ``history``
+    frames so far (a bound: a run over every frame of a long video calls
+    this once per batch);
     the region is the box around its last ``last`` boxes, ``pad`` times
     its longer side wider on each side, within the frame (``shape``), and
     the smallest face searched for is ``1 / scale`` of the smallest of
     those boxes. ``None`` (search whole frames) when the main face is in
     none of the ``last`` frames.
     """
-    recent = [faces[0].box for faces in select_faces(faces_per_frame)[-last:] if faces]
+    recent = [faces[0].box for faces in select_faces(faces_per_frame[-max(history, last):])[-last:] if faces]
     if not recent:
         return None
     x1, y1 = min(b[0] for b in recent), min(b[1] for b in recent)
