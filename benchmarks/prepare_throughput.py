@@ -17,14 +17,15 @@ and save it as PNG. They differ where DeepfakeBench's ``preprocess.py`` and
   thread, while the detector runs on **batches of 8 frames** downscaled to
   640 px (boxes are mapped back and crops cut from the full-resolution
   frame); the video's main face is kept. After the first frame of a video
-  the detector searches only around that face (``--face-search track``,
-  prepare's default; a frame where the face is not found there is searched
-  whole again), which gives the crops of a full search. It runs three times
+  the detector searches only for faces of at least a third of that face's
+  size (``--face-search track``, prepare's default; a frame where none is
+  found, or the face shrank, is searched for every size again), which gave
+  the crops of a full search on the fixture. It runs three times
   per round: in one process (``--workers 0``), with ``--workers N`` worker
   processes (default: one per CPU core; ``--videos-per-worker`` as
   ``prepare``'s default, 8, unless given), and with the workers and every
-  frame searched whole (``--face-search full``), to show what the tracked
-  search adds.
+  frame searched for every size (``--face-search full``), to show what the
+  tracked search adds.
 
 The videos default to the FF++ c23 fixture beside the repository
 (``../shared/fixtures/ffpp-c23-videos/labels.csv``). Each pipeline runs
@@ -262,7 +263,7 @@ def main() -> None:
     print(f"fakescope prepare --workers {args.workers} (worker processes, videos per worker: {per}): "
           f"{pool['total']:.1f} s = {pool['frames'] / pool['total']:.2f} frames/s; faces in "
           f"{pool['found']}/{pool['frames']}")
-    print(f"fakescope prepare --workers {args.workers} --face-search full (every frame searched whole): "
+    print(f"fakescope prepare --workers {args.workers} --face-search full (every face size in every frame): "
           f"{full['total']:.1f} s = {full['frames'] / full['total']:.2f} frames/s; faces in "
           f"{full['found']}/{full['frames']}")
     if not args.no_memory:
@@ -272,7 +273,7 @@ def main() -> None:
     print(f"frames to crops: {n_frames} frames in each pipeline; CPU time ratio (baseline / fakescope in one "
           f"process): {base['cpu'] / mine['cpu']:.2f}")
     print(f"speed-up in one process (baseline time / fakescope time): {base['total'] / mine['total']:.2f}")
-    print(f"speed-up with {args.workers} workers and every frame searched whole (--face-search full): "
+    print(f"speed-up with {args.workers} workers and every face size searched (--face-search full): "
           f"{base['total'] / full['total']:.2f}")
     print(f"speed-up with {args.workers} workers (baseline time / fakescope time): "
           f"{base['total'] / pool['total']:.2f}")

@@ -13,9 +13,8 @@ from PIL import Image
 from skimage import data as skdata
 
 from fakescope.data.align import align_face, crop_box, face_crop, five_point_template, margin_box
-from fakescope.data.faces import (Face, FaceDetector, Track, _window_span, box_iou, create_detector, crop_resize,
-                                  link_tracks, nms, register_detector, search_again, select_faces, shrink,
-                                  track_face)
+from fakescope.data.faces import (Face, FaceDetector, Track, box_iou, create_detector, crop_resize, link_tracks,
+                                  nms, register_detector, search_again, select_faces, shrink, track_face)
 from fakescope.errors import DataError, MissingExtraError, WeightsUnavailableError
 
 HAVE_MTCNN = importlib.util.find_spec("facenet_pytorch") is not None
@@ -102,69 +101,39 @@ def test_mtcnn_batch_equals_one_by_one_and_maps_back_from_the_detection_size(mtc
 
 
 @needs_mtcnn
-def test_region_search_gives_the_boxes_of_a_full_search_and_nothing_outside(mtcnn):
-    frames, truth = face_frames(4, faces=2)  # a drifting face, and a smaller one in the top right corner
-    frames = [np.pad(f, ((100, 0), (120, 0), (0, 0)), constant_values=110) for f in frames]  # away from 0, 0
-    truth = [[(x1 + 120, y1 + 100, x2 + 120, y2 + 100) for x1, y1, x2, y2 in t] for t in truth]
-    full = mtcnn.detect(frames)
-    h, w = frames[0].shape[:2]
-    assert mtcnn.detect(frames, region=(0, 0, w, h)) == full  # the whole frame as region: the same search
-    for frame, faces, (main, small) in zip(frames, full, truth):
-        assert len(faces) == 2
-        (x1, y1, x2, y2) = main
-        region = (x1 - 48, y1 - 48, x2 + 48, y2 + 48)  # half a face around it; the small face lies outside
-        (same,) = [f for f in faces if center_inside(f, main)]
-        side = max(same.width, same.height)  # about 50 px: MTCNN's box is tighter than the pasted patch
-        for min_size in (None, side / 3):  # also with windows of a third of the face and more, as tracking does
-            (found,) = mtcnn.detect([frame], region=region, min_size=min_size)
-            assert len(found) == 1 and np.allclose(found[0].box, same.box, atol=1e-4)
-            assert np.allclose(found[0].landmarks, same.landmarks, atol=1e-4)
-            assert not search_again(found, Track(region, min_size or 0.0), frame.shape)
-        # no pyramid level of these frames has windows of 500 px (the coarsest, about 310 px): nothing searched
-        assert mtcnn.detect([frame], min_size=500) == [[]]
-    # a frame beyond the detection size: the region is in frame pixels, mapped like the boxes
-    big = np.asarray(Image.fromarray(frames[0]).resize((1280, 960), Image.Resampling.BICUBIC))
-    (whole,) = mtcnn.detect([big])
-    main = max(whole, key=lambda f: f.area)
-    x1, y1, x2, y2 = main.box
-    (found,) = mtcnn.detect([big], region=(x1 - 200, y1 - 200, x2 + 200, y2 + 200))
-    assert len(found) == 1 and np.allclose(found[0].box, main.box, atol=1e-3)
-    # nothing there: no face
-    assert mtcnn.detect([frames[0]], region=(w - 40, h - 40, w, h)) == [[]]
+def test_a_smallest_size_skips_finer_levels_and_keeps_the_boxes_of_larger_faces(mtcnn):
+    for w, h, up in ((320, 240, 1), (240, 426, 1), (320, 240, 4)):  # 4x: beyond the detection size
+        frames, _ = face_frames(3, w=w, h=h, faces=2)
+        if up > 1:  # min_size stays in frame pixels
+            frames = [np.asarray(Image.fromarray(f).resize((w * up, h * up), Image.Resampling.BICUBIC))
+                      for f in frames]
+        full = mtcnn.detect(frames)
+        assert all(len(faces) == 2 for faces in full)
+        main = [max(faces, key=lambda f: f.area) for faces in full]
+        side = min(max(f.width, f.height) for f in main)
+        tracked = mtcnn.detect(frames, min_size=side / 3)  # as the tracked search: a third of the main face
+        for faces, m in zip(tracked, main):
+            same = [f for f in faces if np.allclose(f.box, m.box, atol=1e-4)]
+            assert len(same) == 1 and np.allclose(same[0].landmarks, m.landmarks, atol=1e-4)
+            assert not search_again(faces, Track(side / 3))
+    # no pyramid level of these frames has windows of 2000 px: nothing searched, nothing found
+    assert mtcnn.detect(frames, min_size=2000) == [[]] * 3
 
 
-def test_region_windows_are_those_of_the_whole_level():
-    rng = np.random.default_rng(0)
-    for _ in range(500):
-        size = int(rng.integers(12, 200))
-        lo = float(rng.uniform(-20, size))
-        hi = lo + float(rng.uniform(0, size))
-        a, b = _window_span(lo, hi, size)
-        assert a % 2 == 0 and 0 <= a and b <= size and b - a >= 12  # windows at even offsets, at least one
-        assert (b - a) % 2 == 0 or b == size  # the last window is whole, as in the whole level
-        starts = range(0, size - 11, 2)  # P-Net's windows on the whole level: 12 pixels every 2
-        wanted = [s for s in starts if s < hi and s + 12 > lo]
-        assert all(a <= s and s + 12 <= b for s in wanted), (lo, hi, size, a, b)
-
-
-def test_track_face_follows_the_main_face_and_search_again_guards_its_edges_and_size():
+def test_track_face_sizes_the_search_by_the_main_face_and_search_again_guards_it():
     def f(x, y, s=20.0):
         return Face((x, y, x + s, y + s), 0.99)
 
-    seen = [[f(100, 100)], [f(104, 100, 24), f(10, 10, 8)], [f(108, 102)]]
-    track = track_face(seen, 2, (480, 640, 3), pad=1.0, scale=3.0)
-    # around the last 2 boxes (104..128 x 100..124), grown by that box's side (24); faces of 20 / 3 px and more
-    assert track.region == (104 - 24, 100 - 24, 128 + 24, 124 + 24) and track.min_size == pytest.approx(20 / 3)
-    assert track_face([[], []], 2, (480, 640, 3)) is None  # no face: search whole frames
-    assert track_face([[f(0, 0)]], 1, (100, 100, 3), pad=2.0).region == (0.0, 0.0, 60.0, 60.0)  # in the frame
-    shape = (480, 640, 3)
-    assert not search_again([f(110, 110)], track, shape)
-    assert search_again([], track, shape)  # not found there
-    assert search_again([f(84, 110)], track, shape)  # 4 px from the left edge: less than half a face
-    assert not search_again([f(1, 1)], Track((0.0, 0.0, 60.0, 60.0), 5.0), (100, 100, 3))  # the frame's edge
-    # the face shrank to less than half its smallest size: its own windows may have been skipped
-    assert search_again([f(110, 110, 9)], track, shape)
-    assert not search_again([f(100, 100, 24), f(130, 130, 9)], track, shape)  # a small face beside it is fine
+    seen = [[f(100, 100, 30)], [f(104, 100, 24), f(10, 10, 8)], [f(108, 102, 27)]]
+    assert track_face(seen, recent=2, scale=3.0) == Track(8.0)  # a third of the smallest of the last 2: 24
+    assert track_face(seen, recent=3, scale=4.0) == Track(6.0)
+    assert track_face([[], [f(5, 5)], []], recent=1) is None  # not in the last frame: search in full
+    assert track_face([]) is None
+    track = Track(8.0)
+    assert not search_again([f(100, 100, 24), f(10, 10, 9)], track)  # the main face, and a small one beside it
+    assert search_again([], track)  # nothing found
+    assert search_again([f(100, 100, 19)], track, guard=2.5)  # the main face shrank under 2.5 x 8 px
+    assert not search_again([f(100, 100, 21)], track, guard=2.5)
 
 
 def test_crops_for_the_refinement_nets_are_area_resized_with_zeros_outside():

@@ -126,16 +126,26 @@ def test_all_faces_get_track_ids(face_videos, tmp_path):
 
 
 def test_tracked_face_search_gives_the_crops_of_a_full_search(face_videos, tmp_path):
-    """--face-search track (the default) looks only around the main face after the first frame; same output."""
-    jump = tmp_path / "jump"  # a still face that jumps across the frame at frame 6: the region misses it there
+    """--face-search track (the default) skips faces under a third of the main face's size; same output."""
     (still,), _ = face_frames(1, seed=3)
-    write_video(jump / "1_fake" / "j.mp4", [np.roll(still, 190, axis=1) if i >= 6 else still for i in range(12)],
-                fps=12)
-    for name, root in (("pasted", face_videos), ("jump", jump)):
+    patch = still[30:126, 20:116]  # the pasted face, 96 px
+    # a larger face (1.4x) shows up on the other side from frame 3 on: over the video it is the main face
+    arrives = [still.copy() for _ in range(12)]
+    big = np.asarray(Image.fromarray(patch).resize((134, 134), Image.Resampling.BICUBIC))
+    for f in arrives[3:]:
+        f[60:194, 180:314] = big
+    # the face shrinks to half its size halfway: the search for a third of its old size is not enough
+    shrinks = [still if i < 6 else np.full_like(still, 110) for i in range(12)]
+    small = np.asarray(Image.fromarray(patch).resize((44, 44), Image.Resampling.BICUBIC))
+    for f in shrinks[6:]:
+        f[60:104, 100:144] = small
+    for name, frames in (("arrives", arrives), ("shrinks", shrinks)):
+        write_video(tmp_path / name / "1_fake" / f"{name}.mp4", frames, fps=12)
+    for name, root in (("pasted", face_videos), ("arrives", tmp_path / "arrives"), ("shrinks", tmp_path / "shrinks")):
         outs, videos = {}, {}
         for search in ("track", "full"):
             out = tmp_path / f"{name}_{search}"
-            s = prepare("folder", root, out, PrepareOptions(num_frames=8, size=48, face_search=search),
+            s = prepare("folder", root, out, PrepareOptions(num_frames=12, size=48, face_search=search),
                         echo=lambda m: None)
             assert s.exit_code == 0 and s.frames_with_face == s.frames
             outs[search], videos[search] = out, rows_of(out / "videos.csv")
@@ -143,16 +153,20 @@ def test_tracked_face_search_gives_the_crops_of_a_full_search(face_videos, tmp_p
         for p in sorted((outs["full"] / "crops").rglob("*.png")):
             assert np.array_equal(np.asarray(Image.open(p)),
                                   np.asarray(Image.open(outs["track"] / p.relative_to(outs["full"]))))
-        # all frames but the first of each video searched around the face; none with --face-search full
-        assert [int(v["frames_region_search"]) for v in videos["track"]] == [7] * len(videos["track"])
-        assert [int(v["frames_region_search"]) for v in videos["full"]] == [0] * len(videos["full"])
+        # all frames but the first of each video searched for larger faces only; none with --face-search full
+        assert [int(v["frames_tracked"]) for v in videos["track"]] == [11] * len(videos["track"])
+        assert [int(v["frames_tracked"]) for v in videos["full"]] == [0] * len(videos["full"])
         again = [int(v["frames_searched_again"]) for v in videos["track"]]
-        if name == "jump":  # sampled frames 0 | 2 3 5 6 8 9 11: the 4 after the jump are searched whole again
-            assert again == [4]
-    # every face (--faces all) is searched for in whole frames
-    s = prepare("folder", face_videos, tmp_path / "all", PrepareOptions(num_frames=4, size=48, faces="all"),
-                echo=lambda m: None)
-    assert {v["frames_region_search"] for v in rows_of(tmp_path / "all" / "videos.csv")} == {"0"}
+        if name == "arrives":  # the larger face is found where it appears, without a second search
+            assert again == [0]
+            boxes = [parse_box(r["box"]) for r in rows_of(outs["track"] / "manifest.csv")]
+            assert [b[2] - b[0] > 50 for b in boxes] == [False] * 3 + [True] * 9  # faces of 41 px, then 56
+        if name == "shrinks":  # frames 6, 7, 8 (batch 1-8) in full again; batch 9-11 sized by the smaller face
+            assert again == [3]
+    # every face (--faces all) is searched for in full
+    prepare("folder", face_videos, tmp_path / "all", PrepareOptions(num_frames=4, size=48, faces="all"),
+            echo=lambda m: None)
+    assert {v["frames_tracked"] for v in rows_of(tmp_path / "all" / "videos.csv")} == {"0"}
     with pytest.raises(DataError, match="face-search"):
         prepare("folder", face_videos, tmp_path / "bad", PrepareOptions(face_search="nearby"), echo=lambda m: None)
 

@@ -95,7 +95,7 @@ def test_ffpp_tracked_search_gives_the_crops_of_a_full_search(ffpp, tmp_path):
         assert np.array_equal(np.asarray(Image.open(ffpp / p)), np.asarray(Image.open(full / p))), p
     with open(ffpp / "videos.csv", newline="") as fh:
         videos = list(csv.DictReader(fh))
-    assert all(int(v["frames_region_search"]) == 31 for v in videos)  # all but the first frame of each video
+    assert all(int(v["frames_tracked"]) == 31 for v in videos)  # all but the first frame of each video
 
 
 @pytest.mark.skipif(not FACES.is_dir(), reason=f"real fixtures not present ({FACES})")

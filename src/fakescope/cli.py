@@ -323,10 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest: one face per frame, the video's main face (largest face track); "
                         "all: every face, with a track id")
     g.add_argument("--face-search", choices=["track", "full"], default="track",
-                   help="track (with --faces largest): after the first frame, search only around the main face "
-                        "of the frames before and for faces of at least a third of its size, and the whole "
-                        "frame again where it is not found there (faster; on the FF++ fixture the crops of "
-                        "full); full: search every frame whole")
+                   help="track (with --faces largest): after a video's first frame, search only for faces of at "
+                        "least a third of its main face's size, and for every size where none is found or the "
+                        "face shrank (faster; on the FF++ fixture the crops of full); full: every size")
     g.add_argument("--crop", choices=["box", "align"], default="box",
                    help="box: square of --margin x the face box; align: DeepfakeBench's five-point alignment")
     g.add_argument("--size", type=int, default=256, help="crop side in pixels (box: 0 keeps the native size)")

@@ -77,17 +77,15 @@ class FaceDetector(abc.ABC):
     video usually share a size, which lets a backend batch them) and returns,
     for each frame, the faces found in it (any order, ``track`` left at 0).
 
-    A backend with ``searches_regions = True`` also takes ``region``, a box
-    ``(x1, y1, x2, y2)`` in frame pixels outside which it does not search,
-    and ``min_size``, the smallest face to search for in frame pixels
-    (``fakescope prepare`` uses them to follow a video's main face, see
-    :func:`track_face`); for a face well inside the region and well above
-    that size it must find what a full search finds.
+    A backend with ``takes_min_size = True`` also takes ``min_size``, the
+    smallest face to search for in frame pixels (``fakescope prepare`` uses
+    it after a video's first frame, see :func:`track_face`); for faces well
+    above that size it must find what a search for every size finds.
     """
 
     name: str = "detector"
     gives_landmarks: bool = False
-    searches_regions: bool = False
+    takes_min_size: bool = False
 
     @abc.abstractmethod
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
@@ -159,8 +157,8 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str =
 
     Scores are ranked to 6 decimals and ties keep the boxes' order, so that
     rounding noise (P-Net's softmax saturates at 1 for many windows) does not
-    decide which box survives: a search restricted to a region then keeps
-    the boxes of a full search.
+    decide which box survives (it would differ between devices, or between
+    batches of other sizes).
     """
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long)
@@ -239,62 +237,35 @@ def crop_resize(image: torch.Tensor, boxes: torch.Tensor, image_idx: torch.Tenso
     return torch.stack(crops)
 
 
-def _window_span(lo: float, hi: float, size: int) -> tuple[int, int]:
-    """Pixels ``[a, b)`` of a pyramid level (``size`` long) that hold every P-Net window overlapping ``lo..hi``.
-
-    P-Net's windows are 12 pixels wide, one every 2; ``a`` is even, so the
-    windows are those of the whole level, and ``b - a`` is even unless ``b``
-    is the level's end, so the last window is whole as it is in the whole
-    level. At least one window.
-    """
-    a = max(2 * (math.floor((lo - 12) / 2) + 1), 0)  # the first window that ends after lo
-    b = min(max(math.ceil(hi) + 11, a + 12), size)  # the last one starts before hi
-    if b < size and (b - a) % 2:
-        b += 1
-    return max(min(a, (b - 12) // 2 * 2), 0), b
-
-
 class _Pyramid:
     """The detection images for P-Net at decreasing scales.
 
     Levels are made by PIL's area filter in uint8 (several times faster than
-    torch's area interpolation on CPU), then normalised for MTCNN. With a
-    ``region`` (detection-image pixels) only the part of each level that
-    P-Net searches is made (see :func:`_window_span`), with the filter
-    positions of the whole level.
+    torch's area interpolation on CPU), then normalised for MTCNN.
     """
 
-    def __init__(self, frames: Sequence[np.ndarray], scales: list[float], device: torch.device,
-                 region: tuple[float, float, float, float] | None = None) -> None:
+    def __init__(self, frames: Sequence[np.ndarray], scales: list[float], device: torch.device) -> None:
         h, w = frames[0].shape[:2]
         self.full = _to_input(frames, device)
         self.scales = list(scales)
-        self._levels: dict[float, tuple[torch.Tensor | None, int, int, int, int]] = {}
+        self._by_scale: dict[float, torch.Tensor] = {}
         images = [Image.fromarray(f) for f in frames]  # once per frame, not once per level
         for s in scales:
-            lw, lh = max(math.ceil(w * s), 1), max(math.ceil(h * s), 1)
-            x0, x1, y0, y1 = 0, lw, 0, lh
-            if region is not None:
-                x0, x1 = _window_span(region[0] * s, region[2] * s, lw)
-                y0, y1 = _window_span(region[1] * s, region[3] * s, lh)
-            level = None
-            if s < 1.0:
-                fx, fy = w / lw, h / lh  # source pixels per level pixel, as PIL resizes the whole frame
-                level = _to_input([np.asarray(im.resize((x1 - x0, y1 - y0), Image.Resampling.BOX,
-                                                        box=(x0 * fx, y0 * fy, x1 * fx, y1 * fy)))
-                                   for im in images], device)
-            self._levels[s] = (level, x0, x1, y0, y1)
+            if s >= 1.0:
+                continue
+            size = (max(math.ceil(w * s), 1), max(math.ceil(h * s), 1))
+            self._by_scale[s] = _to_input([np.asarray(im.resize(size, Image.Resampling.BOX)) for im in images],
+                                          device)
 
-    def level(self, scale: float) -> tuple[torch.Tensor, int, int]:
-        """P-Net's input at ``scale`` and the level pixel ``(x0, y0)`` where it starts."""
-        level, x0, x1, y0, y1 = self._levels[scale]
-        if level is None:  # upscaled (smallest face under 12 pixels)
-            h, w = self.full.shape[2:]
-            level = F.interpolate(self.full, size=(math.ceil(h * scale), math.ceil(w * scale)),
-                                  mode="bilinear")[:, :, y0:y1, x0:x1]
-        return level, x0, y0
+    def level(self, scale: float) -> torch.Tensor:
+        """P-Net's input at ``scale``."""
+        if scale in self._by_scale:
+            return self._by_scale[scale]
+        h, w = self.full.shape[2:]  # upscaled (smallest face under 12 pixels)
+        return F.interpolate(self.full, size=(math.ceil(h * scale), math.ceil(w * scale)), mode="bilinear")
 
 
+# ------------------------------------------------------------------ MTCNN
 class PNet(nn.Module):
     """MTCNN proposal network: fully convolutional, 12x12 windows at stride 2."""
 
@@ -414,7 +385,7 @@ class MTCNN(FaceDetector):
 
     name = "mtcnn"
     gives_landmarks = True
-    searches_regions = True
+    takes_min_size = True
 
     def __init__(self, weights: str | None = None, device: str = "cpu", detect_size: int = 640,
                  min_face: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
@@ -443,18 +414,9 @@ class MTCNN(FaceDetector):
         self.batch_size = int(batch_size)
 
     # -- public --------------------------------------------------------
-    def detect(self, frames: Sequence[np.ndarray], region: tuple[float, float, float, float] | None = None,
-               min_size: float | None = None) -> list[list[Face]]:
-        """Faces in each frame, searched for in ``region`` only, and at least ``min_size`` wide, if given.
-
-        ``region`` (frame pixels): P-Net looks only at the windows that
-        overlap it, the very windows of a full search there (same pyramid,
-        same 2-pixel grid of every level), and R- and O-Net cut their crops
-        from the whole frame, so a face whose candidate windows all lie in
-        the region gets the box of a full search. ``min_size`` (frame pixels,
-        on top of ``min_face``): the pyramid levels whose windows are smaller
-        are skipped.
-        """
+    def detect(self, frames: Sequence[np.ndarray], min_size: float | None = None) -> list[list[Face]]:
+        """Faces in each frame; ``min_size`` (frame pixels, on top of ``min_face``): the pyramid levels
+        whose windows are smaller are skipped, and the others are those of a full search."""
         out: list[list[Face]] = [[] for _ in frames]
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, f in enumerate(frames):
@@ -462,14 +424,13 @@ class MTCNN(FaceDetector):
         for idx in by_size.values():
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start:start + self.batch_size]
-                for i, faces in zip(chunk, self._detect_same_size([frames[i] for i in chunk], region, min_size)):
+                for i, faces in zip(chunk, self._detect_same_size([frames[i] for i in chunk], min_size)):
                     out[i] = faces
         return out
 
     # -- the three stages ------------------------------------------------
     @torch.inference_mode()
-    def _detect_same_size(self, frames: list[np.ndarray], region: tuple[float, float, float, float] | None = None,
-                          min_size: float | None = None) -> list[list[Face]]:
+    def _detect_same_size(self, frames: list[np.ndarray], min_size: float | None = None) -> list[list[Face]]:
         frames = [np.ascontiguousarray(f) for f in frames]
         h, w = frames[0].shape[:2]
         sx = sy = 1.0
@@ -479,12 +440,10 @@ class MTCNN(FaceDetector):
             frames = [shrink(f, size) for f in frames]
             sx, sy = w / size[0], h / size[1]
         n = len(frames)
-        if region is not None:
-            region = (region[0] / sx, region[1] / sy, region[2] / sx, region[3] / sy)
         scales = self._scales(*frames[0].shape[:2])
         if min_size:  # P-Net's 12-pixel windows at scale s see faces of about 12 / s detection pixels
             scales = [s for s in scales if 12.0 / s >= min_size / max(sx, sy)]
-        pyramid = _Pyramid(frames, scales, self.device, region)
+        pyramid = _Pyramid(frames, scales, self.device)
 
         boxes, scores, img = self._stage1(pyramid)
         if len(boxes):
@@ -513,16 +472,16 @@ class MTCNN(FaceDetector):
         return scales
 
     def _stage1(self, pyramid: _Pyramid):
-        """P-Net over an image pyramid (or its region): candidate windows, NMS per scale, then per frame."""
+        """P-Net over an image pyramid: candidate windows, NMS per scale, then per frame."""
         all_boxes, all_reg, all_scores, all_img = [], [], [], []
         for scale in pyramid.scales:
-            xs, x0, y0 = pyramid.level(scale)  # x0, y0 even: the windows are those of the whole level
+            xs = pyramid.level(scale)
             prob, reg = self.pnet(xs.contiguous(memory_format=torch.channels_last))
             img, yy, xx = torch.nonzero(prob >= self.thresholds[0], as_tuple=True)
             if len(img) == 0:
                 continue
             score, reg = prob[img, yy, xx], reg[img, :, yy, xx]
-            cell = torch.stack([xx + x0 // 2, yy + y0 // 2] * 2, dim=1).float() * 2  # windows of the whole level
+            cell = torch.stack([xx, yy, xx, yy], dim=1).float() * 2
             cell[:, 2:] += 12  # a 12x12 window every 2 pixels of the scaled image
             boxes = cell / scale
             keep = batched_nms(boxes, score, img, 0.5)
@@ -652,72 +611,46 @@ def link_tracks(faces_per_frame: Sequence[Sequence[Face]], max_shift: float = 0.
     return out
 
 
-# Tracked face search (see track_face): the region searched is the box around the main face's last boxes,
-# wider by TRACK_PAD times its side on each side, for faces of at least 1 / TRACK_SCALE of the face's
-# smallest side there. A frame is searched whole again (search_again) when no face is found, or one lies
-# less than TRACK_MARGIN of its side from the region's edge (then P-Net's windows that overlap it all lie
-# in the region, and it gets the box of a full search), or the largest one found is smaller than
-# TRACK_SCALE / 2 times the smallest size searched for (the face shrank: its own windows may be among
-# those skipped).
-TRACK_PAD = 1.0
-TRACK_MARGIN = 0.5
+# Tracked face search (see track_face and fakescope.data.prepare.process_video): after a video's first
+# frame, faces smaller than 1 / TRACK_SCALE of the main face's smallest recent size are not searched for (the
+# pyramid levels with smaller windows, the largest and costliest, are skipped), in whole frames. Such a
+# face has under a ninth of the main face's area in a frame, so it does not become the video's main face.
+# A frame is searched in full again (search_again) when no face is found, or when the largest face found
+# is under TRACK_GUARD times the smallest size searched for: the main face shrank or is missing, and
+# windows that would give its box in a full search may be among those skipped (a final box can come from
+# a window smaller than the face, so a face near the smallest size searched for can get another box).
 TRACK_SCALE = 3.0
+TRACK_GUARD = 2.5
 
 
 @dataclass(frozen=True)
 class Track:
-    """Where and how small to search for a video's main face next (frame pixels)."""
+    """How small a face to search for in a video's next frames (frame pixels)."""
 
-    region: tuple[float, float, float, float]
     min_size: float
 
 
-def track_face(faces_per_frame: Sequence[Sequence[Face]], last: int, shape: tuple[int, ...],
-               pad: float = TRACK_PAD, scale: float = TRACK_SCALE, history: int = 32) -> Track | None:
-    """Where to look for the video's main face next: around its boxes in the ``last`` frames.
+def _side(box: tuple[float, float, float, float]) -> float:
+    return max(box[2] - box[0], box[3] - box[1])
+
+
+def track_face(faces_per_frame: Sequence[Sequence[Face]], recent: int = 8, scale: float = TRACK_SCALE,
+               history: int = 32) -> Track | None:
+    """The smallest face to search for next: ``1 / scale`` of the main face's smallest box in ``recent`` frames.
 
     The main face is that of :func:`select_faces` over the last ``history``
-    frames so far (a bound: a run over every frame of a long video calls
-    this once per batch);
-    the region is the box around its last ``last`` boxes, ``pad`` times
-    its longer side wider on each side, within the frame (``shape``), and
-    the smallest face searched for is ``1 / scale`` of the smallest of
-    those boxes. ``None`` (search whole frames) when the main face is in
-    none of the ``last`` frames.
+    frames (a bound: a run over every frame of a long video calls this once
+    per batch). ``None`` (search in full) when it is in none of the
+    ``recent`` frames.
     """
-    recent = [faces[0].box for faces in select_faces(faces_per_frame[-max(history, last):])[-last:] if faces]
-    if not recent:
-        return None
-    x1, y1 = min(b[0] for b in recent), min(b[1] for b in recent)
-    x2, y2 = max(b[2] for b in recent), max(b[3] for b in recent)
-    grow = pad * max(x2 - x1, y2 - y1)
-    h, w = shape[:2]
-    smallest = min(max(b[2] - b[0], b[3] - b[1]) for b in recent)
-    return Track((max(x1 - grow, 0.0), max(y1 - grow, 0.0), min(x2 + grow, float(w)), min(y2 + grow, float(h))),
-                 smallest / scale)
+    main = [faces[0].box for faces in select_faces(faces_per_frame[-max(history, recent):])[-recent:] if faces]
+    return Track(min(_side(b) for b in main) / scale) if main else None
 
 
-def search_again(faces: Sequence[Face], track: Track, shape: tuple[int, ...], margin: float = TRACK_MARGIN,
-                 scale: float = TRACK_SCALE) -> bool:
-    """Whether a frame searched as ``track`` says must be searched whole (see :data:`TRACK_PAD`).
-
-    No face found; or one less than ``margin`` times its longer side from an
-    edge of the region that is not an edge of the frame (``shape``); or the
-    largest face found smaller than ``scale / 2`` times the smallest size
-    searched for (a smaller face beside the main one, such as a face in an
-    inset picture, does not count).
-    """
-    if not faces:
-        return True
-    h, w = shape[:2]
-    x1, y1, x2, y2 = track.region
-    for f in faces:
-        m = margin * max(f.width, f.height)
-        if ((x1 > 0 and f.box[0] - m < x1) or (y1 > 0 and f.box[1] - m < y1)
-                or (x2 < w and f.box[2] + m > x2) or (y2 < h and f.box[3] + m > y2)):
-            return True
-    largest = max(faces, key=lambda f: f.area)  # the main face, unless it shrank or is missing
-    return max(largest.width, largest.height) < track.min_size * scale / 2
+def search_again(faces: Sequence[Face], track: Track, guard: float = TRACK_GUARD) -> bool:
+    """Whether a frame searched as ``track`` says must be searched in full: no face found, or the largest
+    found under ``guard`` times the smallest size searched for."""
+    return not faces or _side(max(faces, key=lambda f: f.area).box) < guard * track.min_size
 
 
 def select_faces(faces_per_frame: Sequence[Sequence[Face]], mode: str = "largest") -> list[list[Face]]:

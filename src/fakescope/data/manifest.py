@@ -39,8 +39,8 @@ from fakescope.data.datasets import MANIFEST_COLUMNS
 from fakescope.errors import DataError
 
 VIDEO_COLUMNS = ("video_id", "path", "label", "dataset", "method", "split", "status", "reason", "frames_total",
-                 "frames_sampled", "frames_with_face", "faces", "short", "width", "height", "fps", "rotation", "frames_region_search",
-                 "frames_searched_again")
+                 "frames_sampled", "frames_with_face", "faces", "short", "width", "height", "fps", "rotation",
+                 "frames_tracked", "frames_searched_again")
 FAILURE_COLUMNS = ("path", "reason", "detail", "dataset", "method", "split", "video_id")
 
 

@@ -53,11 +53,10 @@ class PrepareOptions:
     threads: int = 1  # torch threads for detection on CPU (the small MTCNN layers run best on one)
     detect_size: int = 640  # longest frame side the detector sees (MTCNN)
     min_face: int = 20  # smallest face searched for, in detector pixels (MTCNN)
-    # track: with faces=largest, the first sampled frame is searched whole, and each later batch of frames
-    # only around the main face of the frames before it and for faces of at least a third of its size
-    # (faces.track_face); a frame where no face is found well inside that region, or one that shrank, is
-    # searched whole again (faces.search_again). full: every frame is searched whole. Detectors without
-    # region search (searches_regions) always search whole frames.
+    # track: with faces=largest, after a video's first frame only faces of at least a third of the main
+    # face's size are searched for (faces.track_face); a frame where none is found, or the main face shrank,
+    # is searched in full again (faces.search_again). full: every face size in every frame. Detectors
+    # without min_size (takes_min_size) always search in full.
     face_search: str = "track"
     verify_images: bool = True  # decode every image of image datasets once
     num_shards: int = 1
@@ -358,32 +357,33 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     detected: list[list] = []  # faces of each sampled frame
     crops: list[dict] = []  # per frame: face box -> crop of that face
     batch: list[tuple[int, float, Any]] = []
-    tracking = opt.face_search == "track" and opt.faces == "largest" and getattr(detector, "searches_regions", False)
-    track = None  # where and how small the main face is searched for in the next batch (None: whole frames)
-    searches = {"region": 0, "again": 0}
+    tracking = opt.face_search == "track" and opt.faces == "largest" and getattr(detector, "takes_min_size", False)
+    searches = {"tracked": 0, "again": 0}
+
+    def detect_tracked(frames: list) -> list[list]:
+        """Faces at least :func:`track_face`'s size, or a full search where that finds none or a shrunk one."""
+        track = track_face(detected)
+        if track is None:
+            return detector.detect(frames)
+        found = detector.detect(frames, min_size=track.min_size)
+        searches["tracked"] += len(frames)
+        again = [i for i, faces in enumerate(found) if search_again(faces, track)]
+        if again:
+            searches["again"] += len(again)
+            for i, faces in zip(again, detector.detect([frames[i] for i in again])):
+                found[i] = faces
+        return found
 
     def flush() -> None:
-        nonlocal track
         if not batch:
             return
         frames = [f for _, _, f in batch]
-        if track is None:
-            found = detector.detect(frames)
-        else:
-            found = detector.detect(frames, region=track.region, min_size=track.min_size)
-            searches["region"] += len(frames)
-            again = [i for i, faces in enumerate(found) if search_again(faces, track, frames[i].shape)]
-            if again:  # the face left the region, is too near its edge, or shrank: search these frames whole
-                searches["again"] += len(again)
-                for i, faces in zip(again, detector.detect([frames[i] for i in again])):
-                    found[i] = faces
+        found = detect_tracked(frames) if tracking else detector.detect(frames)
         for (idx, _, frame), faces in zip(batch, found):
             indices.append(idx)
             detected.append(faces)
             crops.append({face.box: align.face_crop(frame, face.box, face.landmarks, mode=opt.crop, size=opt.size,
                                                     margin=opt.margin) for face in faces})
-        if tracking:
-            track = track_face(detected, len(batch), frames[0].shape)
         batch.clear()
 
     info = None
@@ -404,7 +404,7 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     chosen = select_faces(detected, opt.faces)
     n_with_face = sum(1 for faces in chosen if faces)
     video.update(frames_with_face=n_with_face, faces=sum(len(f) for f in chosen),
-                 frames_region_search=searches["region"], frames_searched_again=searches["again"])
+                 frames_tracked=searches["tracked"], frames_searched_again=searches["again"])
     if n_with_face == 0:
         return failed("no-face", f"no face found in any of the {len(indices)} sampled frames")
 
