@@ -18,8 +18,8 @@ and save it as PNG. They differ where DeepfakeBench's ``preprocess.py`` and
   640 px (boxes are mapped back and crops cut from the full-resolution
   frame); the video's main face is kept. After the first frame of a video
   the detector searches only for faces of at least a third of that face's
-  size (``--face-search track``, prepare's default; a frame where none is
-  found, or the face shrank, is searched for every size again), which gave
+  size (``--face-search track``, prepare's default; a frame where the main
+  face is not found, or shrank, is searched for every size again), which gave
   the crops of a full search on the fixture. It runs three times
   per round: in one process (``--workers 0``), with ``--workers N`` worker
   processes (default: one per CPU core; ``--videos-per-worker`` as

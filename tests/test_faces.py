@@ -101,21 +101,34 @@ def test_mtcnn_batch_equals_one_by_one_and_maps_back_from_the_detection_size(mtc
 
 
 @needs_mtcnn
-def test_a_smallest_size_skips_finer_levels_and_keeps_the_boxes_of_larger_faces(mtcnn):
+def test_a_smallest_size_skips_finer_levels_and_keeps_the_boxes_of_larger_faces(mtcnn, monkeypatch):
+    import fakescope.data.faces as faces_module
+
+    levels = []  # the scales each pyramid is built for
+
+    class Spy(faces_module._Pyramid):
+        def __init__(self, frames, scales, device):
+            levels.append(list(scales))
+            super().__init__(frames, scales, device)
+
+    monkeypatch.setattr(faces_module, "_Pyramid", Spy)
     for w, h, up in ((320, 240, 1), (240, 426, 1), (320, 240, 4)):  # 4x: beyond the detection size
-        frames, _ = face_frames(3, w=w, h=h, faces=2)
-        if up > 1:  # min_size stays in frame pixels
+        frames, _ = face_frames(3, w=w, h=h, size=150)  # MTCNN's box: about 80 px
+        if up > 1:  # min_size stays in frame pixels; the detector sees 1/2 of 1280x960
             frames = [np.asarray(Image.fromarray(f).resize((w * up, h * up), Image.Resampling.BICUBIC))
                       for f in frames]
         full = mtcnn.detect(frames)
-        assert all(len(faces) == 2 for faces in full)
+        assert all(len(faces) == 1 for faces in full)
         main = [max(faces, key=lambda f: f.area) for faces in full]
         side = min(max(f.width, f.height) for f in main)
+        levels.clear()
         tracked = mtcnn.detect(frames, min_size=side / 3)  # as the tracked search: a third of the main face
+        every = mtcnn._scales(*(frames[0].shape[:2] if up == 1 else (480, 640)))
+        kept = [s for s in every if 12 / s * (2 if up > 1 else 1) >= side / 3]  # windows in frame pixels
+        assert levels == [kept] and 0 < len(kept) < len(every)  # the finest levels skipped, no other
         for faces, m in zip(tracked, main):
             same = [f for f in faces if np.allclose(f.box, m.box, atol=1e-4)]
             assert len(same) == 1 and np.allclose(same[0].landmarks, m.landmarks, atol=1e-4)
-            assert not search_again(faces, Track(side / 3))
     # no pyramid level of these frames has windows of 2000 px: nothing searched, nothing found
     assert mtcnn.detect(frames, min_size=2000) == [[]] * 3
 
@@ -125,14 +138,17 @@ def test_track_face_sizes_the_search_by_the_main_face_and_search_again_guards_it
         return Face((x, y, x + s, y + s), 0.99)
 
     seen = [[f(100, 100, 30)], [f(104, 100, 24), f(10, 10, 8)], [f(108, 102, 27)]]
-    assert track_face(seen, recent=2, scale=3.0) == Track(8.0)  # a third of the smallest of the last 2: 24
-    assert track_face(seen, recent=3, scale=4.0) == Track(6.0)
-    assert track_face([[], [f(5, 5)], []], recent=1) is None  # not in the last frame: search in full
+    # the main face's last box; a third of its smallest box in the last 2 frames (24)
+    assert track_face(seen, recent=2, scale=3.0) == Track((108, 102, 135, 129), 8.0)
+    assert track_face(seen, recent=3, scale=4.0).min_size == 6.0
+    assert track_face([[], [f(5, 5)], []], recent=1) is None  # no face in the last frame: search in full
     assert track_face([]) is None
-    track = Track(8.0)
-    assert not search_again([f(100, 100, 24), f(10, 10, 9)], track)  # the main face, and a small one beside it
+    track = Track((100.0, 100.0, 124.0, 124.0), 8.0)
+    assert not search_again([f(104, 102, 24), f(10, 10, 9)], track)  # the main face, and a small one elsewhere
     assert search_again([], track)  # nothing found
+    assert search_again([f(300, 300, 40)], track)  # only a face far from the main face's box: it may be missing
     assert search_again([f(100, 100, 19)], track, guard=2.5)  # the main face shrank under 2.5 x 8 px
+    assert search_again([f(100, 100, 19), f(300, 300, 40)], track, guard=2.5)  # even beside a larger face
     assert not search_again([f(100, 100, 21)], track, guard=2.5)
 
 

@@ -324,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "all: every face, with a track id")
     g.add_argument("--face-search", choices=["track", "full"], default="track",
                    help="track (with --faces largest): after a video's first frame, search only for faces of at "
-                        "least a third of its main face's size, and for every size where none is found or the "
-                        "face shrank (faster; on the FF++ fixture the crops of full); full: every size")
+                        "least a third of its main face's size, and for every size where the main face is not "
+                        "found or shrank (faster; on the FF++ fixture the crops of full); full: every size")
     g.add_argument("--crop", choices=["box", "align"], default="box",
                    help="box: square of --margin x the face box; align: DeepfakeBench's five-point alignment")
     g.add_argument("--size", type=int, default=256, help="crop side in pixels (box: 0 keeps the native size)")

@@ -614,19 +614,20 @@ def link_tracks(faces_per_frame: Sequence[Sequence[Face]], max_shift: float = 0.
 # Tracked face search (see track_face and fakescope.data.prepare.process_video): after a video's first
 # frame, faces smaller than 1 / TRACK_SCALE of the main face's smallest recent size are not searched for (the
 # pyramid levels with smaller windows, the largest and costliest, are skipped), in whole frames. Such a
-# face has under a ninth of the main face's area in a frame, so it does not become the video's main face.
-# A frame is searched in full again (search_again) when no face is found, or when the largest face found
-# is under TRACK_GUARD times the smallest size searched for: the main face shrank or is missing, and
-# windows that would give its box in a full search may be among those skipped (a final box can come from
-# a window smaller than the face, so a face near the smallest size searched for can get another box).
+# face has under a ninth of the main face's area in a frame. A frame is searched in full again
+# (search_again) when no face is found near the main face's last box, or when the face found there is
+# under TRACK_GUARD times the smallest size searched for: the main face moved away, is missing or shrank,
+# and windows that would give its box in a full search may be among those skipped (a final box can come
+# from a window smaller than the face, so a face near the smallest size searched for can get another box).
 TRACK_SCALE = 3.0
 TRACK_GUARD = 2.5
 
 
 @dataclass(frozen=True)
 class Track:
-    """How small a face to search for in a video's next frames (frame pixels)."""
+    """The main face's last box, and how small a face to search for in a video's next frames (frame pixels)."""
 
+    box: tuple[float, float, float, float]
     min_size: float
 
 
@@ -636,21 +637,29 @@ def _side(box: tuple[float, float, float, float]) -> float:
 
 def track_face(faces_per_frame: Sequence[Sequence[Face]], recent: int = 8, scale: float = TRACK_SCALE,
                history: int = 32) -> Track | None:
-    """The smallest face to search for next: ``1 / scale`` of the main face's smallest box in ``recent`` frames.
+    """The main face's last box, and ``1 / scale`` of its smallest box in the ``recent`` frames.
 
     The main face is that of :func:`select_faces` over the last ``history``
     frames (a bound: a run over every frame of a long video calls this once
-    per batch). ``None`` (search in full) when it is in none of the
-    ``recent`` frames.
+    per batch; where that face is missing, :func:`select_faces` gives the
+    frame's largest). ``None`` (search in full) when the ``recent`` frames
+    hold no face.
     """
     main = [faces[0].box for faces in select_faces(faces_per_frame[-max(history, recent):])[-recent:] if faces]
-    return Track(min(_side(b) for b in main) / scale) if main else None
+    return Track(main[-1], min(_side(b) for b in main) / scale) if main else None
 
 
 def search_again(faces: Sequence[Face], track: Track, guard: float = TRACK_GUARD) -> bool:
-    """Whether a frame searched as ``track`` says must be searched in full: no face found, or the largest
-    found under ``guard`` times the smallest size searched for."""
-    return not faces or _side(max(faces, key=lambda f: f.area).box) < guard * track.min_size
+    """Whether a frame searched as ``track`` says must be searched in full.
+
+    Yes when no face found has its centre within one side of the main
+    face's last box from that box's centre (the face moved far, or is
+    missing), or when the largest of those is under ``guard`` times the
+    smallest size searched for (it shrank). Other faces do not count.
+    """
+    cx, cy, reach = (track.box[0] + track.box[2]) / 2, (track.box[1] + track.box[3]) / 2, _side(track.box)
+    near = [f for f in faces if math.dist(f.center, (cx, cy)) <= reach]
+    return not near or _side(max(near, key=lambda f: f.area).box) < guard * track.min_size
 
 
 def select_faces(faces_per_frame: Sequence[Sequence[Face]], mode: str = "largest") -> list[list[Face]]:

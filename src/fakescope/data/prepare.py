@@ -54,7 +54,7 @@ class PrepareOptions:
     detect_size: int = 640  # longest frame side the detector sees (MTCNN)
     min_face: int = 20  # smallest face searched for, in detector pixels (MTCNN)
     # track: with faces=largest, after a video's first frame only faces of at least a third of the main
-    # face's size are searched for (faces.track_face); a frame where none is found, or the main face shrank,
+    # face's size are searched for (faces.track_face); a frame where the main face is not found, or shrank,
     # is searched in full again (faces.search_again). full: every face size in every frame. Detectors
     # without min_size (takes_min_size) always search in full.
     face_search: str = "track"
@@ -361,7 +361,7 @@ def process_video(item: Item, detector, opt: PrepareOptions, out: Path,
     searches = {"tracked": 0, "again": 0}
 
     def detect_tracked(frames: list) -> list[list]:
-        """Faces at least :func:`track_face`'s size, or a full search where that finds none or a shrunk one."""
+        """Faces of at least :func:`track_face`'s size; a full search where :func:`search_again` says so."""
         track = track_face(detected)
         if track is None:
             return detector.detect(frames)
