@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,16 @@ def test_tracked_face_search_gives_the_crops_of_a_full_search(face_videos, tmp_p
             assert [b[2] - b[0] > 50 for b in boxes] == [False] * 3 + [True] * 9  # faces of 41 px, then 56
         if name == "shrinks":  # frames 6, 7, 8 (batch 1-8) in full again; batch 9-11 sized by the smaller face
             assert again == [3]
+    # a folder prepared before the option existed searched every size: it resumes with --face-search full
+    old = tmp_path / "pasted_full"
+    meta = json.loads((old / "prepare.json").read_text())
+    del meta["settings"]["face_search"]
+    (old / "prepare.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="face_search 'full' -> 'track'"):
+        prepare("folder", face_videos, old, PrepareOptions(num_frames=12, size=48), echo=lambda m: None)
+    s = prepare("folder", face_videos, old, PrepareOptions(num_frames=12, size=48, face_search="full"),
+                echo=lambda m: None)
+    assert (s.skipped, s.processed) == (3, 0)
     # every face (--faces all) is searched for in full
     prepare("folder", face_videos, tmp_path / "all", PrepareOptions(num_frames=4, size=48, faces="all"),
             echo=lambda m: None)

@@ -648,8 +648,9 @@ def _check_settings(out: Path, dataset: str, root: str, opt: PrepareOptions) -> 
             old = {}
         if old.get("dataset") not in (None, dataset):
             raise DataError(f"{out} holds a prepared '{old.get('dataset')}' dataset; use another --out for '{dataset}'")
-        diff = {k: (old.get("settings", {}).get(k), v) for k, v in current["settings"].items()
-                if old.get("settings", {}).get(k) != v}
+        # settings added since: the value that earlier versions worked with
+        before = {"face_search": "full"} | old.get("settings", {})
+        diff = {k: (before.get(k), v) for k, v in current["settings"].items() if before.get(k) != v}
         if diff:
             what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise DataError(f"{out} was prepared with other settings ({what}); use another --out, or the same "
