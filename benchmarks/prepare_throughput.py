@@ -71,8 +71,8 @@ def baseline(paths: list[Path], frames: int, out: Path, min_face: int = 20) -> d
     import numpy as np
     from PIL import Image
 
-    from fakescope.data.align import crop_box
-    from fakescope.data.faces import create_detector
+    from fakescope.faces.crop import crop_box
+    from fakescope.faces import create_detector
 
     det = create_detector("mtcnn", detect_size=0, min_face=min_face)  # full resolution, as DeepfakeBench runs dlib
     t_start, c_start = time.perf_counter(), time.process_time()
@@ -113,19 +113,19 @@ def baseline(paths: list[Path], frames: int, out: Path, min_face: int = 20) -> d
 def ours(labels: Path, frames: int, out: Path, workers: int = 0, per_worker: int | None = None,
          min_face: int = 20, face_search: str = "track") -> dict[str, float]:
     """``fakescope prepare`` on the videos of ``labels``; ``per_worker`` None keeps its default."""
-    from fakescope.data.prepare import PrepareOptions, prepare
+    from fakescope.prepare import options_from, prepare
 
     extra = {"min_face": min_face, "face_search": face_search}
     extra |= {} if per_worker is None else {"videos_per_worker": per_worker}
     t0, c0 = time.perf_counter(), time.process_time()
-    s = prepare("csv", labels, out, PrepareOptions(num_frames=frames, workers=workers, **extra), echo=lambda m: None)
+    s = prepare("csv", labels, out, options_from(num_frames=frames, workers=workers, **extra), echo=lambda m: None)
     return {"total": time.perf_counter() - t0, "cpu": time.process_time() - c0, "frames": s.frames,
             "found": s.frames_with_face, "worker_peak_mib": s.worker_peak_mib}
 
 
 def decode_only(paths: list[Path], frames: int) -> tuple[float, float]:
     """Wall and CPU seconds to decode the sampled frames of every video (fakescope's reader, nothing else)."""
-    from fakescope.data.video import FrameStream
+    from fakescope.media.video import FrameStream
 
     t0, c0 = time.perf_counter(), time.process_time()
     for p in paths:
@@ -199,7 +199,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     if args.child:  # memory probe: prepare these videos, report the peak RSS
-        from fakescope.data.prepare import peak_rss_mib
+        from fakescope.prepare import peak_rss_mib
 
         r = ours(args.child, args.frames, args.out, args.workers, args.videos_per_worker, args.min_face)
         r["peak_mib"] = peak_rss_mib()

@@ -28,7 +28,7 @@ def main() -> None:
 
     import torch
 
-    from fakescope.quickstart import run_quickstart
+    from fakescope.workflows import run_quickstart
 
     t0 = time.perf_counter()
     res = run_quickstart(data_dir=os.path.join(out, "data"), output_dir=os.path.join(out, "runs"),

@@ -44,8 +44,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from fakescope.config import load_config
-    from fakescope.data.synth import SynthConfig, generate
-    from fakescope.train.engine import train
+    from fakescope.prepare.synth import SynthConfig, generate
+    from fakescope.workflows import run_experiment
     from safetensors.torch import load_file
 
     out = Path(args.out or tempfile.mkdtemp(prefix="fakescope-sdr-synth-"))
@@ -65,7 +65,7 @@ def main() -> None:
         common = [f"data.root={out / 'synth' / 'videos'}", f"output_dir={out / 'runs'}", f"name={label}",
                   "trainer.progress_bar=false", f"seed={args.seed}"]
         cfg = load_config(cfg_name, overrides=[*common, *extra])
-        result = train(cfg, echo=lambda m: None)
+        result, _ = run_experiment(cfg, echo=lambda m: None)
         ev = json.loads((result.run_dir / "eval" / "metrics.json").read_text())["sets"]["test"]
         params = sum(t.numel() for t in load_file(str(result.run_dir / "model" / "model.safetensors")).values())
         rows[label] = ev["video_auc"]

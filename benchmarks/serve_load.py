@@ -119,7 +119,7 @@ def main() -> int:
     tmp = tempfile.TemporaryDirectory(prefix="fakescope-load-")
     ck = args.checkpoint
     if ck is None:
-        from fakescope.checkpoint import save
+        from fakescope.models.checkpoint import save
         from fakescope.models import create_model
 
         torch.manual_seed(0)
@@ -127,7 +127,7 @@ def main() -> int:
     images = make_images(8, args.image_size)
 
     # ---- baseline: the same scoring in this process, no HTTP
-    from fakescope.detect import Detector
+    from fakescope.inference import Detector
 
     det = Detector.from_pretrained(ck, device="cpu")
     decoded = [Image.open(io.BytesIO(b)).convert("RGB") for _, b in images]

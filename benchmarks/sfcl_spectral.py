@@ -5,7 +5,7 @@
 The front end is what SFCL-HCMF computes before any learned layer: RGB -> YCbCr (BT.601),
 level shift, 8x8 block DCT-II (orthonormal), JPEG zigzag, and the SIDA statistics (eqs. 1-8).
 
-* fakescope: ``frequency_tensor`` + ``sida`` (``fakescope.models.spectral.dct``), float32,
+* fakescope: ``frequency_tensor`` + ``sida`` (``fakescope.models.layers.dct``), float32,
   the whole batch at once on ``--device`` (the model's device; input already there); best
   of ``--repeats`` runs after a warm-up. Wall time, and on a CPU also the process CPU time.
 * baseline: the same result computed image by image, block by block, with
@@ -33,7 +33,7 @@ def baseline_one(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One RGB image ``[3, H, W]`` (0..255, H and W multiples of 8) -> (X~ [3, 64, h, w], D [2304]), by loops."""
     from scipy.fft import dctn
 
-    from fakescope.models.spectral.dct import YCBCR_MATRIX, YCBCR_OFFSET, zigzag_order
+    from fakescope.models.layers.dct import YCBCR_MATRIX, YCBCR_OFFSET, zigzag_order
 
     zz = list(zigzag_order(8))
     m = np.asarray(YCBCR_MATRIX)
@@ -75,7 +75,7 @@ def main() -> None:
 
     import torch
 
-    from fakescope.models.spectral.dct import frequency_tensor, sida
+    from fakescope.models.layers.dct import frequency_tensor, sida
 
     if args.threads:
         torch.set_num_threads(args.threads)

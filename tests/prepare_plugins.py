@@ -7,7 +7,7 @@ import signal
 
 import numpy as np
 
-from fakescope.data.faces import Face, FaceDetector
+from fakescope.faces import Face, FaceDetector
 
 
 class CentreFace(FaceDetector):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fakescope.data.adapters import AdapterOptions, iter_items, list_adapters
+from fakescope.prepare.adapters import AdapterOptions, iter_items, list_adapters
 from fakescope.errors import DataError
 
 

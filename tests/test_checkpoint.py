@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import fakescope
-from fakescope.checkpoint import load, save
+from fakescope.models.checkpoint import load, save
 from fakescope.errors import CheckpointError
 from fakescope.models import create_model
 
@@ -22,7 +22,9 @@ def test_round_trip_keeps_weights_config_and_outputs(tmp_path):
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["model"]["name"] == "simple_cnn_tiny"
     assert cfg["labels"] == {"0": "real", "1": "fake"}
-    assert cfg["preprocess"]["input_size"] == 32 and cfg["preprocess"]["mean"] == list(model.preprocess.mean)
+    pp = cfg["model"]["config"]["preprocess"]  # the preprocessing is stored once, face stage included
+    assert pp["input_size"] == 32 and pp["mean"] == list(model.preprocess.mean) and pp["face"] is None
+    assert "preprocess" not in cfg
     assert cfg["validation"] == {"auc": 0.9} and cfg["training"]["experiment"] == "t"
     assert cfg["fakescope_version"] == fakescope.__version__
     card = (path / "README.md").read_text()

@@ -10,7 +10,8 @@ from PIL import Image
 
 from conftest import write_images
 from fakescope.data.datasets import ClipDataset, ImageDataset, collate, load_samples, read_manifest, scan_folder
-from fakescope.data.transforms import Preprocessor, load_image, to_rgb
+from fakescope.data.transforms import Preprocessor
+from fakescope.media.image import load_image, to_rgb
 from fakescope.errors import DataError
 from fakescope.models import PreprocessConfig
 

@@ -9,7 +9,7 @@ from PIL import Image
 from scipy import stats
 from scipy.fft import dctn
 
-from fakescope.models.spectral.dct import (
+from fakescope.models.layers.dct import (
     block_dct,
     dct_matrix,
     frequency_tensor,
@@ -161,7 +161,7 @@ def test_sida_skewness_and_kurtosis_are_scale_invariant():
 
 def test_moment_sums_by_bmm_and_by_elementwise_products_agree():
     # a CPU sums the powers with bmm; other devices use products and sums (no TF32 matmul can reach them)
-    from fakescope.models.spectral.dct import _moments
+    from fakescope.models.layers.dct import _moments
 
     a = torch.rand(2, 3, 64, 30) * torch.logspace(0, 3, 64).view(1, 1, 64, 1)
     by_bmm = _moments(a.clone(), 1e-6, use_bmm=True)
@@ -171,7 +171,7 @@ def test_moment_sums_by_bmm_and_by_elementwise_products_agree():
 
 
 def test_sida_chunked_on_cpu_equals_one_pass(monkeypatch):
-    import fakescope.models.spectral.dct as dct
+    import fakescope.models.layers.dct as dct
 
     x = torch.randn(5, 3, 64, 4, 4, dtype=torch.float64)
     whole = sida(x)

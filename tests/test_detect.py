@@ -14,10 +14,10 @@ from PIL import Image
 from skimage import data as skdata
 
 import fakescope
-from fakescope.checkpoint import save
+from fakescope.models.checkpoint import save
 from fakescope.cli import main
 from fakescope.data.transforms import Preprocessor
-from fakescope.detect import RECORD_FIELDS, Detector, expand_inputs, log_spectrum, uses_faces
+from fakescope.inference import RECORD_FIELDS, Detector, expand_inputs, log_spectrum
 from fakescope.errors import CheckpointError, ConfigError
 from fakescope.models import create_model
 
@@ -35,7 +35,7 @@ def make_checkpoint(folder: Path, name: str = "simple_cnn_tiny", seed: int = 0) 
 
 def make_media(folder: Path) -> dict[str, Path]:
     """Real photo (a face), a noise image, a short video with a face, and bad files."""
-    from fakescope.data.video import write_video
+    from fakescope.media.video import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     ast = skdata.astronaut()
@@ -136,7 +136,7 @@ def test_video_with_an_image_model_scores_sampled_frames(image_ckpt, media):
     assert rec["frame_indices"] == [0, 3, 6, 9]  # spread evenly over the 10 frames
     assert rec["score"] == pytest.approx(float(np.mean(rec["frame_scores"])), abs=1e-5)
     # the first frame's score is the model's score on that frame
-    from fakescope.data.video import read_frames
+    from fakescope.media.video import read_frames
 
     first = read_frames(media["video"], num_frames=1).frames[0]
     assert rec["frame_scores"][0] == pytest.approx(reference_score(det, Image.fromarray(first)), abs=1e-5)
@@ -158,16 +158,31 @@ def test_clip_model_scores_clips_and_refuses_images(tmp_path, media):
 
 
 # ------------------------------------------------------------------------------------------------------- faces
-def test_face_models_are_recognised_from_the_checkpoint_config(tmp_path):
+def test_face_models_carry_a_face_stage_and_old_checkpoints_get_the_old_crop_with_a_warning(tmp_path):
+    from fakescope.models import create_model
+    from fakescope.models.checkpoint import checkpoint_preprocess
+    from fakescope.preprocess import LEGACY_FACE_CROP, FaceCropConfig
+
     for name, faces in (("efficientnet_tiny", True), ("sfcl_hcmf_tiny", True), ("sdr_tiny", True),
                         ("fssnet_tiny", False), ("simple_cnn_tiny", False)):
-        assert uses_faces({"model": {"name": name}}) is faces, name
-    assert uses_faces({"model": {"name": "simple_cnn_tiny"}, "inference": {"faces": True}}) is True
+        face = create_model(name).preprocess.face
+        assert (face == FaceCropConfig()) if faces else face is None, name
+    # a checkpoint config from before the face stage was stored: the crop detect made then, and a warning
+    old = {"model": {"name": "sfcl_hcmf_tiny", "config": {"preprocess": {"input_size": 32}}},
+           "fakescope_version": "0.0.9"}
+    with pytest.warns(UserWarning, match="model.config.preprocess.face"):
+        assert checkpoint_preprocess(old).face == LEGACY_FACE_CROP
+    scene = {"model": {"name": "simple_cnn_tiny", "config": {"preprocess": {"input_size": 32}}},
+             "inference": {"faces": True}}
+    with pytest.warns(UserWarning, match="model.config.preprocess.face"):
+        assert checkpoint_preprocess(scene).face == LEGACY_FACE_CROP
+    with pytest.warns(UserWarning):
+        assert checkpoint_preprocess({**scene, "inference": {}}).face is None
 
 
 @needs_mtcnn
 def test_face_model_scores_the_face_crop_of_a_real_photo(tmp_path, media):
-    from fakescope.data.align import crop_box
+    from fakescope.faces.crop import crop_box
 
     ck = make_checkpoint(tmp_path / "sfcl", "sfcl_hcmf_tiny")
     det = Detector.from_pretrained(ck, device="cpu")

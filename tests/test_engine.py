@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from conftest import tiny_experiment, write_images
 from fakescope.errors import ConfigError, DataError
 from fakescope.train.engine import train
+from fakescope.workflows import run_experiment
 from fakescope.train.optim import lr_factor
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
@@ -49,7 +50,7 @@ class CountBatches(Callback):
 
 def test_train_writes_checkpoints_logs_and_report(tmp_path, tiny_synth):
     cfg = tiny_experiment(tmp_path, tiny_synth)
-    result = train(cfg, echo=quiet)
+    result, evaluation = run_experiment(cfg, echo=quiet)
     run = result.run_dir
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     assert (run / "config.yaml").is_file() and (run / "summary.json").is_file()
@@ -68,6 +69,8 @@ def test_train_writes_checkpoints_logs_and_report(tmp_path, tiny_synth):
     ev = json.loads((run / "eval" / "metrics.json").read_text())
     assert set(ev["sets"]) == {"tconv", "nearest", "bilinear", "pixelshuffle", "diffusion"}
     assert ev["sets"]["tconv"]["n"] == 32
+    assert evaluation["mean"]["auc"] == pytest.approx(ev["mean"]["auc"])
+    assert json.loads((run / "summary.json").read_text())["test_mean"] == ev["mean"]
 
 
 def test_resume_after_interruption_keeps_finished_epochs(tmp_path, tiny_synth):

@@ -13,9 +13,9 @@ pytest.importorskip("onnxscript", reason="the onnx extra is not installed: pip i
 
 from test_detect import make_checkpoint, make_media  # noqa: E402
 
-from fakescope.checkpoint import load  # noqa: E402
+from fakescope.models.checkpoint import load  # noqa: E402
 from fakescope.cli import main  # noqa: E402
-from fakescope.detect import Detector  # noqa: E402
+from fakescope.inference import Detector  # noqa: E402
 from fakescope.errors import CheckpointError, ConfigError  # noqa: E402
 from fakescope.export import PARITY_TOLERANCE, export_onnx, parity  # noqa: E402
 
@@ -31,7 +31,7 @@ def test_export_writes_the_graph_and_its_config_and_passes_parity(exported):
     assert result.path == ck / "model.onnx" and result.path.stat().st_size > 0
     assert not (ck / "model.onnx.data").exists()  # weights inside the one file
     meta = json.loads(result.config_path.read_text())
-    assert meta["model"]["name"] == "simple_cnn_tiny" and meta["preprocess"]["input_size"] == 32
+    assert meta["model"]["name"] == "simple_cnn_tiny" and meta["model"]["config"]["preprocess"]["input_size"] == 32
     assert meta["export"]["parity_max_abs_diff"] == result.max_abs_diff <= PARITY_TOLERANCE
     assert len(meta["export"]["weights_sha256"]) == 64
 

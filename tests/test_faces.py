@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage import data as skdata
 
-from fakescope.data.align import align_face, crop_box, face_crop, five_point_template, margin_box
-from fakescope.data.faces import (Face, FaceDetector, Track, box_iou, create_detector, crop_resize, link_tracks,
+from fakescope.faces.crop import align_face, crop_box, face_crop, five_point_template, margin_box
+from fakescope.faces import (Face, FaceDetector, Track, box_iou, create_detector, crop_resize, link_tracks,
                                   nms, register_detector, search_again, select_faces, shrink, track_face)
 from fakescope.errors import DataError, MissingExtraError, WeightsUnavailableError
 
@@ -102,7 +102,7 @@ def test_mtcnn_batch_equals_one_by_one_and_maps_back_from_the_detection_size(mtc
 
 @needs_mtcnn
 def test_a_smallest_size_skips_finer_levels_and_keeps_the_boxes_of_larger_faces(mtcnn, monkeypatch):
-    import fakescope.data.faces as faces_module
+    import fakescope.faces.mtcnn as faces_module
 
     levels = []  # the scales each pyramid is built for
 
@@ -254,7 +254,7 @@ def test_backends_by_name_by_import_path_and_errors(tmp_path, monkeypatch):
 def test_mtcnn_loads_weights_from_a_folder_and_rejects_foreign_ones(tmp_path):
     from safetensors.torch import save_file
 
-    from fakescope.data.faces import MTCNN, ONet, PNet, RNet
+    from fakescope.faces import MTCNN, ONet, PNet, RNet
 
     torch.manual_seed(0)
     for name, net in (("pnet", PNet()), ("rnet", RNet()), ("onet", ONet())):

@@ -14,7 +14,7 @@ from fakescope.config import load_config
 from fakescope.errors import CheckpointError, ConfigError, WeightsUnavailableError
 from fakescope.models import create_model, resolve_model_config
 from fakescope.models.fssnet import TINY_BACKBONE, FSSNet, OneDNNLinear, onednn_linear_available
-from fakescope.models.spectral.fft import BANDS, BandFilter, band_filter, band_mask, radial_frequency
+from fakescope.models.layers.fft import BANDS, BandFilter, band_filter, band_mask, radial_frequency
 
 # A small DINOv2 with the hub model's position grid (518 / 14 = 37), so inputs of any
 # multiple of 14 interpolate the position embeddings as the real model does.
@@ -274,7 +274,8 @@ def test_input_size_not_a_multiple_of_14_is_a_config_error():
 
 
 def test_small_grayscale_palette_and_rgba_images_become_252_crops(tmp_path):
-    from fakescope.data.transforms import Preprocessor, load_image
+    from fakescope.data.transforms import Preprocessor
+    from fakescope.media.image import load_image
 
     pp = resolve_model_config("fssnet").preprocess  # the paper's 252 px crops
     assert (pp.input_size, pp.policy, pp.resize_to) == (252, "crop", 256)
@@ -350,7 +351,7 @@ def test_a_save_pretrained_folder_loads_like_the_hub_model(tmp_path):
 def test_checkpoint_round_trip_never_reads_backbone_weights_again(tmp_path):
     from safetensors.torch import save_file
 
-    from fakescope.checkpoint import load, save
+    from fakescope.models.checkpoint import load, save
 
     torch.manual_seed(0)
     f = tmp_path / "bb.safetensors"
@@ -402,7 +403,7 @@ def test_paper_tables_keep_the_column_order_and_printed_means():
 
 def test_eval_cli_writes_tables_1_and_2_beside_the_paper(tmp_path, capsys):
     from conftest import write_images
-    from fakescope.checkpoint import save
+    from fakescope.models.checkpoint import save
     from fakescope.cli import main
 
     torch.manual_seed(0)
@@ -441,14 +442,14 @@ def one_thread():
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 def test_tiny_fssnet_learns_the_synthetic_benchmark(tmp_path, tiny_synth, one_thread):
-    from fakescope.train.engine import train
+    from fakescope.workflows import run_experiment
 
     # The synthetic generators leave their traces at 1/4 and 1/2 cycle per pixel, so the
     # frequency stream keeps the high band here (the Table 3 "high" row); on 96 training
     # images of 32 px the low band leaves the tiny model without the fingerprint.
     cfg = tiny_experiment(tmp_path, tiny_synth, "trainer.max_epochs=8", "optim.lr=1e-2", "model.band=high",
                           "trainer.early_stopping.enabled=false", model="fssnet_tiny")
-    result = train(cfg, echo=lambda m: None)
+    result, _ = run_experiment(cfg, echo=lambda m: None)
     ev = json.loads((result.run_dir / "eval" / "metrics.json").read_text())
     assert ev["model"] == "fssnet_tiny"
     assert ev["sets"]["tconv"]["auc"] >= 0.9, ev["sets"]["tconv"]

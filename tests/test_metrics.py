@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from fakescope.eval.metrics import compute_metrics, equal_error_rate, mean_metrics, video_scores
+from fakescope.metrics import compute_metrics, equal_error_rate, mean_metrics, video_scores
 
 
 def test_hand_computed_values():

@@ -14,16 +14,16 @@ from PIL import Image
 from fakescope.cli import build_parser, main
 from fakescope.data.datasets import ImageDataset, build_dataset, collate, read_manifest
 from fakescope.data.manifest import parse_box
-from fakescope.data.prepare import PrepareOptions, auto_workers, make_units, prepare, shard_of
-from fakescope.data.adapters import iter_items
+from fakescope.prepare import auto_workers, make_units, options_from, prepare, shard_of
+from fakescope.prepare.adapters import iter_items
 from fakescope.data.transforms import Preprocessor
-from fakescope.data.video import write_video
+from fakescope.media.video import write_video
 from fakescope.errors import DataError
 from fakescope.models import PreprocessConfig
 from test_faces import HAVE_MTCNN, face_frames
 
 pytestmark = pytest.mark.skipif(not HAVE_MTCNN, reason="pip install --no-deps facenet-pytorch==2.6.0")
-OPT = PrepareOptions(num_frames=6, size=64)
+OPT = options_from(num_frames=6, size=64)
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:
@@ -83,7 +83,7 @@ def test_reading_ahead_in_a_thread_changes_nothing(face_videos, tmp_path):
     outs = {}
     for ahead in (True, False):
         out = tmp_path / f"ahead_{ahead}"
-        prepare("folder", face_videos, out, PrepareOptions(num_frames=3, size=32, prefetch=ahead),
+        prepare("folder", face_videos, out, options_from(num_frames=3, size=32, prefetch=ahead),
                 echo=lambda m: None)
         outs[ahead] = out
     assert (outs[True] / "manifest.csv").read_text() == (outs[False] / "manifest.csv").read_text()
@@ -115,7 +115,7 @@ def test_all_faces_get_track_ids(face_videos, tmp_path):
     (src / "1_fake").mkdir(parents=True)
     (src / "1_fake" / "c.mp4").symlink_to(face_videos / "test" / "1_fake" / "c.mp4")
     out = tmp_path / "out"
-    s = prepare("folder", src, out, PrepareOptions(num_frames=4, size=48, faces="all"), echo=lambda m: None)
+    s = prepare("folder", src, out, options_from(num_frames=4, size=48, faces="all"), echo=lambda m: None)
     rows = rows_of(out / "manifest.csv")
     assert s.faces == 8 and sorted(r["track"] for r in rows) == ["0"] * 4 + ["1"] * 4
     big = [parse_box(r["box"]) for r in rows if r["track"] == "0"]
@@ -146,7 +146,7 @@ def test_tracked_face_search_gives_the_crops_of_a_full_search(face_videos, tmp_p
         outs, videos = {}, {}
         for search in ("track", "full"):
             out = tmp_path / f"{name}_{search}"
-            s = prepare("folder", root, out, PrepareOptions(num_frames=12, size=48, face_search=search),
+            s = prepare("folder", root, out, options_from(num_frames=12, size=48, face_search=search),
                         echo=lambda m: None)
             assert s.exit_code == 0 and s.frames_with_face == s.frames
             outs[search], videos[search] = out, rows_of(out / "videos.csv")
@@ -170,21 +170,21 @@ def test_tracked_face_search_gives_the_crops_of_a_full_search(face_videos, tmp_p
     del meta["settings"]["face_search"]
     (old / "prepare.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="face_search 'full' -> 'track'"):
-        prepare("folder", face_videos, old, PrepareOptions(num_frames=12, size=48), echo=lambda m: None)
-    s = prepare("folder", face_videos, old, PrepareOptions(num_frames=12, size=48, face_search="full"),
+        prepare("folder", face_videos, old, options_from(num_frames=12, size=48), echo=lambda m: None)
+    s = prepare("folder", face_videos, old, options_from(num_frames=12, size=48, face_search="full"),
                 echo=lambda m: None)
     assert (s.skipped, s.processed) == (3, 0)
     # every face (--faces all) is searched for in full
-    prepare("folder", face_videos, tmp_path / "all", PrepareOptions(num_frames=4, size=48, faces="all"),
+    prepare("folder", face_videos, tmp_path / "all", options_from(num_frames=4, size=48, faces="all"),
             echo=lambda m: None)
     assert {v["frames_tracked"] for v in rows_of(tmp_path / "all" / "videos.csv")} == {"0"}
     with pytest.raises(DataError, match="face-search"):
-        prepare("folder", face_videos, tmp_path / "bad", PrepareOptions(face_search="nearby"), echo=lambda m: None)
+        prepare("folder", face_videos, tmp_path / "bad", options_from(face_search="nearby"), echo=lambda m: None)
 
 
 def test_aligned_crops(face_videos, tmp_path):
     s = prepare("folder", face_videos / "train", tmp_path / "out",
-                PrepareOptions(num_frames=2, crop="align", size=96), echo=lambda m: None)
+                options_from(num_frames=2, crop="align", size=96), echo=lambda m: None)
     crops = sorted((tmp_path / "out" / "crops").rglob("*.png"))
     assert s.faces == 4 and len(crops) == 4 and Image.open(crops[0]).size == (96, 96)
 
@@ -213,21 +213,21 @@ def test_rerun_skips_finished_videos_and_an_interrupted_run_leaves_no_half_entry
     again = prepare("folder", face_videos, out, OPT, echo=lambda m: None)
     assert (again.skipped, again.processed, again.rows) == (3, 0, 18)
     with pytest.raises(DataError, match="size 64 -> 128"):
-        prepare("folder", face_videos, out, PrepareOptions(num_frames=6, size=128), echo=lambda m: None)
+        prepare("folder", face_videos, out, options_from(num_frames=6, size=128), echo=lambda m: None)
 
 
 def test_shards_split_the_work_without_overlap(face_videos, tmp_path):
     units = make_units(iter_items("folder", face_videos))
     assert sorted(shard_of(u.key, 2) for u in units) == sorted(shard_of(u.key, 2) for u in units[::-1])
     out = tmp_path / "out"
-    s0 = prepare("folder", face_videos, out, PrepareOptions(num_frames=6, size=64, num_shards=2, shard_index=0),
+    s0 = prepare("folder", face_videos, out, options_from(num_frames=6, size=64, num_shards=2, shard_index=0),
                  echo=lambda m: None)
-    s1 = prepare("folder", face_videos, out, PrepareOptions(num_frames=6, size=64, num_shards=2, shard_index=1),
+    s1 = prepare("folder", face_videos, out, options_from(num_frames=6, size=64, num_shards=2, shard_index=1),
                  echo=lambda m: None)
     assert s0.units + s1.units == 3 and s0.processed + s1.processed == 3
     assert s1.rows == 18  # the last shard to finish writes the complete manifest
     with pytest.raises(DataError, match="shard-index"):
-        prepare("folder", face_videos, out, PrepareOptions(num_shards=2, shard_index=2), echo=lambda m: None)
+        prepare("folder", face_videos, out, options_from(num_shards=2, shard_index=2), echo=lambda m: None)
 
 
 def test_bad_inputs_are_reported_and_the_run_goes_on(face_videos, tmp_path, capsys):
@@ -286,7 +286,7 @@ def test_worker_processes_give_the_output_of_one_process(face_videos, tmp_path):
     outs = {}
     for workers in (0, 2):
         out = tmp_path / f"workers_{workers}"
-        s = prepare("folder", face_videos, out, PrepareOptions(num_frames=3, size=32, workers=workers,
+        s = prepare("folder", face_videos, out, options_from(num_frames=3, size=32, workers=workers,
                                                                videos_per_worker=1), echo=lambda m: None)
         assert (s.videos, s.frames_with_face, s.exit_code) == (3, 9, 0)
         assert (s.worker_peak_mib > 0) == (workers > 0)  # the workers report their peak memory
@@ -329,11 +329,11 @@ def test_workers_that_cannot_start_are_an_error_not_failed_videos(tmp_path, monk
     write_video(root / "0_real" / "a.mp4", frames)
     monkeypatch.setenv("FAKESCOPE_TEST_PARENT", str(os.getpid()))
     with pytest.raises(DataError, match="worker processes could not start"):
-        prepare("folder", root, tmp_path / "out", PrepareOptions(num_frames=2, size=32, workers=1,
+        prepare("folder", root, tmp_path / "out", options_from(num_frames=2, size=32, workers=1,
                                                                  detector="prepare_plugins:OnlyInParent"),
                 echo=lambda m: None)
     with pytest.raises(DataError, match="--workers must be 0"):
-        prepare("folder", root, tmp_path / "out2", PrepareOptions(workers=-1), echo=lambda m: None)
+        prepare("folder", root, tmp_path / "out2", options_from(workers=-1), echo=lambda m: None)
 
 
 def test_command_line_workers_default_to_auto_and_refuse_nonsense(capsys, monkeypatch):

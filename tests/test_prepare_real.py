@@ -20,9 +20,9 @@ from PIL import Image
 
 from conftest import SHARED_FIXTURES
 from fakescope.cli import main
-from fakescope.data.faces import create_detector
+from fakescope.faces import create_detector
 from fakescope.data.manifest import parse_box
-from fakescope.data.prepare import prepare
+from fakescope.prepare import prepare
 from test_faces import HAVE_MTCNN
 
 VIDEOS = SHARED_FIXTURES / "ffpp-c23-videos"

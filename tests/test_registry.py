@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from fakescope.errors import ConfigError, WeightsUnavailableError
 from fakescope.models import (
-    Detector,
+    DetectorModel,
     LossOutput,
     PreprocessConfig,
     create_model,
@@ -53,7 +53,7 @@ def test_unknown_names_and_keys():
 def test_every_tiny_model_follows_the_interface(name):
     torch.manual_seed(0)
     m = create_model(name)
-    assert isinstance(m, Detector)
+    assert isinstance(m, DetectorModel)
     pp = m.preprocess
     assert isinstance(pp, PreprocessConfig) and pp.input_size > 0 and len(pp.mean) == 3
     assert m.modality in ("image", "clip")
@@ -127,3 +127,14 @@ def test_resolve_model_config_returns_typed_config():
     cfg = resolve_model_config("efficientnet_b4")
     assert cfg.backbone == "google/efficientnet-b4" and cfg.preprocess.input_size == 380
     assert cfg.preprocess.policy == "resize"
+
+
+def test_the_old_name_of_the_model_base_class_still_works_with_a_deprecation_warning():
+    import fakescope
+    import fakescope.models as fm
+    from fakescope.inference import Detector as InferenceDetector
+
+    with pytest.warns(DeprecationWarning, match="DetectorModel"):
+        assert fm.Detector is DetectorModel
+    assert fakescope.Detector is InferenceDetector and fakescope.load is fm.checkpoint.load
+    assert fakescope.models.create_model is fm.create_model

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from conftest import write_images
 from fakescope.errors import CheckpointError, WeightsUnavailableError
 from fakescope.models import create_model
-from fakescope.models.resnet3d import I3DConfig, I3DEncoder, load_encoder_weights
+from fakescope.models.layers.resnet3d import I3DConfig, I3DEncoder, load_encoder_weights
 from fakescope.models.sdr import (
     TPA_KINDS,
     TPAConfig,
@@ -106,7 +106,7 @@ def test_model_views_are_perturbed_per_branch(monkeypatch):
             assert (views[i] - views[j]).abs().mean() > 1e-3
     # inference never perturbs; training always does
     calls = []
-    import fakescope.models.sdr as sdr
+    import fakescope.models.sdr.model as sdr
 
     real = sdr.apply_tpa
     monkeypatch.setattr(sdr, "apply_tpa", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
@@ -480,7 +480,7 @@ def test_encoder_weights_round_trip_and_failures(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------- video scoring
 def test_video_scores_pad_short_clips_and_name_unusable_videos(tmp_path):
-    from fakescope.checkpoint import save
+    from fakescope.models.checkpoint import save
     from fakescope.eval.evaluate import evaluate
 
     root = tmp_path / "test"

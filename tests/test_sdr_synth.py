@@ -12,8 +12,8 @@ import warnings
 import torch
 
 from fakescope.config import load_config
-from fakescope.data.synth import SynthConfig, generate
-from fakescope.train.engine import train
+from fakescope.prepare.synth import SynthConfig, generate
+from fakescope.workflows import run_experiment
 
 
 def test_small_sdr_detects_temporal_flicker(tmp_path):
@@ -29,7 +29,7 @@ def test_small_sdr_detects_temporal_flicker(tmp_path):
         cfg = load_config("sdr/synth", overrides=[
             f"data.root={tmp_path / 'synth' / 'videos'}", f"output_dir={tmp_path / 'runs'}",
             "data.num_workers=0", "trainer.progress_bar=false"])
-        result = train(cfg, echo=lambda m: None)
+        result, _ = run_experiment(cfg, echo=lambda m: None)
     finally:
         torch.set_num_threads(threads)
     test = json.loads((result.run_dir / "eval" / "metrics.json").read_text())["sets"]["test"]

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from test_detect import HAVE_MTCNN, make_checkpoint, make_media  # noqa: E402
 
 from fakescope.cli import build_parser  # noqa: E402
-from fakescope.detect import Detector  # noqa: E402
+from fakescope.inference import Detector  # noqa: E402
 from fakescope.serve import Gate, ServeSettings, create_app  # noqa: E402
 
 

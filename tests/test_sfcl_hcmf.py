@@ -17,8 +17,8 @@ from fakescope.config import load_config
 from fakescope.errors import CheckpointError, WeightsUnavailableError
 from fakescope.models import create_model
 from fakescope.models.sfcl_hcmf import HCMA
-from fakescope.models.spectral.dct import sida_stat_slices
-from fakescope.models.xception import CNNF, REBUILT_KEYS
+from fakescope.models.layers.dct import sida_stat_slices
+from fakescope.models.layers.xception import CNNF, REBUILT_KEYS
 
 TINY = "sfcl_hcmf_tiny"
 TINY_CNNF = dict(widths=[16, 24, 32, 48, 64], middle_blocks=1)
@@ -236,7 +236,7 @@ def _fake_imagenet_xception(in_channels: int, **cnnf) -> dict[str, torch.Tensor]
 def test_cnnf_loads_imagenet_xception_weights_by_the_key_map(tmp_path):
     from safetensors.torch import save_file
 
-    from fakescope.checkpoint import load, save
+    from fakescope.models.checkpoint import load, save
 
     src = _fake_imagenet_xception(8, **TINY_CNNF)  # block2 fed by 8 channels, the model's SBCM gives 16
     path = tmp_path / "xception.safetensors"
@@ -378,7 +378,7 @@ def _ffpp_like_list(root, methods=("Deepfakes", "Face2Face", "FaceSwap", "Neural
 def test_cross_manipulation_configs_read_the_sets_that_prepare_writes(tmp_path):
     from fakescope.config import DataConfig
     from fakescope.data.datasets import load_samples
-    from fakescope.data.prepare import prepare
+    from fakescope.prepare import prepare
     from fakescope.eval.tables import get_table
 
     prepare("csv", _ffpp_like_list(tmp_path), tmp_path / "data" / "ffpp_c23", echo=lambda m: None)

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from fakescope.data.video import (FrameStream, VideoReadError, even_indices, read_frames, stride_indices,
+from fakescope.media.video import (FrameStream, VideoReadError, even_indices, read_frames, stride_indices,
                                   write_video)
 from fakescope.errors import DataError
 

@@ -21,7 +21,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 
 from test_detect import HAVE_MTCNN, make_checkpoint, make_media  # noqa: E402
 
-from fakescope.detect import Detector  # noqa: E402
+from fakescope.inference import Detector  # noqa: E402
 from fakescope.serve import ServeSettings, create_app  # noqa: E402
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

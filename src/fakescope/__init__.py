@@ -2,11 +2,15 @@
 
 The top-level names are imported lazily so that ``import fakescope`` stays
 cheap and a missing optional extra never breaks an unrelated command.
+
+* :class:`Detector` runs a trained detector on files, folders, images and videos (:mod:`fakescope.inference`);
+* :func:`load` and :func:`save` read and write checkpoint folders (:mod:`fakescope.models.checkpoint`);
+* :func:`create_model` and :func:`list_models` build registered detectors (:mod:`fakescope.models`).
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from fakescope._version import __version__
 
 __all__ = ["Detector", "__version__", "create_model", "list_models", "load", "save"]
 
@@ -17,11 +21,11 @@ def __getattr__(name: str):
 
         return getattr(models, name)
     if name in ("load", "save"):
-        from fakescope import checkpoint
+        from fakescope.models import checkpoint
 
         return getattr(checkpoint, name)
     if name == "Detector":
-        from fakescope.detect import Detector
+        from fakescope.inference import Detector
 
         return Detector
     raise AttributeError(f"module 'fakescope' has no attribute {name!r}")

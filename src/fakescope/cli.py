@@ -7,12 +7,14 @@ extra only affects the command that needs it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from fakescope import __version__
+from fakescope._version import __version__
 from fakescope.errors import FakescopeError
 from fakescope.utils import console
 
@@ -21,16 +23,24 @@ def _echo(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _default(cls, name: str) -> Any:
+    """The default of option ``name`` as the option class declares it (a dataclass or a typed config)."""
+    if dataclasses.is_dataclass(cls):
+        f = {f.name: f for f in dataclasses.fields(cls)}[name]
+        return f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return cls.model_fields[name].get_default(call_default_factory=True)
+
+
 # ------------------------------------------------------------------ commands
 def cmd_train(args: argparse.Namespace) -> int:
     from fakescope.config import load_config
-    from fakescope.train.engine import train
+    from fakescope.workflows import run_experiment
 
     cfg = load_config(args.config, args.overrides)
-    result = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    result, evaluation = run_experiment(cfg, resume=args.resume, overwrite=args.overwrite, echo=_echo)
     if result.checkpoint is not None:
         _echo(f"run folder: {result.run_dir}")
-        if result.evaluation:
+        if evaluation:
             _echo(f"test report: {result.run_dir / 'eval' / 'report.html'}")
     return 0
 
@@ -55,13 +65,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from fakescope.data.synth import SynthConfig, generate
+    from fakescope.prepare.synth import SynthConfig, generate
 
+    n = args.videos_per_class
     cfg = SynthConfig(out=args.out, seed=args.seed, size=args.size, train_per_class=args.train_per_class,
                       val_per_class=args.val_per_class, test_per_class=args.test_per_class,
                       train_generator=args.train_generator,
-                      videos_per_class={"train": args.videos_per_class, "val": max(args.videos_per_class // 4, 1),
-                                        "test": max(args.videos_per_class // 2, 1)} if args.videos_per_class else
+                      videos_per_class={"train": n, "val": max(n // 4, 1), "test": max(n // 2, 1)} if n else
                       {"train": 0, "val": 0, "test": 0},
                       frames=args.frames, camera_motion=args.camera_motion, video_reals=args.video_reals)
     generate(cfg, log=_echo, overwrite=args.overwrite)
@@ -82,14 +92,13 @@ def _workers(value: str) -> int | str:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from fakescope.data.adapters import AdapterOptions
-    from fakescope.data.prepare import auto_workers, options_from, prepare
+    from fakescope.prepare import AdapterOptions, auto_workers, options_from, prepare
     from fakescope.utils.console import show_progress
 
     workers = auto_workers() if args.workers == "auto" else args.workers
     opt = options_from(num_frames=args.num_frames, sampling=args.sampling, stride=args.stride, start=args.start,
                        faces=args.faces, crop=args.crop, size=args.size, margin=args.margin, detector=args.detector,
-                       detector_weights=args.detector_weights, device=args.device, threads=args.threads,
+                       detector_weights=args.detector_weights, device=args.device,
                        detect_size=args.detect_size, decode_threads=args.decode_threads, workers=workers,
                        videos_per_worker=args.videos_per_worker, min_face=args.min_face,
                        face_search=args.face_search, verify_images=not args.no_verify, num_shards=args.num_shards,
@@ -110,7 +119,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         e = model_entry(name)
         pp = resolve_model_config(name).preprocess
         rows.append({"name": name, "modality": e.modality, "input_size": pp.input_size, "policy": pp.policy,
-                     "description": e.description, "paper": e.paper})
+                     "faces": pp.face is not None, "description": e.description, "paper": e.paper})
     if args.json:
         _echo(json.dumps(rows, indent=2))
     else:
@@ -130,7 +139,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from fakescope.quickstart import run_quickstart
+    from fakescope.workflows import run_quickstart
 
     run_quickstart(data_dir=args.data, output_dir=args.output_dir, config=args.config, overrides=args.overrides,
                    echo=_echo)
@@ -140,14 +149,13 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     import csv
 
-    from fakescope.detect import RECORD_FIELDS, Detector, csv_row, expand_inputs, json_record
+    from fakescope.inference import RECORD_FIELDS, Detector, csv_row, expand_inputs, json_record
     from fakescope.utils.console import show_progress
 
     fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
     _set_threads(args.threads)
-    detector = Detector.from_pretrained(
-        args.model, backend=args.backend, onnx=args.onnx, device=args.device, threshold=args.threshold,
-        batch_size=args.batch_size, faces=args.faces, num_frames=args.num_frames, max_clips=args.max_clips)
+    detector = Detector.from_pretrained(args.model, backend=args.backend, onnx=args.onnx, device=args.device,
+                                        **_inference_options(args))
     inputs = expand_inputs(args.paths)
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     counts = {"fake": 0, "real": 0}
@@ -193,6 +201,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inference_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"threshold": args.threshold, "batch_size": args.batch_size, "faces": args.faces,
+            "num_frames": args.num_frames, "max_clips": args.max_clips}
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from fakescope.export import export_onnx
 
@@ -218,26 +231,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(max_upload_mb=args.max_upload_mb, workers=args.workers, queue=args.queue,
                              timeout_s=args.timeout)
     serve(args.model, host=args.host, port=args.port, settings=settings, backend=args.backend, onnx=args.onnx,
-          device=args.device, threshold=args.threshold, batch_size=args.batch_size, faces=args.faces,
-          num_frames=args.num_frames, echo=_echo)
+          device=args.device, echo=_echo, **_inference_options(args))
     return 0
 
 
 # -------------------------------------------------------------------- parser
-_PREPARE_DATASETS = """datasets (--root is the folder as downloaded):
-  ffpp           FaceForensics++: original_sequences/youtube/<comp>/videos, manipulated_sequences/<method>/<comp>/
-                 videos; splits from train.json/val.json/test.json (ROOT/splits/ or --splits DIR)
-  celebdf        Celeb-DF v2: Celeb-real, YouTube-real, Celeb-synthesis, List_of_testing_videos.txt
-  dfdc           DFDC: dfdc_train_part_*/metadata.json and the public test set's labels.csv
-  forensynths    ForenSynths/CNNDetection: train|val/<class>/0_real|1_fake, test/<generator>/[<class>/]...
-  ufd            UniversalFakeDetect diffusion_datasets: <generator>/1_fake with laion|imagenet/0_real
-  dire           DIRE/DiffusionForensics: [images|recons|dire]/<split>/<domain>/<generator|real>
-  folder         any folder with 0_real/1_fake (or real/fake) sub-folders of videos or images
-  csv            a CSV file: path (or file), label (0/1 or real/fake)[, split, method, dataset, video_id]
-  deepfakebench  DeepfakeBench's dataset JSON (--root FILE.json); its frames are used where they are
-"""
+def _datasets_epilog() -> str:
+    from fakescope.prepare.adapters import list_adapters
+
+    rows = [f"  {name:<14} {text}" for name, text in list_adapters().items()]
+    return "datasets (--root is the folder as downloaded):\n" + "\n".join(rows)
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line; choices come from the registries and defaults from the option classes."""
+    from fakescope.eval.tables import list_tables
+    from fakescope.faces import list_detectors
+    from fakescope.inference import InferenceOptions
+    from fakescope.prepare import PrepareOptions
+    from fakescope.prepare.adapters import ADAPTERS
+    from fakescope.prepare.synth import FAMILIES, VIDEO_REALS, SynthConfig
+    from fakescope.preprocess import FaceCropConfig
+    from fakescope.serve.app import ServeSettings
+
+    P, F, I, S, Y = PrepareOptions, FaceCropConfig, InferenceOptions, ServeSettings, SynthConfig
+
+    def d(cls, name: str) -> dict[str, Any]:
+        return {"default": _default(cls, name)}
+
     p = argparse.ArgumentParser(
         prog="fakescope",
         description="Generalizable deepfake and AI-generated image detection (SFCL-HCMF, FSSNet, SDR).",
@@ -248,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a detector from a YAML config",
                        description="Train a detector. CONFIG is a YAML file (or the name of a packaged config such "
-                                   "as 'quickstart'); key=value pairs override it, e.g. optim.lr=1e-3.")
+                                   "as 'quickstart'); key=value pairs override it, e.g. optim.lr=1e-3. The test "
+                                   "sets (data.test) are evaluated after training unless eval.after_training=false.")
     s.add_argument("config")
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
@@ -266,23 +288,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--num-workers", type=int, default=2)
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    s.add_argument("--threshold", type=float, default=0.5)
-    s.add_argument("--table", nargs="+", metavar="NAME",
-                   help="also lay the results out as a paper's table beside its printed numbers")
+    s.add_argument("--threshold", type=float, **d(I, "threshold"))
+    s.add_argument("--table", nargs="+", metavar="NAME", choices=list_tables(),
+                   help=f"also lay the results out as a paper's table beside its printed numbers: "
+                        f"{', '.join(list_tables())}")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("synth", help="generate the built-in synthetic benchmark (offline, deterministic)")
-    s.add_argument("--out", default="data/synth")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--size", type=int, default=64, help="image side in pixels (multiple of 4)")
-    s.add_argument("--train-per-class", type=int, default=2000)
-    s.add_argument("--val-per-class", type=int, default=300)
-    s.add_argument("--test-per-class", type=int, default=300)
-    s.add_argument("--train-generator", default="tconv", help="generator family of the training fakes")
-    s.add_argument("--videos-per-class", type=int, default=40, help="training videos per class (0: no videos)")
-    s.add_argument("--frames", type=int, default=16)
-    s.add_argument("--camera-motion", type=float, default=0.25, help="videos: camera pan and zoom (0: still)")
-    s.add_argument("--video-reals", choices=["consistent", "untouched"], default="consistent",
+    for name, text in (("out", "output folder"), ("seed", "random seed"), ("size", "image side in pixels "
+                       "(multiple of 4)"), ("train_per_class", "training images per class"),
+                       ("val_per_class", "validation images per class"), ("test_per_class", "test images per "
+                       "class and generator"), ("frames", "frames per video"), ("camera_motion", "videos: camera "
+                       "pan and zoom (0: still)")):
+        s.add_argument("--" + name.replace("_", "-"), type=type(_default(Y, name)), **d(Y, name), help=text)
+    s.add_argument("--train-generator", choices=FAMILIES, **d(Y, "train_generator"),
+                   help="generator family of the training fakes")
+    s.add_argument("--videos-per-class", type=int, default=_default(Y, "videos_per_class")["train"],
+                   help="training videos per class (0: no videos); validation and test get 1/4 and 1/2 of it")
+    s.add_argument("--video-reals", choices=VIDEO_REALS, **d(Y, "video_reals"),
                    help="videos: the real videos' face region re-synthesised with noise fixed over the video "
                         "(consistent: the classes differ only in time) or left as filmed (untouched)")
     s.add_argument("--overwrite", action="store_true")
@@ -292,44 +315,39 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare", help="videos or images of a benchmark -> face crops and manifests",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Turn a dataset, laid out as its authors ship it, into samples for training and evaluation: "
-                    "sampled video frames, face crops (PNG) and manifest CSVs. Re-running skips finished videos. "
-                    "Exit status 1 when any input failed (listed in OUT/failures.csv).",
-        epilog=_PREPARE_DATASETS)
-    s.add_argument("dataset", help="ffpp, celebdf, dfdc, forensynths, ufd, dire, folder, csv, deepfakebench")
+                    "sampled video frames, face crops (PNG) and manifest CSVs, each with the face stage that made "
+                    "it beside it (a model trained on them stores it and crops faces the same way at inference). "
+                    "Re-running skips finished videos. Exit status 1 when any input failed (listed in "
+                    "OUT/failures.csv).",
+        epilog=_datasets_epilog())
+    s.add_argument("dataset", choices=ADAPTERS.names(), metavar="DATASET", help=", ".join(ADAPTERS.names()))
     s.add_argument("--root", required=True, help="the dataset's folder (csv and deepfakebench: the CSV/JSON file)")
     s.add_argument("--out", required=True, help="output folder (crops, manifest.csv, sets/, failures.csv)")
     g = s.add_argument_group("frames")
-    g.add_argument("--num-frames", type=int, default=32, help="frames per video (stride mode: at most; 0 = all)")
-    g.add_argument("--sampling", choices=["even", "stride"], default="even",
+    g.add_argument("--num-frames", type=int, **d(P, "num_frames"),
+                   help="frames per video (stride mode: at most; 0 = all)")
+    g.add_argument("--sampling", choices=["even", "stride"], **d(P, "sampling"),
                    help="even: spread over the duration; stride: every --stride-th frame from --start")
-    g.add_argument("--stride", type=int, default=1)
-    g.add_argument("--start", type=int, default=0)
-    g = s.add_argument_group("faces")
-    g.add_argument("--detector", default="mtcnn", help="mtcnn, dlib, or package.module:Class for your own backend")
+    g.add_argument("--stride", type=int, **d(P, "stride"))
+    g.add_argument("--start", type=int, **d(P, "start"))
+    g = s.add_argument_group("faces (the face stage, stored with every model trained on the output)")
+    g.add_argument("--detector", **d(F, "detector"),
+                   help=f"{', '.join(list_detectors())}, or package.module:Class for your own backend")
     g.add_argument("--detector-weights", help="weights file or folder for the detector")
-    g.add_argument("--device", default="cpu", help="where the detector runs: cpu, cuda, cuda:1")
-    g.add_argument("--threads", type=int, default=1, help="torch threads for detection on the CPU")
-    g.add_argument("--decode-threads", type=int, default=1, help="FFmpeg decoder threads per video (0: automatic)")
-    g.add_argument("--workers", type=_workers, default="auto",
-                   help="worker processes for videos: a number, auto (one per CPU core, at most 8) or 0 (this "
-                        "process); a worker that dies (a decoder crash) costs only its video")
-    g.add_argument("--videos-per-worker", type=int, default=8,
-                   help="a worker process is replaced after this many videos (0: never), which bounds what a "
-                        "long run can accumulate; 1 gives each video a process of its own")
-    g.add_argument("--detect-size", type=int, default=640,
+    g.add_argument("--detect-size", type=int, **d(F, "detect_size"),
                    help="frames are downscaled to this longest side for detection (0: full size)")
-    g.add_argument("--min-face", type=int, default=20, help="smallest face searched for, in detection pixels")
-    g.add_argument("--faces", choices=["largest", "all"], default="largest",
+    g.add_argument("--min-face", type=int, **d(F, "min_face"), help="smallest face searched for, in detection pixels")
+    g.add_argument("--faces", choices=["largest", "all"], **d(F, "select"),
                    help="largest: one face per frame, the video's main face (largest face track); "
                         "all: every face, with a track id")
-    g.add_argument("--face-search", choices=["track", "full"], default="track",
+    g.add_argument("--face-search", choices=["track", "full"], **d(F, "search"),
                    help="track (with --faces largest): after a video's first frame, search only for faces of at "
                         "least a third of its main face's size, and for every size where the main face is not "
                         "found or shrank (faster; on the FF++ fixture the crops of full); full: every size")
-    g.add_argument("--crop", choices=["box", "align"], default="box",
+    g.add_argument("--crop", choices=["box", "align"], **d(F, "crop"),
                    help="box: square of --margin x the face box; align: DeepfakeBench's five-point alignment")
-    g.add_argument("--size", type=int, default=256, help="crop side in pixels (box: 0 keeps the native size)")
-    g.add_argument("--margin", type=float, default=1.3, help="box margin, or the alignment scale")
+    g.add_argument("--size", type=int, **d(F, "size"), help="crop side in pixels (box: 0 keeps the native size)")
+    g.add_argument("--margin", type=float, **d(F, "margin"), help="box margin, or the alignment scale")
     g = s.add_argument_group("dataset")
     g.add_argument("--compression", default="c23", help="FF++ (and DeepfakeBench JSON): raw, c23 or c40")
     g.add_argument("--methods", nargs="+", metavar="METHOD", help="keep the fakes of these methods only")
@@ -340,39 +358,54 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(default: the JSON's folder)")
     g.add_argument("--no-verify", action="store_true", help="image datasets: do not decode each image once")
     g = s.add_argument_group("running")
-    g.add_argument("--num-shards", type=int, default=1, help="split the work into this many shards (job array)")
-    g.add_argument("--shard-index", type=int, default=0, help="which shard this job does (0-based)")
+    g.add_argument("--device", **d(P, "device"), help="where the detector runs: cpu, cuda, cuda:1")
+    g.add_argument("--decode-threads", type=int, **d(P, "decode_threads"),
+                   help="FFmpeg decoder threads per video (0: automatic)")
+    g.add_argument("--workers", type=_workers, default="auto",
+                   help="worker processes for videos: a number, auto (one per CPU core, at most 8) or 0 (this "
+                        "process); a worker that dies (a decoder crash) costs only its video")
+    g.add_argument("--videos-per-worker", type=int, **d(P, "videos_per_worker"),
+                   help="a worker process is replaced after this many videos (0: never), which bounds what a "
+                        "long run can accumulate; 1 gives each video a process of its own")
+    g.add_argument("--num-shards", type=int, **d(P, "num_shards"), help="split the work into this many shards")
+    g.add_argument("--shard-index", type=int, **d(P, "shard_index"), help="which shard this job does (0-based)")
     g.add_argument("--retry-failed", action="store_true", help="try inputs that failed in an earlier run again")
     g.add_argument("--limit", type=int, help="process at most this many videos or image chunks")
     g.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")
     s.set_defaults(func=cmd_prepare)
 
+    def inference_options(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--threshold", type=float, **d(I, "threshold"), help="label is fake when score >= threshold")
+        s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        s.add_argument("--batch-size", type=int, **d(I, "batch_size"),
+                       help="images, frames or clips per forward pass")
+        s.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                       help="onnx: onnxruntime on the model exported with `fakescope export` (image detectors)")
+        s.add_argument("--onnx", help="the .onnx file for --backend onnx (default: MODEL/model.onnx)")
+        s.add_argument("--faces", choices=["auto", "on", "off"], **d(I, "faces"),
+                       help="face crops: auto follows the checkpoint's face stage (the one its training data "
+                            "were cropped with)")
+        s.add_argument("--num-frames", type=int, **d(I, "num_frames"), help="frames sampled per video "
+                                                                            "(image detectors)")
+        s.add_argument("--max-clips", type=int, **d(I, "max_clips"), help="clips scored per video (clip detectors)")
+        s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
     s = sub.add_parser(
         "detect", help="score images and videos with a trained detector (JSON lines or CSV)",
         description="Score image and video files, folders (searched recursively) and glob patterns with a "
                     "checkpoint. One record per input: path, score (P(fake)), label, per-frame scores for videos, "
-                    "faces found, model name and version, and an error field for inputs that failed. Face-forgery "
-                    "checkpoints get face crops, AI-image checkpoints their own crop policy, clip checkpoints "
-                    "clips. The exit status is 0 whenever the command ran, also when inputs failed "
-                    "(they are counted at the end); 2 for usage errors.")
+                    "faces found, model name and version, and an error field for inputs that failed. Checkpoints "
+                    "with a face stage get the face crops of their training data, AI-image checkpoints their own "
+                    "crop policy, clip checkpoints clips. The exit status is 0 whenever the command ran, also "
+                    "when inputs failed (they are counted at the end); 2 for usage errors.")
     s.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders, glob patterns")
     s.add_argument("-m", "--model", required=True, help="checkpoint folder (or training run folder) or a .onnx file")
     s.add_argument("-o", "--out", help="write records here (default: standard output)")
     s.add_argument("--format", choices=["jsonl", "csv"], help="default: csv for an --out ending in .csv, else jsonl")
-    s.add_argument("--threshold", type=float, default=0.5, help="label is fake when score >= threshold")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    s.add_argument("--batch-size", type=int, default=32, help="images, frames or clips per forward pass")
-    s.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="onnx: onnxruntime on the model exported with `fakescope export` (image detectors)")
-    s.add_argument("--onnx", help="the .onnx file for --backend onnx (default: MODEL/model.onnx)")
-    s.add_argument("--faces", choices=["auto", "on", "off"], default="auto",
-                   help="face crops: auto follows the checkpoint (on for face-forgery detectors)")
-    s.add_argument("--num-frames", type=int, default=32, help="frames sampled per video (image detectors)")
-    s.add_argument("--max-clips", type=int, default=4, help="clips scored per video (clip detectors)")
+    inference_options(s)
     s.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on standard error (auto: only on a terminal)")
-    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     s.set_defaults(func=cmd_detect)
 
     s = sub.add_parser("export", help="export an image detector to ONNX, checked against PyTorch",
@@ -392,19 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="checkpoint folder or .onnx file")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--max-upload-mb", type=float, default=50.0, help="larger uploads get 413")
-    s.add_argument("--workers", type=int, default=1, help="requests scored at the same time")
-    s.add_argument("--queue", type=int, default=16, help="requests waiting beyond those; more get 503")
-    s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before 504")
-    s.add_argument("--threshold", type=float, default=0.5)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    s.add_argument("--onnx", help="the .onnx file for --backend onnx")
-    s.add_argument("--faces", choices=["auto", "on", "off"], default="auto")
-    s.add_argument("--num-frames", type=int, default=32)
-    s.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (0: torch's default; 1 suits small models on a busy machine)")
+    s.add_argument("--max-upload-mb", type=float, **d(S, "max_upload_mb"), help="larger uploads get 413")
+    s.add_argument("--workers", type=int, **d(S, "workers"), help="requests scored at the same time")
+    s.add_argument("--queue", type=int, **d(S, "queue"), help="requests waiting beyond those; more get 503")
+    s.add_argument("--timeout", type=float, **d(S, "timeout_s"), help="seconds per request before 504")
+    inference_options(s)
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("models", help="list registered detectors")
@@ -419,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("quickstart", help="synthetic benchmark -> train -> cross-generator evaluation")
-    s.add_argument("--data", default="data/synth", help="where the benchmark is (or will be) generated")
+    s.add_argument("--data", **d(Y, "out"), help="where the benchmark is (or will be) generated")
     s.add_argument("--output-dir", default="runs")
     s.add_argument("--config", default="quickstart")
     s.add_argument("overrides", nargs="*", metavar="key=value")

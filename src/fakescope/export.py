@@ -5,7 +5,8 @@ cropped as the checkpoint's preprocessing says), normalises them itself, and ret
 The batch dimension is dynamic. The checkpoint's ``config.json`` is written beside the ``.onnx`` file
 (``model.onnx`` -> ``model.json``), with an ``export`` section (opset, parity figure, SHA-256 of the
 weights it came from), so the input size, crop policy, label map and model name travel with it;
-:class:`fakescope.Detector` reads both (``Detector.from_pretrained("model.onnx")``).
+:class:`fakescope.Detector` reads both (``Detector.from_pretrained("model.onnx")``, through
+:class:`fakescope.inference.backends.OnnxImageModel`).
 
 Export goes through ``torch.export`` and the ONNX exporter of PyTorch (``dynamo=True``). Operators
 that the exporter does not translate are decomposed first, with the same arithmetic:
@@ -20,7 +21,6 @@ and refuses the file if they differ by more than :data:`PARITY_TOLERANCE`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -28,17 +28,16 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from fakescope.errors import CheckpointError, ConfigError
+from fakescope.inference.backends import ONNX_INPUT, ONNX_OUTPUT
+from fakescope.models.checkpoint import CONFIG, WEIGHTS, load, resolve, weights_sha256
 from fakescope.utils.optional import require
 
-ONNX_INPUT = "pixels"
-ONNX_OUTPUT = "p_fake"
 PARITY_TOLERANCE = 1e-4
 
 log = logging.getLogger(__name__)
@@ -125,12 +124,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, opset:
     Raises :class:`CheckpointError` when export fails or the parity check exceeds :data:`PARITY_TOLERANCE`
     (the file is then removed), :class:`ConfigError` for clip models.
     """
-    from fakescope.checkpoint import CONFIG, WEIGHTS, _resolve, load
-
     require("onnx", extra="onnx", purpose="ONNX export")
     require("onnxscript", extra="onnx", purpose="ONNX export")
     require("onnxruntime", extra="onnx", purpose="the ONNX parity check")
-    folder = _resolve(checkpoint)
+    folder = resolve(checkpoint)
     model = load(folder, device="cpu").eval()
     if model.modality != "image":
         raise ConfigError(f"{checkpoint}: ONNX export covers image detectors; this one takes "
@@ -173,15 +170,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, opset:
     return ExportResult(out, config_path, diff, tuple(check_batches), size)
 
 
-def weights_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a weights file (ties an exported model to the checkpoint it came from)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def parity(onnx_path: str | Path, model, size: int, batches: tuple[int, ...], seed: int) -> float:
     """Largest absolute difference of P(fake) between onnxruntime and PyTorch on random images.
 
@@ -201,45 +189,3 @@ def parity(onnx_path: str | Path, model, size: int, batches: tuple[int, ...], se
             raise CheckpointError(f"{onnx_path}: ONNX output shape {got.shape} != PyTorch {ref.shape} for batch {b}")
         worst = max(worst, float(np.abs(got.astype(np.float64) - ref.astype(np.float64)).max()))
     return worst
-
-
-# --------------------------------------------------------------------- inference
-class OnnxImageModel:
-    """onnxruntime in place of the PyTorch detector (``fakescope detect --backend onnx``).
-
-    Offers what :class:`fakescope.Detector` uses of a model: ``predict_proba`` on pixels, ``preprocess``,
-    ``modality`` and the checkpoint ``config`` read from the ``.json`` file beside the ``.onnx`` file.
-    """
-
-    modality = "image"
-
-    def __init__(self, onnx_path: str | Path, device: str = "cpu") -> None:
-        ort = require("onnxruntime", extra="onnx", purpose="ONNX inference")
-        from fakescope.models.base import PreprocessConfig
-
-        self.path = Path(onnx_path)
-        if not self.path.is_file():
-            raise CheckpointError(f"{self.path}: ONNX file not found (make it with: fakescope export CHECKPOINT "
-                                  "--format onnx)")
-        meta = self.path.with_suffix(".json")
-        if not meta.is_file():
-            raise CheckpointError(f"{self.path}: the config {meta.name} exported beside it is missing")
-        try:
-            self.config: dict[str, Any] = json.loads(meta.read_text())
-            self.preprocess = PreprocessConfig.model_validate(self.config["preprocess"])
-        except Exception as exc:
-            raise CheckpointError(f"{meta}: not a fakescope checkpoint config ({exc})") from None
-        if self.config.get("model", {}).get("modality", "image") != "image":
-            raise CheckpointError(f"{meta}: ONNX inference covers image detectors only")
-        providers = ["CPUExecutionProvider"]
-        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(self.path), providers=providers)
-        except Exception as exc:
-            raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({exc})") from None
-        self.providers = self.session.get_providers()
-
-    def predict_proba(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = np.ascontiguousarray(pixels.float().cpu().numpy())
-        return torch.from_numpy(self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x})[0])

@@ -1,14 +1,5 @@
-"""Datasets: ForenSynths-style folders and manifest CSVs, as images or as clips.
-
-Folder layout (ForenSynths / UniversalFakeDetect, and what ``fakescope synth`` writes)::
-
-    root/[any/sub/folders/]0_real/*.png      label 0
-    root/[any/sub/folders/]1_fake/*.png      label 1
-    root/.../0_real/<video>/<frame>.png      frames of one video (video id = its folder)
-
-Manifest CSV (what data preparation writes; paths relative to the CSV)::
-
-    path,label[,dataset,method,split,video_id,frame_index,box,score,track,...]
+"""Datasets: ForenSynths-style folders (:mod:`fakescope.data.layouts`) and manifest CSVs
+(:mod:`fakescope.data.manifest`), as images or as clips.
 
 A ``track`` other than 0 (a second or third face of a video, written by
 ``fakescope prepare --faces all``) makes the sample's video id
@@ -21,132 +12,21 @@ batch), never replaced by another sample.
 
 from __future__ import annotations
 
-import csv
-import os
 import random
-import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from fakescope.data.layouts import scan_folder
+from fakescope.data.manifest import Sample, read_manifest
+from fakescope.data.transforms import Preprocessor, warn_skip
 from fakescope.errors import DataError
-from fakescope.data.transforms import IMAGE_EXTENSIONS, Preprocessor, is_image_file, load_image, warn_skip
-
-LABEL_DIRS = {"0_real": 0, "1_fake": 1}
-MANIFEST_REQUIRED = ("path", "label")
-MANIFEST_COLUMNS = ("path", "label", "dataset", "method", "split", "video_id", "frame_index",
-                    "box", "score", "track")
-
-
-@dataclass(frozen=True)
-class Sample:
-    path: str
-    label: int
-    video_id: str | None = None
-    frame_index: int | None = None
-    method: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-
-_DIGITS = re.compile(r"(\d+)(?!.*\d)")
-
-
-def _frame_index(name: str) -> int | None:
-    m = _DIGITS.search(Path(name).stem)
-    return int(m.group(1)) if m else None
-
-
-def scan_folder(root: str | Path) -> list[Sample]:
-    """Every image under the ``0_real``/``1_fake`` folders of ``root``, in sorted order."""
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"{root}: data path not found")
-    if not root.is_dir():
-        raise DataError(f"{root}: expected a folder in ForenSynths layout (or a manifest .csv)")
-    label_dirs: list[tuple[Path, int]] = []
-    if root.name in LABEL_DIRS:
-        label_dirs.append((root, LABEL_DIRS[root.name]))
-    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
-        dirnames.sort()
-        for d in list(dirnames):
-            if d in LABEL_DIRS:
-                label_dirs.append((Path(dirpath) / d, LABEL_DIRS[d]))
-                dirnames.remove(d)  # do not look for label folders inside label folders
-    if not label_dirs:
-        raise DataError(
-            f"{root}: no 0_real/ or 1_fake/ folder found; expected ForenSynths layout "
-            "(root/[subfolders/]0_real/*.png and root/[subfolders/]1_fake/*.png) or a manifest .csv"
-        )
-    samples: list[Sample] = []
-    for label_dir, label in label_dirs:
-        method = str(label_dir.parent.relative_to(root)) if label_dir != root else ""
-        method = "" if method == "." else method
-        found = 0
-        for dirpath, dirnames, filenames in os.walk(label_dir, followlinks=True):
-            dirnames.sort()
-            here = Path(dirpath)
-            in_video = here != label_dir
-            video_id = str(here.relative_to(root)) if in_video else None
-            for name in sorted(filenames):
-                if not is_image_file(name):
-                    continue
-                found += 1
-                samples.append(Sample(str(here / name), label, video_id,
-                                      _frame_index(name) if in_video else None, method))
-        if found == 0:
-            raise DataError(f"{label_dir}: label folder has no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    return samples
-
-
-def csv_rows(path: str | Path, required: Sequence[str], what: str = "CSV") -> Iterator[tuple[int, dict[str, str]]]:
-    """``(line number, row)`` of a CSV file with a header; missing required columns are an error."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        missing = [c for c in required if c not in cols]
-        if missing:
-            raise DataError(f"{path}: {what} lacks the column(s) {', '.join(missing)} (has: {', '.join(cols)})")
-        yield from enumerate(reader, start=2)
-
-
-def read_manifest(path: str | Path, split: str | None = None) -> list[Sample]:
-    """Rows of a manifest CSV (paths relative to its folder), optionally one split only."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: manifest not found")
-    base = path.parent
-    samples: list[Sample] = []
-    for lineno, row in csv_rows(path, MANIFEST_REQUIRED, what="manifest"):
-        if split is not None and row.get("split", "") != split:
-            continue
-        try:
-            label = int(row["label"])
-            if label not in (0, 1):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise DataError(f"{path}, line {lineno}: label must be 0 (real) or 1 (fake), "
-                            f"got {row['label']!r}") from None
-        p = row["path"]
-        if not p:
-            raise DataError(f"{path}, line {lineno}: empty path")
-        fi = row.get("frame_index") or None
-        try:
-            fi = int(fi) if fi not in (None, "") else None
-        except ValueError:
-            raise DataError(f"{path}, line {lineno}: frame_index must be an integer, got {fi!r}") from None
-        video_id = row.get("video_id") or None
-        track = (row.get("track") or "").strip()
-        if video_id and track not in ("", "0"):
-            video_id = f"{video_id}/face{track}"
-        extra = {k: v for k, v in row.items() if k not in ("path", "label", "video_id", "frame_index", "method")}
-        samples.append(Sample(str(base / p) if not os.path.isabs(p) else p, label, video_id, fi,
-                              row.get("method", "") or "", extra))
-    return samples
-
+from fakescope.media.image import load_image
+from fakescope.preprocess import PreprocessConfig
 
 def load_samples(path: str, split: str | None = None, max_n: int | None = None, seed: int = 0) -> list[Sample]:
     """Samples of one source; an empty source is an error naming it."""
@@ -296,7 +176,7 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def build_dataset(samples: list[Sample], preprocess, modality: str, train: bool, augment=None, perturb=None,
+def build_dataset(samples: list[Sample], preprocess: PreprocessConfig, modality: str, train: bool, augment=None, perturb=None,
                   name: str = "") -> ImageDataset | ClipDataset:
     """The dataset a model of ``modality`` reads, with its own preprocessing."""
     pre = Preprocessor(preprocess, train=train, augment=augment, perturb=perturb)

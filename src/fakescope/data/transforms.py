@@ -1,4 +1,4 @@
-"""Image reading and the transforms derived from a model's :class:`PreprocessConfig`.
+"""The transforms derived from a model's :class:`~fakescope.preprocess.PreprocessConfig`, and augmentation.
 
 No torchvision: PIL does the geometry, and normalisation happens on the
 model's device (:meth:`fakescope.models.Detector.normalize`). Transforms
@@ -12,16 +12,13 @@ import io
 import random
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
-from PIL import Image, ImageEnhance, ImageFile, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
 
-from fakescope.errors import DataError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+from fakescope.media.image import pil_to_tensor
+from fakescope.preprocess import PreprocessConfig
 
 _INTERP = {
     "nearest": Image.Resampling.NEAREST,
@@ -29,52 +26,6 @@ _INTERP = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-
-# A truncated file must be an error, not a half-grey image.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-class ImageReadError(DataError):
-    """An image file could not be decoded."""
-
-
-def is_image_file(path: str | Path) -> bool:
-    return str(path).lower().endswith(IMAGE_EXTENSIONS)
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Grayscale, palette, CMYK, 16-bit and RGBA images to 8-bit RGB (alpha composited on black)."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
-        return Image.alpha_composite(background, img).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = max(float(arr.max()), 1.0)
-        img = Image.fromarray((arr / (65535.0 if hi > 255 else 255.0) * 255.0).clip(0, 255).astype(np.uint8))
-    return img.convert("RGB")
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """Read an image file as RGB. Raises :class:`ImageReadError` naming the file."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb(img)
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: file not found") from None
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
-
-
-def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> uint8 ``[3, H, W]``."""
-    arr = np.asarray(img, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
 def jpeg_compress(img: Image.Image, quality: int) -> Image.Image:
@@ -132,7 +83,7 @@ class Preprocessor:
     is applied to the raw image before anything else.
     """
 
-    def __init__(self, preprocess, train: bool = False, augment=None,
+    def __init__(self, preprocess: PreprocessConfig, train: bool = False, augment=None,
                  perturb: Callable[[Image.Image], Image.Image] | None = None) -> None:
         self.pp = preprocess
         self.train = train

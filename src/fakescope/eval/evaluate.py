@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,10 +13,12 @@ import torch
 
 from fakescope.config import DataConfig, DataSource, RobustnessConfig
 from fakescope.data.datasets import ClipDataset, build_dataset, load_samples
-from fakescope.eval.metrics import compute_metrics, mean_metrics
+from fakescope.metrics import compute_metrics, mean_metrics
+from fakescope.data.loaders import make_loader
+from fakescope.data.manifest import read_face_stage
 from fakescope.eval.robustness import Perturbation
-from fakescope.train.data import make_loader
 from fakescope.utils.console import show_progress
+from fakescope.utils.paths import safe_name
 
 
 @dataclass
@@ -112,7 +113,7 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
              robustness: RobustnessConfig | None = None, echo: Callable[[str], None] = print,
              progress: bool | str = "auto") -> dict[str, Any]:
     """Evaluate ``checkpoint`` on each source; writes metrics.json/.md/.csv, report.html and plots."""
-    from fakescope.checkpoint import load, read_config
+    from fakescope.models.checkpoint import load, read_config
     from fakescope.eval import report
 
     model = load(checkpoint, device=str(pick_device(device)))
@@ -125,6 +126,11 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
     scored: list[Scored] = []
     per_set: dict[str, dict] = {}
     for src in srcs:
+        stage = read_face_stage(src.path)
+        if stage.declared and stage.face != model.preprocess.face:
+            echo(f"  warning: {src.name}: its samples were made with {stage.describe()}, but the model was trained "
+                 f"on {'face stage ' + model.preprocess.face.describe() if model.preprocess.face else 'whole images'}"
+                 "; the scores show how it does on data cropped otherwise")
         sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, progress=progress)
         m = compute_metrics(sc.labels, sc.scores, sc.video_ids, threshold)
         m["skipped"] = len(sc.skipped)
@@ -184,10 +190,6 @@ def _brief(m: dict) -> dict:
 def _mean(values: list) -> float | None:
     vals = [v for v in values if v is not None]
     return float(np.mean(vals)) if vals and len(vals) == len(values) else None
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "set"
 
 
 def _video_counts(m: dict[str, Any], sc: Scored) -> None:

@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fakescope.utils.paths import safe_name
+
 COLUMNS = [("n", "n"), ("auc", "AUC"), ("ap", "AP"), ("acc", "Acc"), ("eer", "EER"), ("real_acc", "Real acc"),
            ("fake_acc", "Fake acc"), ("video_auc", "Video AUC"), ("skipped", "Skipped")]
 
@@ -126,7 +128,6 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_report(results: dict[str, Any], scored: Sequence, out: Path) -> None:
-    from fakescope.eval.evaluate import safe_name
     from fakescope.eval.robustness import KINDS
 
     out.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,9 @@
 
 A :class:`PaperTable` names its columns (test sets, e.g. generators) in the paper's order, the
 folder names that map onto each column, the metrics per column, and the reference rows (each
-marked with where its numbers come from; reconstructed cells carry a footnote). Modules named
-``fakescope.eval.paper_*`` define tables with :func:`register_table`; they are found automatically.
+marked with where its numbers come from; reconstructed cells carry a footnote). The modules
+``fakescope.eval.paper_*`` define tables with :func:`register_table` into :data:`TABLES`; the package
+``fakescope.eval`` imports each of them by name.
 
 ``fakescope eval CKPT --data 'ROOT/*' --table NAME`` writes ``table_NAME.md`` and ``.csv``.
 """
@@ -11,15 +12,13 @@ marked with where its numbers come from; reconstructed cells carry a footnote). 
 from __future__ import annotations
 
 import csv
-import importlib
-import pkgutil
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_TABLES: dict[str, "PaperTable"] = {}
-_LOADED = False
+from fakescope.errors import ConfigError
+from fakescope.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,9 @@ class PaperTable:
         return None
 
 
+TABLES: Registry[PaperTable] = Registry("paper table", error=ConfigError)
+
+
 def _norm(s: str) -> str:
     return re.sub(r"[^a-z0-9]", "", s.lower())
 
@@ -55,34 +57,15 @@ def register_table(table: PaperTable) -> PaperTable:
                 raise ValueError(f"table {table.name}: reference row {method!r} has unknown column {col!r}")
             if len(vals) != len(table.metrics):
                 raise ValueError(f"table {table.name}: {method!r}/{col!r} needs {len(table.metrics)} values")
-    _TABLES[table.name] = table
-    return table
-
-
-def _load() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    import fakescope.eval as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name.startswith("paper_"):
-            importlib.import_module(f"fakescope.eval.{mod.name}")
-    _LOADED = True
+    return TABLES.add(table.name, table, description=table.title)
 
 
 def list_tables() -> list[str]:
-    _load()
-    return sorted(_TABLES)
+    return TABLES.names()
 
 
 def get_table(name: str) -> PaperTable:
-    _load()
-    if name not in _TABLES:
-        from fakescope.errors import ConfigError
-
-        raise ConfigError(f"unknown paper table '{name}' (known: {', '.join(sorted(_TABLES)) or 'none'})")
-    return _TABLES[name]
+    return TABLES.get(name)
 
 
 def build_rows(table: PaperTable, sets: dict[str, dict[str, Any]], ours: str) -> tuple[list[str], list[list[str]],

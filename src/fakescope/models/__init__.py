@@ -5,14 +5,12 @@
 >>> model = fm.create_model("simple_cnn", preprocess={"input_size": 64})
 """
 
-from fakescope.models.base import (
-    LABELS,
-    Detector,
-    DetectorConfig,
-    LossOutput,
-    PreprocessConfig,
-)
+import warnings as _warnings
+
+from fakescope.models.base import LABELS, DetectorConfig, DetectorModel, LossOutput
 from fakescope.models.registry import (
+    MODELS,
+    ModelEntry,
     create_model,
     list_models,
     model_config_class,
@@ -21,6 +19,7 @@ from fakescope.models.registry import (
     register_variant,
     resolve_model_config,
 )
+from fakescope.preprocess import FaceCropConfig, PreprocessConfig
 
 # Importing a model module registers its detectors.
 from fakescope.models import baselines  # noqa: E402,F401
@@ -30,9 +29,12 @@ from fakescope.models import fssnet  # noqa: E402,F401
 
 __all__ = [
     "LABELS",
-    "Detector",
+    "MODELS",
     "DetectorConfig",
+    "DetectorModel",
+    "FaceCropConfig",
     "LossOutput",
+    "ModelEntry",
     "PreprocessConfig",
     "create_model",
     "list_models",
@@ -42,3 +44,11 @@ __all__ = [
     "register_variant",
     "resolve_model_config",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Detector":  # the nn.Module base class's name until 0.1; fakescope.Detector runs a checkpoint
+        _warnings.warn("fakescope.models.Detector is now fakescope.models.DetectorModel (fakescope.Detector is "
+                       "the inference class)", DeprecationWarning, stacklevel=2)
+        return DetectorModel
+    raise AttributeError(f"module 'fakescope.models' has no attribute {name!r}")

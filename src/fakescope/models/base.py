@@ -22,52 +22,13 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import Tensor, nn
 
-from fakescope.config import Strict
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from fakescope.preprocess import PreprocessConfig
+from fakescope.schema import Strict
 
 LABELS = {0: "real", 1: "fake"}
-
-
-class PreprocessConfig(Strict):
-    """How a raw image (or frame) becomes model input. Stored with every checkpoint.
-
-    Policies:
-
-    * ``crop``: keep the native resolution (resampling destroys generator
-      traces); an image smaller than ``input_size`` on a side is first resized
-      so its short side is ``resize_to`` (default ``input_size``). Training takes
-      a random crop, evaluation the centre crop. ForenSynths / UniversalFakeDetect
-      convention.
-    * ``resize``: resize the whole image to ``input_size`` x ``input_size`` (face crops).
-    * ``resize_crop``: resize the short side to ``resize_to`` and take a crop
-      (random in training, centre in evaluation); the ImageNet convention.
-    """
-
-    input_size: int = Field(default=224, ge=8)
-    policy: Literal["crop", "resize", "resize_crop"] = "crop"
-    resize_to: int | None = Field(default=None, ge=8)
-    interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    clip_len: int | None = Field(default=None, ge=1, description="frames per clip (clip models only)")
-
-    @field_validator("std")
-    @classmethod
-    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(v <= 0 for v in value):
-            raise ValueError("every std value must be positive")
-        return value
-
-    @property
-    def short_side(self) -> int:
-        return self.resize_to or self.input_size
 
 
 class DetectorConfig(Strict):
@@ -87,8 +48,8 @@ class LossOutput:
     logits: Tensor | None = None
 
 
-class Detector(nn.Module):
-    """Base class of every registered detector."""
+class DetectorModel(nn.Module):
+    """Base class of every registered detector (an ``nn.Module``; :class:`fakescope.Detector` runs one)."""
 
     modality: ClassVar[Literal["image", "clip"]] = "image"
     # what its inputs show: "face" (face-forgery detectors: inference detects and crops the face first),

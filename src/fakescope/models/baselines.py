@@ -24,8 +24,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from fakescope.models.backbones import hf_backbone
-from fakescope.models.base import CLIP_MEAN, CLIP_STD, Detector, DetectorConfig, PreprocessConfig
+from fakescope.models.weights import hf_backbone
+from fakescope.models.base import DetectorConfig, DetectorModel
+from fakescope.preprocess import CLIP_MEAN, CLIP_STD, PreprocessConfig
 from fakescope.models.registry import register_model, register_variant
 
 
@@ -42,7 +43,7 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 @register_model("simple_cnn", description="small full-resolution CNN baseline (CPU-friendly)")
-class SimpleCNN(Detector):
+class SimpleCNN(DetectorModel):
     """Small CNN baseline whose first stage runs at full resolution."""
 
     config_class = SimpleCNNConfig
@@ -102,7 +103,7 @@ def npr_residual(x: Tensor) -> Tensor:
 
 @register_model("npr", paper="Tan et al., Rethinking the Up-Sampling Operations in CNN-based Generative Network "
                              "for Generalizable Deepfake Detection, CVPR 2024")
-class NPR(Detector):
+class NPR(DetectorModel):
     """NPR: a truncated ResNet-50 on the neighbouring-pixel residual (Tan et al., CVPR 2024)."""
 
     config_class = NPRConfig
@@ -144,7 +145,7 @@ class BackboneClassifierConfig(DetectorConfig):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
-class BackboneClassifier(Detector):
+class BackboneClassifier(DetectorModel):
     """A transformers backbone, its pooled feature, dropout and a linear layer to one logit."""
 
     config_class = BackboneClassifierConfig

@@ -4,7 +4,7 @@ Two copies of the input go to two DINOv2 ViT-B/14 backbones that share no weight
 
 * ``I_s``, the image itself, to the spatial (RGB) backbone;
 * ``I'_f = iFFT(FFT(I_f) * M)``, the image with one band of frequencies kept
-  (eqs. 3-5, :mod:`fakescope.models.spectral.fft`), to the frequency backbone.
+  (eqs. 3-5, :mod:`fakescope.models.layers.fft`), to the frequency backbone.
 
 The patch tokens of each backbone (after its final LayerNorm, CLS dropped) are
 reshaped to maps ``[B, 768, 18, 18]`` at 252 px. **SBCA** (scale-aware bidirectional
@@ -39,10 +39,11 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from torch import Tensor, nn
 
 from fakescope.errors import ConfigError
-from fakescope.models.backbones import HUB_ARCHITECTURES, hf_backbone
-from fakescope.models.base import Detector, DetectorConfig, PreprocessConfig
+from fakescope.models.weights import HUB_ARCHITECTURES, hf_backbone
+from fakescope.models.base import DetectorConfig, DetectorModel
+from fakescope.preprocess import PreprocessConfig
 from fakescope.models.registry import register_model, register_variant
-from fakescope.models.spectral.fft import DEFAULT_CUTOFFS, BandFilter, check_cutoffs
+from fakescope.models.layers.fft import DEFAULT_CUTOFFS, BandFilter, check_cutoffs
 
 STREAMS = ("rgb", "freq")
 DEFAULT_PATCH = 14
@@ -283,7 +284,7 @@ def _freeze(backbone: nn.Module, trainable_blocks: int | None, train_final_norm:
     "fssnet",
     paper="Su & Chen, FSSNet: Frequency-Spatial Synergy Network for Universal Deepfake Detection, ICIC 2025",
 )
-class FSSNet(Detector):
+class FSSNet(DetectorModel):
     """FSSNet: dual DINOv2 (RGB + FFT band), SBCA cross attention and AFF fusion (Su & Chen, ICIC 2025)."""
 
     config_class = FSSNetConfig

@@ -1,4 +1,4 @@
-"""One registry of detectors and ``create_model(name, **overrides)``, in the style of timm.
+"""The registry of detectors and ``create_model(name, **overrides)``, in the style of timm.
 
 >>> from fakescope.models import create_model, list_models
 >>> list_models("simple_cnn*")
@@ -8,19 +8,21 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from fakescope.models.base import Detector, DetectorConfig
+from fakescope.models.base import DetectorConfig, DetectorModel
+from fakescope.preprocess import FaceCropConfig
+from fakescope.registry import Registry
+from fakescope.schema import deep_merge
 
-D = TypeVar("D", bound=type[Detector])
+D = TypeVar("D", bound=type[DetectorModel])
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    cls: type[Detector]
+    cls: type[DetectorModel]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     paper: str | None = None
@@ -34,28 +36,19 @@ class ModelEntry:
         return self.cls.modality
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(
     name: str, *, defaults: dict[str, Any] | None = None, description: str = "", paper: str | None = None
 ) -> Callable[[D], D]:
-    """Class decorator: register a :class:`Detector` subclass under ``name``."""
+    """Class decorator: register a :class:`DetectorModel` subclass under ``name``."""
 
     def wrap(cls: D) -> D:
-        if not (isinstance(cls, type) and issubclass(cls, Detector)):
-            raise TypeError(f"register_model({name!r}) expects a Detector subclass, got {cls!r}")
-        _add(ModelEntry(name, cls, dict(defaults or {}), description or (cls.__doc__ or "").strip().split("\n")[0], paper))
+        if not (isinstance(cls, type) and issubclass(cls, DetectorModel)):
+            raise TypeError(f"register_model({name!r}) expects a DetectorModel subclass, got {cls!r}")
+        _add(ModelEntry(name, cls, dict(defaults or {}), description or (cls.__doc__ or "").strip().split("\n")[0],
+                        paper))
         return cls
 
     return wrap
@@ -64,33 +57,23 @@ def register_model(
 def register_variant(name: str, base: str, *, description: str = "", **defaults: Any) -> None:
     """Register ``name`` as ``base`` with different config defaults (e.g. a tiny test size)."""
     parent = model_entry(base)
-    _add(ModelEntry(name, parent.cls, _deep_merge(parent.defaults, defaults), description or parent.description,
+    _add(ModelEntry(name, parent.cls, deep_merge(parent.defaults, defaults), description or parent.description,
                     parent.paper))
 
 
 def _add(entry: ModelEntry) -> None:
-    if entry.name in _REGISTRY and _REGISTRY[entry.name].cls is not entry.cls:
-        raise ValueError(f"model name {entry.name!r} is already registered by {_REGISTRY[entry.name].cls.__name__}")
-    _REGISTRY[entry.name] = entry
+    if entry.name in MODELS and MODELS.get(entry.name).cls is not entry.cls:
+        raise ValueError(f"model name {entry.name!r} is already registered by {MODELS.get(entry.name).cls.__name__}")
+    MODELS.add(entry.name, entry, description=entry.description, paper=entry.paper, replace=True)
 
 
 def list_models(pattern: str = "*", modality: str | None = None) -> list[str]:
     """Sorted names of registered detectors matching a shell-style ``pattern``."""
-    return sorted(
-        n for n, e in _REGISTRY.items()
-        if fnmatch.fnmatch(n, pattern) and (modality is None or e.modality == modality)
-    )
+    return [n for n in MODELS.names(pattern) if modality is None or MODELS.get(n).modality == modality]
 
 
 def model_entry(name: str) -> ModelEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise KeyError(f"unknown model {name!r}{hint} (registered: {', '.join(list_models())})") from None
+    return MODELS.get(name)
 
 
 def model_config_class(name: str) -> type[DetectorConfig]:
@@ -100,13 +83,21 @@ def model_config_class(name: str) -> type[DetectorConfig]:
 def resolve_model_config(name: str, overrides: dict[str, Any] | None = None) -> DetectorConfig:
     """The typed config of model ``name``: class defaults <- variant defaults <- ``overrides``.
 
+    A face-forgery detector (``input_domain = "face"``) whose config does not say otherwise gets the face stage
+    that ``fakescope prepare`` makes by default (training then takes the one its data declares).
     Raises ``pydantic.ValidationError`` on unknown keys or bad values.
     """
     entry = model_entry(name)
-    return entry.config_class.model_validate(_deep_merge(entry.defaults, dict(overrides or {})))
+    merged = deep_merge(entry.defaults, dict(overrides or {}))
+    cfg = entry.config_class.model_validate(merged)
+    preprocess = merged.get("preprocess")
+    face_given = isinstance(preprocess, dict) and "face" in preprocess
+    if not face_given and entry.cls.input_domain == "face" and cfg.preprocess.face is None:
+        cfg.preprocess.face = FaceCropConfig()
+    return cfg
 
 
-def create_model(name: str, **overrides: Any) -> Detector:
+def create_model(name: str, **overrides: Any) -> DetectorModel:
     """Build a registered detector. ``overrides`` are config fields (nested dicts allowed)."""
     cfg = resolve_model_config(name, overrides)
     model = model_entry(name).cls(cfg)

@@ -24,7 +24,7 @@ Decisions (spec section 5.1), each a field of :class:`SFCLHCMFConfig`:
   reads the raw ``X~``.
 * A3 ``sbcm_*``: Conv3d-BN-ReLU with kernels (7,1,1), (5,1,1), (3,1,1), stride 2 along the
   bands, channels 3 -> 16 -> 32 -> 64, adaptive pool to depth 3 -> 192 channels.
-* A4 ``cnnf_*``: :class:`fakescope.models.xception.CNNF`; ImageNet Xception weights from
+* A4 ``cnnf_*``: :class:`fakescope.models.layers.xception.CNNF`; ImageNet Xception weights from
   ``cnnf_weights`` (key map in that module).
 * A5 ``sida_norm``/``sida_log``: SIDA itself has no parameters; its vector is normalised
   (signed log1p of the chosen statistics, then LayerNorm) before the gate. A deviation
@@ -54,11 +54,12 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from fakescope.models.backbones import hf_backbone
-from fakescope.models.base import Detector, DetectorConfig, LossOutput, PreprocessConfig
+from fakescope.models.weights import hf_backbone
+from fakescope.models.base import DetectorConfig, DetectorModel, LossOutput
+from fakescope.preprocess import PreprocessConfig
 from fakescope.models.registry import register_model, register_variant
-from fakescope.models.spectral.dct import frequency_tensor, sida, sida_dim, sida_stat_slices
-from fakescope.models.xception import XCEPTION_MIDDLE_BLOCKS, XCEPTION_WIDTHS, CNNF, load_imagenet_xception
+from fakescope.models.layers.dct import frequency_tensor, sida, sida_dim, sida_stat_slices
+from fakescope.models.layers.xception import XCEPTION_MIDDLE_BLOCKS, XCEPTION_WIDTHS, CNNF, load_imagenet_xception
 
 PAPER = ("Qiao, Tian, Wang, Towards Generalizable Deepfake Detection with Spatial-Frequency Collaborative Learning "
          "and Hierarchical Cross-Modal Fusion, arXiv 2504.17223, 2025")
@@ -284,7 +285,7 @@ class ConcatFusion(nn.Module):
 @register_model("sfcl_hcmf", paper=PAPER,
                 description="SFCL-HCMF: EfficientNet-B4 + block-DCT local (SBCM, CNN-F) and global (SIDA) "
                             "branches, FAAE and HCMA fusion")
-class SFCLHCMF(Detector):
+class SFCLHCMF(DetectorModel):
     """SFCL-HCMF face-forgery detector (Qiao, Tian, Wang, arXiv 2504.17223), reconstructed per spec A1-A13."""
 
     config_class = SFCLHCMFConfig

@@ -103,22 +103,16 @@ def sniff(data: bytes) -> tuple[str, Any]:
     The caller removes the temporary video file. Raises :class:`MediaError` (400 empty, 422 a
     recognised but undecodable image, 415 neither an image nor a video).
     """
-    from fakescope.data.transforms import to_rgb
+    from fakescope.media.image import ImageReadError, open_image
 
     if not data:
         raise MediaError(400, "empty upload (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
-    except (Image.UnidentifiedImageError, ValueError, OSError):
-        img = None
+        img = open_image(data, name="the upload")
+    except ImageReadError as exc:
+        raise MediaError(422, str(exc)) from None
     if img is not None:
-        try:
-            with img:
-                img.load()
-                return "image", to_rgb(img)
-        except Exception as exc:
-            raise MediaError(422, f"the upload is a {img.format or 'image'} file that cannot be decoded "
-                                  f"(truncated or corrupt: {type(exc).__name__}: {exc})") from None
+        return "image", img
     # no file name suffix: FFmpeg must find the format from the bytes, not from a name the client chose
     fd, path = tempfile.mkstemp(prefix="fakescope-upload-")
     with os.fdopen(fd, "wb") as f:
@@ -150,7 +144,7 @@ def png_data_url(arr: np.ndarray | Image.Image, max_side: int = 320) -> str:
 
 
 def _web_details(details: dict[str, Any] | None, limit: int) -> dict[str, Any]:
-    from fakescope.detect import log_spectrum
+    from fakescope.inference.visual import log_spectrum
 
     out: dict[str, Any] = {"input_png": None, "spectrum_png": None, "face_pngs": []}
     if not details:
@@ -172,7 +166,7 @@ def create_app(detector, settings: ServeSettings | None = None):
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.formparsers import MultiPartParser
 
-    from fakescope import __version__
+    from fakescope._version import __version__
 
     settings = settings or ServeSettings()
     gate = Gate(settings.workers, settings.queue)
@@ -299,7 +293,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Se
     require("fastapi", extra="serve", purpose="fakescope serve")
     uvicorn = require("uvicorn", extra="serve", purpose="fakescope serve")
     require("python_multipart", extra="serve", purpose="uploads in fakescope serve")
-    from fakescope.detect import Detector
+    from fakescope.inference import Detector
 
     settings = settings or ServeSettings()
     detector = Detector.from_pretrained(model, **detector_options)

@@ -1,16 +1,21 @@
-"""Building datasets and loaders from a config, for training and for evaluation."""
+"""Building the training and validation datasets and loaders from a config, and the face stage they declare."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
 
+from typing import Callable
+
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from fakescope.config import DataConfig, DataSource, ExperimentConfig
-from fakescope.data.datasets import Sample, build_dataset, collate, load_samples
-from fakescope.errors import DataError
+from fakescope.data.datasets import Sample, build_dataset, load_samples
+from fakescope.data.loaders import make_loader
+from fakescope.data.manifest import FaceStage, read_face_stage
+from fakescope.errors import ConfigError, DataError
+from fakescope.models import model_entry, resolve_model_config
 
 try:  # lightning is a core dependency, but keep this module importable without it
     import lightning as L
@@ -39,13 +44,47 @@ def class_counts(samples: list[Sample]) -> dict[int, int]:
     return {0: c.get(0, 0), 1: c.get(1, 0)}
 
 
-def make_loader(dataset, batch_size: int, num_workers: int, *, shuffle: bool = False, sampler=None,
-                drop_last: bool = False) -> DataLoader:
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
-        num_workers=num_workers, collate_fn=collate, drop_last=drop_last,
-        persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
-    )
+def data_face_stage(data: DataConfig) -> FaceStage | None:
+    """The face stage that the training and validation sources declare (``None``: none declares one).
+
+    Sources that declare different face stages are an error naming both.
+    """
+    declared = [st for st in (read_face_stage(src.path) for src in resolve_sources(data, [*data.train, *data.val]))
+                if st.declared]
+    for other in declared[1:]:
+        if other.face != declared[0].face:
+            raise DataError(f"the training data disagree on the face stage: {declared[0].source} declares "
+                            f"{declared[0].describe()}, {other.source} declares {other.describe()}; prepare them "
+                            "with the same face settings")
+    return declared[0] if declared else None
+
+
+def with_data_face_stage(cfg: ExperimentConfig, echo: Callable[[str], None] = print) -> ExperimentConfig:
+    """``cfg`` with the model's face stage (``model.preprocess.face``) taken from its training data.
+
+    A face stage set in the config must match the data's. Where the data declare none (folders, manifests
+    written by hand), the config's stands; a face-forgery detector is warned about then, because its checkpoint
+    will crop faces at inference as the config (or ``fakescope prepare``'s default) says.
+    """
+    kwargs = cfg.model.kwargs
+    given = isinstance(kwargs.get("preprocess"), dict) and "face" in kwargs["preprocess"]
+    model_face = resolve_model_config(cfg.model.name, kwargs).preprocess.face
+    stage = data_face_stage(cfg.data)
+    if stage is None:
+        if not given and model_entry(cfg.model.name).cls.input_domain == "face":
+            echo(f"warning: the training data declare no face stage (folders, or manifests not written by fakescope "
+                 f"prepare); the checkpoint of this face-forgery detector will crop faces as fakescope prepare does by "
+                 f"default ({model_face.describe() if model_face else 'none'}). Set model.preprocess.face to the "
+                 "crop your data were made with (null: whole images).")
+        return cfg
+    if given and model_face != stage.face:
+        what = model_face.describe() if model_face else "none (whole images)"
+        raise ConfigError(f"model.preprocess.face in the config ({what}) differs from the training data's "
+                          f"({stage.source}: {stage.describe()}); remove it to take the data's")
+    pre = resolve_model_config(cfg.model.name, kwargs).preprocess.model_copy(update={"face": stage.face})
+    new = cfg.to_dict()
+    new["model"]["preprocess"] = pre.model_dump(mode="json")
+    return ExperimentConfig.model_validate(new)
 
 
 class DetectorDataModule(_Base):

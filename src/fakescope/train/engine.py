@@ -9,7 +9,11 @@ Run folder (``output_dir/name``)::
     logs/csv/version_N/       Lightning CSV logs (a new version per resume)
     history.csv               one row per finished epoch, validation metrics (kept across resumes)
     model/                    the selected checkpoint as a fakescope checkpoint (safetensors)
-    eval/                     test-set evaluation, when data.test is set
+    summary.json              the selected epoch and its validation metrics
+
+The model's face stage is taken from the training data (:func:`fakescope.train.data.with_data_face_stage`).
+Evaluating the test sets after training is the caller's (:func:`fakescope.workflows.run_experiment`, which
+``fakescope train`` runs).
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ class TrainResult:
     checkpoint: Path | None
     best: dict[str, Any] = field(default_factory=dict)
     epochs: int = 0
-    evaluation: dict[str, Any] | None = None
     skipped: list[str] = field(default_factory=list)
 
 
@@ -101,12 +104,12 @@ def build_trainer(cfg: ExperimentConfig, extra_callbacks: list | None = None):
 
 
 def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
-          extra_callbacks: list | None = None, evaluate_after: bool | None = None,
-          echo: Callable[[str], None] = print) -> TrainResult:
+          extra_callbacks: list | None = None, echo: Callable[[str], None] = print) -> TrainResult:
     """Train ``cfg``; returns where the selected checkpoint was exported."""
     import lightning as L
 
-    from fakescope.train.data import DetectorDataModule
+    from fakescope.models.checkpoint import save
+    from fakescope.train.data import DetectorDataModule, with_data_face_stage
     from fakescope.train.module import DetectorModule
 
     run_dir = cfg.run_dir
@@ -120,6 +123,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         for f in (run_dir / "checkpoints").glob("*.ckpt"):
             f.unlink()
 
+    cfg = with_data_face_stage(cfg, echo)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if _rank() == 0:
         dump_config(cfg, run_dir / "config.yaml")
@@ -149,8 +153,6 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     monitor, mode = cfg.trainer.selection_metric
     result.best = {"epoch": best_epoch, "monitor": monitor, "mode": mode, **best_row}
 
-    from fakescope.checkpoint import save
-
     data = cfg.data
     training = {
         "experiment": cfg.name,
@@ -168,21 +170,9 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     result.checkpoint = save(module.model.cpu(), run_dir / "model", training=training, validation=validation)
     echo(f"selected epoch {best_epoch} on {monitor}; checkpoint: {result.checkpoint}")
 
-    do_eval = cfg.eval.after_training if evaluate_after is None else evaluate_after
-    if do_eval and cfg.data.test:
-        from fakescope.eval.evaluate import evaluate
-        from fakescope.train.data import resolve_sources
-
-        result.evaluation = evaluate(
-            result.checkpoint, resolve_sources(cfg.data, cfg.data.test), run_dir / "eval",
-            batch_size=cfg.data.eval_batch_size or cfg.data.batch_size, num_workers=cfg.data.num_workers,
-            threshold=cfg.eval.threshold,
-            robustness=cfg.eval.robustness_levels if cfg.eval.robustness else None, echo=echo,
-        )
     (run_dir / "summary.json").write_text(json.dumps(
         {"best": result.best, "checkpoint": str(result.checkpoint), "epochs_run": result.epochs,
-         "skipped": len(result.skipped),
-         "test_mean": (result.evaluation or {}).get("mean")}, indent=2, default=str))
+         "skipped": len(result.skipped)}, indent=2, default=str))
     return result
 
 

@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from fakescope.config import ExperimentConfig
-from fakescope.eval.metrics import compute_metrics
+from fakescope.metrics import compute_metrics
 from fakescope.models import create_model
 from fakescope.train.optim import build_optimizer, build_scheduler
 

@@ -33,7 +33,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from fakescope.config import Strict
+from fakescope.schema import Strict
 from fakescope.errors import CheckpointError, WeightsUnavailableError
 
 
@@ -325,7 +325,7 @@ def load_encoder_weights(encoder: I3DEncoder, weights: str | Path | dict[str, Te
     (``state_dict``/``model_state`` wrappers are unpacked). A missing file is a
     :class:`WeightsUnavailableError`; keys that do not match are a :class:`CheckpointError`.
     """
-    from fakescope.models.backbones import load_state_file, load_state_strict
+    from fakescope.models.weights import load_state_file, load_state_strict
 
     if isinstance(weights, dict):
         state, source = weights, source or "state dict"

@@ -148,7 +148,7 @@ def load_imagenet_xception(cnnf: CNNF, path: str | Path) -> dict[str, list[str]]
     :class:`WeightsUnavailableError` when the file cannot be read and :class:`CheckpointError`
     listing the keys when it does not fit (e.g. CNN-F widths other than Xception's).
     """
-    from fakescope.models.backbones import load_state_file
+    from fakescope.models.weights import load_state_file
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -175,7 +175,7 @@ def load_imagenet_xception(cnnf: CNNF, path: str | Path) -> dict[str, list[str]]
             return f"\n  {title} ({len(items)}): {shown}" if items else ""
 
         raise CheckpointError(
-            f"{path}: not ImageNet Xception weights for CNN-F (see the key map in fakescope.models.xception)"
+            f"{path}: not ImageNet Xception weights for CNN-F (see the key map in fakescope.models.layers.xception)"
             + fmt("missing keys", missing) + fmt("unexpected keys", unexpected) + fmt("shape mismatches", mismatched))
     cnnf.load_state_dict(mapped, strict=False)
     return {"loaded": sorted(mapped), "random_init": list(REBUILT_KEYS), "dropped": dropped}

@@ -4,33 +4,43 @@
 
     model/
       model.safetensors   the detector's state dict
-      config.json         model name and full config (preprocessing included), modality,
-                          label map (0 real, 1 fake), training data, validation metrics, version
+      config.json         model name and full config, modality, label map (0 real, 1 fake), training data,
+                          validation metrics, version. The model config holds the preprocessing once,
+                          face stage included (``model.config.preprocess``)
       README.md           model card
 
 :func:`load` rebuilds the detector from ``config.json`` (never downloading
 backbone weights: everything comes from ``model.safetensors``) and refuses
 weights that do not match it, listing missing, unexpected and mis-shaped keys.
+A checkpoint saved before the face stage was stored loads with the face crop
+inference used then, and a warning that names the missing field.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
-from fakescope import __version__
+from fakescope._version import __version__
 from fakescope.errors import CheckpointError
-from fakescope.models.backbones import load_state_strict
-from fakescope.models.base import LABELS, Detector
+from fakescope.models.base import LABELS, DetectorModel
+from fakescope.models.registry import model_entry
+from fakescope.models.weights import load_state_strict
+from fakescope.preprocess import LEGACY_FACE_CROP, FaceCropConfig, PreprocessConfig
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
 
+# registered detectors that older fakescope versions served with face crops (their variants too)
+LEGACY_FACE_MODELS = ("sfcl_hcmf", "efficientnet_b4", "sdr")
 
-def save(model: Detector, path: str | Path, *, training: dict[str, Any] | None = None,
+
+def save(model: DetectorModel, path: str | Path, *, training: dict[str, Any] | None = None,
          validation: dict[str, Any] | None = None, notes: str = "") -> Path:
     """Write ``model`` as a checkpoint folder; returns the folder."""
     from safetensors.torch import save_file
@@ -45,7 +55,6 @@ def save(model: Detector, path: str | Path, *, training: dict[str, Any] | None =
         "fakescope_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": model.describe(),
-        "preprocess": model.preprocess.model_dump(mode="json"),
         "labels": {str(k): v for k, v in LABELS.items()},
         "training": training or {},
         "validation": validation or {},
@@ -56,14 +65,15 @@ def save(model: Detector, path: str | Path, *, training: dict[str, Any] | None =
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    path = _resolve(path)
+    path = resolve(path)
     try:
         return json.loads((path / CONFIG).read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path / CONFIG}: not valid JSON ({exc})") from None
 
 
-def _resolve(path: str | Path) -> Path:
+def resolve(path: str | Path) -> Path:
+    """The checkpoint folder at ``path`` (a training run folder's ``model/`` too); an error if incomplete."""
     path = Path(path)
     if path.is_dir() and not (path / CONFIG).exists() and (path / "model" / CONFIG).exists():
         path = path / "model"  # a training run folder
@@ -77,19 +87,62 @@ def _resolve(path: str | Path) -> Path:
     return path
 
 
-def load(path: str | Path, device: str | None = None) -> Detector:
+def _legacy_face_stage(config: dict[str, Any]) -> FaceCropConfig | None:
+    """The face crop that inference made for a checkpoint saved before the face stage was stored."""
+    inference = config.get("inference") or {}
+    if isinstance(inference, dict) and "faces" in inference:
+        return LEGACY_FACE_CROP if inference["faces"] else None
+    name = (config.get("model") or {}).get("name")
+    try:
+        cls = model_entry(name).cls if name else None
+    except KeyError:
+        cls = None
+    if cls is None:
+        return None
+    if cls.input_domain is not None:
+        return LEGACY_FACE_CROP if cls.input_domain == "face" else None
+    return LEGACY_FACE_CROP if any(cls is model_entry(base).cls for base in LEGACY_FACE_MODELS) else None
+
+
+def checkpoint_preprocess(config: dict[str, Any], source: str = "checkpoint") -> PreprocessConfig:
+    """A checkpoint config's preprocessing, face stage included.
+
+    Checkpoints saved before the face stage was stored lack ``model.config.preprocess.face``: they get the face
+    crop inference made then (a 1.3 x box crop of 256 px for face-forgery detectors, none for others) and a
+    warning that names the missing field.
+    """
+    model_cfg = (config.get("model") or {}).get("config") or {}
+    raw = model_cfg.get("preprocess", config.get("preprocess"))
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{source}: the config has no model.config.preprocess section")
+    raw = dict(raw)
+    if "face" not in raw:
+        face = _legacy_face_stage(config)
+        what = "the face crop of earlier versions: " + face.describe() if face else "no face crop, as before"
+        warnings.warn(f"{source}: the checkpoint has no model.config.preprocess.face field (saved by fakescope "
+                      f"{config.get('fakescope_version', 'unknown')}, before checkpoints stored their face stage); "
+                      f"using {what}. Train or save it again to store the face stage.", UserWarning, stacklevel=3)
+        raw["face"] = None if face is None else face.model_dump(mode="json")
+    try:
+        return PreprocessConfig.model_validate(raw)
+    except Exception as exc:
+        raise CheckpointError(f"{source}: bad preprocessing in the config ({exc})") from None
+
+
+def load(path: str | Path, device: str | None = None) -> DetectorModel:
     """Rebuild a detector from a checkpoint folder (or a training run folder) and load its weights strictly."""
     from safetensors.torch import load_file
 
-    from fakescope.models import create_model
+    from fakescope.models.registry import create_model
 
-    path = _resolve(path)
+    path = resolve(path)
     config = read_config(path)
     try:
         name = config["model"]["name"]
         model_cfg = dict(config["model"]["config"])
     except (KeyError, TypeError):
         raise CheckpointError(f"{path / CONFIG}: lacks model.name / model.config") from None
+    model_cfg["preprocess"] = checkpoint_preprocess(config, str(path)).model_dump(mode="json")
     # all weights come from model.safetensors: never download or read backbone weights again
     model_cfg["pretrained"] = False
     model_cfg["weights"] = None
@@ -110,11 +163,21 @@ def load(path: str | Path, device: str | None = None) -> Detector:
     return model
 
 
+def weights_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a weights file (ties an exported model to the checkpoint it came from)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _model_card(config: dict[str, Any], notes: str) -> str:
     m = config["model"]
-    pp = config["preprocess"]
+    pp = m["config"]["preprocess"]
     val = config.get("validation") or {}
     train = config.get("training") or {}
+    face = pp.get("face")
     lines = [
         f"# {m['name']} (fakescope {config['fakescope_version']})",
         "",
@@ -126,6 +189,7 @@ def _model_card(config: dict[str, Any], notes: str) -> str:
         "",
         "## Preprocessing",
         "",
+        "- face stage: " + (FaceCropConfig.model_validate(face).describe() if face else "none (whole images)"),
         f"- input size {pp['input_size']} px, policy `{pp['policy']}`, interpolation `{pp['interpolation']}`",
         f"- normalisation mean {tuple(pp['mean'])}, std {tuple(pp['std'])}",
     ]

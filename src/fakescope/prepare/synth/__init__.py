@@ -55,10 +55,7 @@ Layout (ForenSynths)::
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -67,218 +64,15 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from fakescope.data.manifest import atomic_write_text, csv_text, write_meta
 from fakescope.errors import ConfigError
+from fakescope.prepare.synth.generators import FAMILIES, Generator
+from fakescope.prepare.synth.sources import (PHOTO_SPLITS, TEXTURE_SIZE, TEXTURES_PER_SPLIT, CropSampler, dead_leaves,
+                                           load_photo)
 
-FAMILIES = ("tconv", "nearest", "bilinear", "pixelshuffle", "diffusion")
 VIDEO_REALS = ("consistent", "untouched")
-
-# Which photo goes to which split. The two motorcycle frames are a stereo pair: same split.
-PHOTO_SPLITS: dict[str, tuple[str, ...]] = {
-    "train": ("astronaut", "coffee", "rocket", "hubble_deep_field", "china", "camera", "brick", "grass"),
-    "val": ("immunohistochemistry", "gravel", "coins"),
-    "test": ("chelsea", "motorcycle_left", "motorcycle_right", "flower", "grace_hopper", "retina", "moon"),
-}
-TEXTURES_PER_SPLIT = {"train": 12, "val": 4, "test": 8}
-TEXTURE_SIZE = 384
-
-
-# ---------------------------------------------------------------- real photos
-def load_photo(name: str) -> np.ndarray:
-    """A photo that an installed package ships, as uint8 RGB ``[H, W, 3]``."""
-    if name in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-
-        arr = load_sample_image(f"{name}.jpg")
-    elif name == "grace_hopper":
-        import matplotlib.cbook
-
-        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as fh:
-            arr = np.asarray(Image.open(fh).convert("RGB"))
-    elif name.startswith("motorcycle_"):
-        import skimage.data
-
-        left, right, _ = skimage.data.stereo_motorcycle()
-        arr = left if name.endswith("left") else right
-    else:
-        import skimage.data
-
-        arr = getattr(skimage.data, name)()
-    arr = np.asarray(arr)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8) * 255
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(arr[:, :, :3].astype(np.uint8))
-
-
-def dead_leaves(size: int, rng: np.random.Generator) -> np.ndarray:
-    """A dead-leaves image: occluding discs with power-law radii, then camera blur, noise and JPEG."""
-    from scipy.ndimage import gaussian_filter
-
-    img = np.empty((size, size, 3), np.float32)
-    img[:] = rng.uniform(0, 255, 3)
-    rmin, rmax = 2.0, size / 4
-    # p(r) ~ r^-3 between rmin and rmax (inverse-CDF sampling), scale-invariant like natural images
-    n = int(size * size / 60)
-    u = rng.uniform(size=n)
-    radii = (rmin ** -2 - u * (rmin ** -2 - rmax ** -2)) ** -0.5
-    centres = rng.uniform(-rmax / 2, size + rmax / 2, (n, 2))
-    palette = rng.uniform(0, 255, (n, 3)) * rng.uniform(0.6, 1.0) + rng.uniform(-20, 20, 3)
-    for (cx, cy), r, colour in zip(centres, radii, palette):
-        x0, x1 = max(int(cx - r), 0), min(int(cx + r) + 1, size)
-        y0, y1 = max(int(cy - r), 0), min(int(cy + r) + 1, size)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        yy, xx = np.ogrid[y0:y1, x0:x1]
-        mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
-        img[y0:y1, x0:x1][mask] = colour
-    sigma = rng.uniform(0.5, 1.2)
-    for c in range(3):
-        img[:, :, c] = gaussian_filter(img[:, :, c], sigma)
-    img += rng.normal(0, rng.uniform(1.0, 4.0), img.shape)
-    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    buf = io.BytesIO()
-    out.save(buf, format="JPEG", quality=int(rng.integers(75, 96)))
-    return np.asarray(Image.open(buf).convert("RGB"))
-
-
-class CropSampler:
-    """Random crops of a pool of images: random scale (antialiased), position and flip; flat crops rejected."""
-
-    def __init__(self, images: list[np.ndarray], size: int, rng: np.random.Generator,
-                 scale: tuple[float, float] = (0.35, 1.0)) -> None:
-        self.images = [Image.fromarray(a) for a in images]
-        self.size = size
-        self.rng = rng
-        self.scale = scale
-        # sample photos in proportion to the square root of their area
-        w = np.array([math.sqrt(i.size[0] * i.size[1]) for i in self.images])
-        self.p = w / w.sum()
-
-    def window(self, img: Image.Image, scale: float) -> tuple[float, float, float]:
-        side = min(self.size / scale, min(img.size) - 1)
-        return side, self.rng.uniform(0, img.size[0] - side), self.rng.uniform(0, img.size[1] - side)
-
-    def sample(self) -> np.ndarray:
-        for _ in range(20):
-            img = self.images[self.rng.choice(len(self.images), p=self.p)]
-            scale = math.exp(self.rng.uniform(math.log(self.scale[0]), math.log(self.scale[1])))
-            side, x, y = self.window(img, scale)
-            crop = img.resize((self.size, self.size), Image.Resampling.LANCZOS, box=(x, y, x + side, y + side))
-            arr = np.asarray(crop)
-            if self.rng.random() < 0.5:
-                arr = arr[:, ::-1]
-            if arr.std() >= 8.0:
-                return np.ascontiguousarray(arr)
-        return np.ascontiguousarray(arr)
-
-
-# ----------------------------------------------------------- generator families
-def _randn(g: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=g)
-
-
-def _zero_mean(w: torch.Tensor) -> torch.Tensor:
-    """Remove each kernel's mean (over its spatial taps), scaled to unit RMS per tap."""
-    w = w - w.mean(dim=(-2, -1), keepdim=True)
-    return w / w.pow(2).mean().sqrt().clamp_min(1e-8) / w.shape[-1]
-
-
-def _bilinear_kernel_4x4() -> torch.Tensor:
-    k = torch.tensor([0.25, 0.75, 0.75, 0.25])
-    return torch.outer(k, k)
-
-
-class Generator:
-    """A generator family with weights fixed by ``seed``; ``__call__`` maps images in [0,1] to fakes."""
-
-    def __init__(self, family: str, seed: int, fingerprint: float = 0.04, texture: float = 0.06,
-                 width: int = 16) -> None:
-        if family not in FAMILIES:
-            raise ConfigError(f"unknown generator family '{family}' (known: {', '.join(FAMILIES)})")
-        self.family = family
-        self.fingerprint = fingerprint
-        self.texture = texture
-        g = torch.Generator().manual_seed(seed)
-        self.stages = {"tconv": 2, "nearest": 2, "bilinear": 1, "pixelshuffle": 1, "diffusion": 1}[family]
-        eye = torch.eye(3)
-        self.up: list[torch.Tensor] = []
-        self.refine: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for _ in range(self.stages):
-            # Perturbations have zero mean over each kernel, so flat regions keep their colour;
-            # what differs between families is how the perturbation varies with the output phase.
-            if family == "tconv":  # [in, out, 4, 4]: a bilinear kernel per channel, perturbed
-                w = eye[:, :, None, None] * _bilinear_kernel_4x4() + fingerprint * _zero_mean(_randn(g, 3, 3, 4, 4))
-            elif family == "pixelshuffle":  # [3*4, 3, 3, 3]: each sub-pixel a perturbed identity
-                delta = torch.zeros(3, 3, 3, 3)
-                delta[torch.arange(3), torch.arange(3), 1, 1] = 1.0
-                w = delta.repeat_interleave(4, dim=0) + fingerprint * _zero_mean(_randn(g, 12, 3, 3, 3))
-            else:  # [3, 3, 3, 3]: identity plus a perturbation
-                w = torch.zeros(3, 3, 3, 3)
-                w[torch.arange(3), torch.arange(3), 1, 1] = 1.0
-                w = w + fingerprint * _zero_mean(_randn(g, 3, 3, 3, 3))
-            self.up.append(w)
-            self.refine.append((_randn(g, width, 3, 3, 3) / math.sqrt(27), _randn(g, 3, width, 3, 3) / math.sqrt(9 * width)))
-
-    def noise_shape(self, n: int, size: int) -> list[tuple[int, ...]]:
-        """Shapes of the noise fields that drive the texture of ``n`` images of side ``size``, one per stage."""
-        if self.family == "diffusion":
-            raise ConfigError("the diffusion family draws its own noise at every step; it takes no noise fields")
-        side = size // 2 ** self.stages
-        return [(n, self.refine[i][0].shape[0], side * 2 ** (i + 1), side * 2 ** (i + 1)) for i in range(self.stages)]
-
-    def _texture(self, h: torch.Tensor, i: int, g: torch.Generator, noise: torch.Tensor | None = None) -> torch.Tensor:
-        w1, w2 = self.refine[i]
-        z = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), w1)
-        z = F.relu(z + 0.5 * (torch.randn(z.shape, generator=g) if noise is None else noise))
-        return self.texture * torch.tanh(F.conv2d(F.pad(z, (1, 1, 1, 1), mode="reflect"), w2))
-
-    def _upsample(self, h: torch.Tensor, i: int) -> torch.Tensor:
-        w = self.up[i]
-        if self.family == "tconv":
-            return F.conv_transpose2d(h, w, stride=2, padding=1)
-        if self.family == "pixelshuffle":
-            return F.pixel_shuffle(F.conv2d(F.pad(h, (1, 1, 1, 1), mode="replicate"), w), 2)
-        h = F.interpolate(h, scale_factor=2, mode="nearest" if self.family == "nearest" else "bilinear",
-                          align_corners=None if self.family == "nearest" else False)
-        return F.conv2d(F.pad(h, (1, 1, 1, 1), mode="replicate"), w)
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor, g: torch.Generator, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """``x``: ``[N, 3, S, S]`` in [0, 1] (S divisible by 4) -> fakes of the same shape.
-
-        The texture is driven by standard normal noise drawn from ``g``, or by the given
-        ``noise`` fields (shaped as :meth:`noise_shape` says; not for ``diffusion``).
-        """
-        if self.family == "diffusion":
-            if noise is not None:
-                self.noise_shape(len(x), x.shape[-1])  # raises
-            return self._diffusion(x, g)
-        h = F.avg_pool2d(x, 2 ** self.stages)
-        for i in range(self.stages):
-            h = self._upsample(h, i)
-            h = h + self._texture(h, i, g, None if noise is None else noise[i])
-        return h.clamp(0, 1)
-
-    def _diffusion(self, x: torch.Tensor, g: torch.Generator, steps: int = 8, start: float = 0.8) -> torch.Tensor:
-        # DDIM (eta = 0) from alpha_bar = start (SDEdit strength) to 1, with a fixed "denoiser":
-        # x0_hat = blur(z) + texture(z); eps_hat follows from z and x0_hat.
-        ab = torch.linspace(start, 0.999, steps)
-        k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
-        k = (torch.outer(k, k) / 256.0).expand(3, 1, 5, 5)
-        z = ab[0].sqrt() * (2 * x - 1) + (1 - ab[0]).sqrt() * torch.randn(x.shape, generator=g)
-        x0 = z
-        for t in range(steps):
-            x0 = F.conv2d(F.pad(z, (2, 2, 2, 2), mode="reflect"), k, groups=3)
-            x0 = x0 + self._texture(x0, 0, g)
-            if t == steps - 1:
-                break
-            eps = (z - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt()
-            z = ab[t + 1].sqrt() * x0 + (1 - ab[t + 1]).sqrt() * eps
-        return ((x0 + 1) / 2).clamp(0, 1)
 
 
 # -------------------------------------------------------------------- writer
@@ -474,10 +268,8 @@ def generate(cfg: SynthConfig, log: Callable[[str], None] = print, overwrite: bo
             _write_videos(tmp / "videos", split, n, pools[split]["photo"], cfg, rows, cfg.seed)
             counts[f"videos/{split}"] = 2 * n
     if rows:
-        with open(tmp / "videos" / "manifest.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        atomic_write_text(tmp / "videos" / "manifest.csv", csv_text(list(rows[0]), rows))
+        write_meta(tmp / "videos" / "manifest.csv", None)  # whole frames: no face stage
         log(f"  videos: {sum(cfg.videos_per_class.values()) * 2} clips of {cfg.frames} frames")
 
     meta = {

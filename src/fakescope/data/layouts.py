@@ -1,0 +1,81 @@
+"""Folder layouts that say a sample's label by where it lies: the one rule for label folders.
+
+ForenSynths / UniversalFakeDetect (and ``fakescope synth``)::
+
+    root/[any/sub/folders/]0_real/*.png      label 0
+    root/[any/sub/folders/]1_fake/*.png      label 1
+    root/.../0_real/<video>/<frame>.png      frames of one video (video id = its folder)
+
+``fakescope prepare folder`` also takes ``real``/``fake`` folders (:data:`LABEL_ALIASES`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+from fakescope.data.manifest import Sample
+from fakescope.errors import DataError
+from fakescope.media.image import IMAGE_EXTENSIONS, is_image_file
+
+LABEL_FOLDERS = {"0_real": 0, "1_fake": 1}
+LABEL_ALIASES = {**LABEL_FOLDERS, "real": 0, "fake": 1}
+
+_DIGITS = re.compile(r"(\d+)(?!.*\d)")
+
+
+def frame_number(name: str) -> int | None:
+    """The last number in a file name's stem (``frame_012.png`` -> 12), or ``None``."""
+    m = _DIGITS.search(Path(name).stem)
+    return int(m.group(1)) if m else None
+
+
+def label_folders(root: str | Path, names: dict[str, int] = LABEL_FOLDERS,
+                  include_root: bool = False) -> Iterator[tuple[Path, int]]:
+    """Every label folder under ``root`` (names compared in lower case), not looking inside label folders;
+    ``include_root``: ``root`` itself counts when it is one."""
+    root = Path(root)
+    if include_root and root.name.lower() in names:
+        yield root, names[root.name.lower()]
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for d in list(dirnames):
+            if d.lower() in names:
+                yield Path(dirpath) / d, names[d.lower()]
+                dirnames.remove(d)  # do not look for label folders inside label folders
+
+
+def scan_folder(root: str | Path) -> list[Sample]:
+    """Every image under the ``0_real``/``1_fake`` folders of ``root``, in sorted order."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: data path not found")
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a folder in ForenSynths layout (or a manifest .csv)")
+    label_dirs = list(label_folders(root, include_root=True))
+    if not label_dirs:
+        raise DataError(
+            f"{root}: no 0_real/ or 1_fake/ folder found; expected ForenSynths layout "
+            "(root/[subfolders/]0_real/*.png and root/[subfolders/]1_fake/*.png) or a manifest .csv"
+        )
+    samples: list[Sample] = []
+    for label_dir, label in label_dirs:
+        method = str(label_dir.parent.relative_to(root)) if label_dir != root else ""
+        method = "" if method == "." else method
+        found = 0
+        for dirpath, dirnames, filenames in os.walk(label_dir, followlinks=True):
+            dirnames.sort()
+            here = Path(dirpath)
+            in_video = here != label_dir
+            video_id = str(here.relative_to(root)) if in_video else None
+            for name in sorted(filenames):
+                if not is_image_file(name):
+                    continue
+                found += 1
+                samples.append(Sample(str(here / name), label, video_id,
+                                      frame_number(name) if in_video else None, method))
+        if found == 0:
+            raise DataError(f"{label_dir}: label folder has no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return samples

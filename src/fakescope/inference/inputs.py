@@ -1,0 +1,119 @@
+"""What ``fakescope detect`` and :class:`fakescope.Detector` take in: paths, folders and globs expanded to files,
+and each input decoded into an image or a video (by its content, not its name)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fakescope.errors import DataError
+from fakescope.media.image import IMAGE_EXTENSIONS, array_to_pil, open_image, to_rgb
+from fakescope.media.video import VIDEO_EXTENSIONS, is_video_file
+
+MEDIA_EXTENSIONS = tuple(IMAGE_EXTENSIONS) + tuple(VIDEO_EXTENSIONS)
+
+
+@dataclass
+class Missing:
+    """An input that could not be expanded (a missing file, a pattern that matches nothing)."""
+
+    error: str
+
+
+def _media_files(folder: str) -> list[str]:
+    return sorted(str(Path(root) / f) for root, _, files in os.walk(folder) for f in files
+                  if f.lower().endswith(MEDIA_EXTENSIONS) and not f.startswith("."))
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str | None]]:
+    """Files, folders (searched recursively for images and videos) and glob patterns -> ``(path, error)``.
+
+    A path that does not exist, or a pattern that matches nothing, comes back with an error so that it is
+    reported in the output like any other failure. Order: as given; inside a folder or pattern, sorted.
+    """
+    out: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
+
+    def add(p: str, err: str | None = None) -> None:
+        if err is None:
+            if p in seen:
+                return
+            seen.add(p)
+        out.append((p, err))
+
+    for raw in paths:
+        p = os.path.expanduser(str(raw))
+        if os.path.isdir(p):
+            found = _media_files(p)
+            if not found:
+                add(p, "folder holds no image or video file")
+            for f in found:
+                add(f)
+        elif os.path.exists(p):
+            add(p)
+        elif glob.has_magic(p):
+            matches = sorted(glob.glob(p, recursive=True))
+            files = [m for m in matches if os.path.isfile(m)]
+            for d in (m for m in matches if os.path.isdir(m)):
+                files += _media_files(d)
+            if not files:
+                add(p, "pattern matches no file")
+            for f in files:
+                add(f)
+        else:
+            add(p, "file not found")
+    return out
+
+
+def decode_input(x: Any, path: str) -> tuple[str, Any]:
+    """-> ``("image", PIL image)``, ``("video", path or list of frames)``, or ``("unknown", path)`` for a file that
+    is no image (the video reader then says whether it is a video)."""
+    if isinstance(x, Missing):
+        raise DataError(f"{path}: {x.error}")
+    if isinstance(x, Image.Image):
+        return "image", to_rgb(x)
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        if x.ndim == 4:
+            return "video", [np.asarray(array_to_pil(f)) for f in x]
+        return "image", array_to_pil(x)
+    if isinstance(x, (list, tuple)):
+        if not x:
+            raise DataError("an empty list of frames")
+        return "video", [np.asarray(to_rgb(f) if isinstance(f, Image.Image) else array_to_pil(f)) for f in x]
+    if isinstance(x, (str, os.PathLike)):
+        p = str(x)
+        if not os.path.exists(p):
+            raise DataError(f"{p}: file not found")
+        if os.path.isdir(p):
+            raise DataError(f"{p}: is a folder (predict_many expands folders)")
+        if os.path.getsize(p) == 0:
+            raise DataError(f"{p}: empty file (0 bytes)")
+        if is_video_file(p):
+            return "video", p
+        img = open_image(p)
+        if img is not None:
+            return "image", img
+        return "unknown", p
+    raise DataError(f"cannot score an object of type {type(x).__name__}; give a path, a PIL image or an array")
+
+
+def describe(x: Any) -> str:
+    """A name for an input in records and messages."""
+    if isinstance(x, (str, os.PathLike)):
+        return str(x)
+    if isinstance(x, Image.Image):
+        return getattr(x, "filename", "") or "<PIL image>"
+    if isinstance(x, np.ndarray):
+        return f"<array {'x'.join(map(str, x.shape))}>"
+    if isinstance(x, (list, tuple)):
+        return f"<{len(x)} frames>"
+    return f"<{type(x).__name__}>"

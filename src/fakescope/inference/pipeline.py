@@ -1,0 +1,416 @@
+"""Run a trained detector on your own images and videos.
+
+>>> import fakescope
+>>> det = fakescope.Detector.from_pretrained("runs/quickstart/model")
+>>> det.predict("photo.jpg")                       # also a PIL image, a numpy array or a video path
+{'path': 'photo.jpg', 'kind': 'image', 'score': 0.93, 'label': 'fake', ...}
+>>> for record in det.predict_many(["folder/", "clips/*.mp4"]):
+...     print(record["path"], record["score"])
+
+The pipeline follows the checkpoint's own preprocessing (``model.config.preprocess``):
+
+* **The face stage** (``preprocess.face``): where the checkpoint has one (face-forgery detectors trained on
+  ``fakescope prepare`` crops), faces are found, chosen and cut out by the same face pipeline and settings that
+  made the training crops (:class:`~fakescope.faces.FacePipeline`): the crops scored are those ``prepare`` writes
+  for the same frames. An image or video without a face gets a record with an error. Detectors of whole images
+  (AI-generated image detectors) have none.
+* **The pixel stage**: the model's evaluation preprocessing, exactly as in ``fakescope eval`` (the centre crop at
+  native resolution for ``policy: crop``, a resize for ``policy: resize``, ...).
+* **Videos** with an image detector: ``num_frames`` frames spread evenly over the video (32 by default, the
+  DeepfakeBench convention and ``fakescope prepare``'s) are scored one by one; the video's score is the mean of
+  the frame scores.
+* **Clip detectors** (SDR): windows of ``clip_len`` consecutive frames (at most ``max_clips``, spread over
+  the video; a shorter video is padded with its last frame); the video's score is the mean of the clip scores.
+
+Every input gives one record (:data:`~fakescope.inference.records.RECORD_FIELDS`): ``score`` is P(fake),
+``label`` is ``fake`` when ``score >= threshold``. A file that cannot be read or scored gets ``error`` (naming the
+problem) and no score; the other files go on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fakescope.data.transforms import Preprocessor
+from fakescope.errors import CheckpointError, ConfigError, DataError
+from fakescope.faces import FacePipeline
+from fakescope.inference.backends import load_model
+from fakescope.inference.inputs import Missing, decode_input, describe, expand_inputs
+from fakescope.inference.records import RECORD_FIELDS
+from fakescope.media.video import FrameStream, VideoReadError, even_indices, probe
+from fakescope.preprocess import FaceCropConfig
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """The options of :class:`Detector` (and of ``fakescope detect`` and ``serve``), with their defaults.
+
+    ``threshold``: ``label`` is ``fake`` when ``score >= threshold``. ``batch_size``: model inputs per forward
+    pass (images, frames or clips). ``faces``: ``auto`` follows the checkpoint's face stage; ``on`` forces one
+    (the checkpoint's, else ``prepare``'s default), ``off`` scores whole images. ``num_frames``: frames sampled
+    from a video for image detectors. ``max_clips``: clips scored per video for clip detectors.
+    ``face_detector_weights``: the face detector's weights file or folder, where they are not installed.
+    """
+
+    threshold: float = 0.5
+    batch_size: int = 32
+    faces: str = "auto"
+    num_frames: int = 32
+    max_clips: int = 4
+    face_detector_weights: str | None = None
+
+    def check(self) -> None:
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ConfigError(f"threshold must lie in [0, 1], got {self.threshold}")
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if int(self.num_frames) < 1 or int(self.max_clips) < 1:
+            raise ConfigError("num_frames and max_clips must be at least 1")
+        if self.faces not in ("auto", "on", "off"):
+            raise ConfigError(f"faces='{self.faces}': choose auto, on or off")
+
+
+@dataclass
+class _Job:
+    """One input on its way through the pipeline: its record, model inputs and how scores map back."""
+
+    record: dict[str, Any]
+    started: float
+    inputs: torch.Tensor | None = None  # [N, 3, S, S] or [N, T, 3, S, S] uint8
+    frame_of_input: list[list[int]] = field(default_factory=list)  # input n -> positions in the frame list
+    n_frames: int = 0
+    details: dict[str, Any] | None = None
+
+
+class Detector:
+    """A trained detector with the pipeline its checkpoint calls for. Build it with :meth:`from_pretrained`.
+
+    Options: those of :class:`InferenceOptions` (keyword arguments), plus ``device`` (``auto``: a GPU when there
+    is one) and ``backend`` (``torch``, or ``onnx`` for image detectors exported with ``fakescope export``).
+    """
+
+    def __init__(self, model, config: dict[str, Any], *, source: str, backend: str = "torch", device: str = "cpu",
+                 version: str | None = None, **options) -> None:
+        opt = InferenceOptions(**options)
+        opt.check()
+        self.options = opt
+        self.model = model
+        self.config = config
+        self.source = source
+        self.backend = backend
+        self.device = device
+        self.threshold = float(opt.threshold)
+        self.batch_size = int(opt.batch_size)
+        self.num_frames = int(opt.num_frames)
+        self.max_clips = int(opt.max_clips)
+        self.preprocess = model.preprocess
+        self.modality = getattr(model, "modality", None) or config.get("model", {}).get("modality", "image")
+        self.name = (config.get("model") or {}).get("name") or "unknown"
+        self.version = version or str(config.get("fakescope_version", "unknown"))
+        self._pre = Preprocessor(self.preprocess, train=False)
+        if self.modality == "clip" and not self.preprocess.clip_len:
+            raise CheckpointError(f"{source}: a clip model without preprocess.clip_len")
+        face = self.preprocess.face
+        if opt.faces == "on" and face is None:
+            face = FaceCropConfig()
+        elif opt.faces == "off":
+            face = None
+        self.face: FaceCropConfig | None = face
+        # a missing face detector is a setup problem: say so now, not once per file
+        self.face_pipeline = None if face is None else FacePipeline(
+            face, weights=opt.face_detector_weights, device=device if backend == "torch" else "cpu")
+
+    @property
+    def faces(self) -> bool:
+        """Whether inputs go through a face stage."""
+        return self.face is not None
+
+    @property
+    def face_detector(self):
+        return None if self.face_pipeline is None else self.face_pipeline.detector
+
+    # -------------------------------------------------------- construction
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, backend: str | None = None, onnx: str | None = None,
+                        device: str | None = "auto", **options) -> "Detector":
+        """Load a checkpoint folder (or training run folder), or an exported ``.onnx`` file.
+
+        ``backend='onnx'`` with a checkpoint folder uses its ``model.onnx`` (or ``onnx=FILE``).
+        Raises :class:`CheckpointError` for a missing or broken checkpoint.
+        """
+        loaded = load_model(Path(path), backend=backend, onnx=onnx, device=device)
+        return cls(loaded.model, loaded.config, source=loaded.source, backend=loaded.backend, device=loaded.device,
+                   version=loaded.version, **options)
+
+    def info(self) -> dict[str, Any]:
+        """What the service's ``/v1/model`` and the web page show."""
+        return {"name": self.name, "model_version": self.version, "fakescope_version": self.config.get(
+                    "fakescope_version"), "modality": self.modality, "input_size": self.preprocess.input_size,
+                "policy": self.preprocess.policy, "clip_len": self.preprocess.clip_len, "faces": self.faces,
+                "face_stage": None if self.face is None else self.face.model_dump(mode="json"),
+                "threshold": self.threshold, "backend": self.backend, "device": self.device,
+                "labels": self.config.get("labels", {"0": "real", "1": "fake"})}
+
+    # ------------------------------------------------------------- public
+    def predict(self, x, *, name: str | None = None, details: bool = False) -> dict[str, Any]:
+        """Score one input: a file path (image or video), a PIL image, a numpy array, or a list of frames.
+
+        A 4-D array ``[T, H, W, 3]`` or a list of frames is scored as a video. Returns the record; with
+        ``details=True`` it also holds ``details``: the input image (first frame for videos) and the face crops
+        used, as arrays.
+        """
+        return next(self._run([(x, name)], details=details))
+
+    def predict_many(self, inputs: Iterable, *, details: bool = False, progress=None) -> Iterator[dict[str, Any]]:
+        """Records for many inputs, in order, batching model calls across them.
+
+        ``inputs``: paths, folders and glob patterns are expanded (:func:`expand_inputs`); PIL images and
+        arrays are taken as they are. ``progress``: a callable invoked with each finished record.
+        """
+        items: list[tuple[Any, str | None]] = []
+        for x in inputs:
+            if isinstance(x, (str, os.PathLike)):
+                items += [(p if err is None else Missing(err), p) for p, err in expand_inputs([x])]
+            else:
+                items.append((x, None))
+        for rec in self._run(items, details=details):
+            if progress is not None:
+                progress(rec)
+            yield rec
+
+    # ----------------------------------------------------------- pipeline
+    def _run(self, items: Iterable[tuple[Any, str | None]], details: bool) -> Iterator[dict[str, Any]]:
+        pending: list[_Job] = []
+        count = 0
+        for x, name in items:
+            job = self._prepare(x, name, details)
+            pending.append(job)
+            count += 0 if job.inputs is None else len(job.inputs)
+            if count >= self.batch_size:
+                yield from self._finish(pending)
+                pending, count = [], 0
+        yield from self._finish(pending)
+
+    def _new_record(self, path: str) -> dict[str, Any]:
+        rec = dict.fromkeys(RECORD_FIELDS)
+        rec.update(path=path, threshold=self.threshold, model=self.name, model_version=self.version,
+                   backend=self.backend)
+        return rec
+
+    def _prepare(self, x, name: str | None, details: bool) -> _Job:
+        path = name or describe(x)
+        job = _Job(self._new_record(path), time.perf_counter())
+        try:
+            kind, payload = decode_input(x, path)
+            if details:
+                job.details = {"input": None, "faces": []}
+            if kind == "image":
+                self._prepare_image(job, payload, path)
+            else:
+                self._prepare_video(job, payload, path, known=kind == "video")
+            job.record["kind"] = "image" if kind == "image" else "video"
+        except Exception as exc:  # one bad input never stops the others
+            job.record["error"] = _message(exc, path)
+            job.inputs = None
+        return job
+
+    def _keep_face(self, job: _Job, crop: np.ndarray, limit: int = 16) -> None:
+        if job.details is not None and len(job.details["faces"]) < limit:
+            job.details["faces"].append(crop)
+
+    def _prepare_image(self, job: _Job, img: Image.Image, path: str) -> None:
+        if self.modality == "clip":
+            raise DataError(f"{path}: this detector ({self.name}) scores videos, in clips of "
+                            f"{self.preprocess.clip_len} frames; give it a video, not an image")
+        if job.details is not None:
+            job.details["input"] = np.asarray(img)
+        if self.face_pipeline is not None:
+            result = self.face_pipeline.run([(0, np.asarray(img))])
+            job.record["faces_found"] = result.found
+            if not result.frames_with_face:
+                raise DataError(f"{path}: no face found (this detector scores face crops)")
+            crop = result.faces[0][0].crop  # the main face (track 0)
+            self._keep_face(job, crop)
+            img = Image.fromarray(crop)
+        job.inputs = self._pre(img).unsqueeze(0)
+        job.frame_of_input = [[]]
+
+    def _prepare_video(self, job: _Job, video, path: str, known: bool = True) -> None:
+        try:
+            if self.modality == "clip":
+                self._prepare_clips(job, video, path)
+            else:
+                self._prepare_frames(job, video, path)
+        except VideoReadError as exc:
+            if not known and exc.reason in ("cannot-open", "no-video-stream"):
+                raise DataError(f"{path}: neither an image nor a video that can be decoded") from None
+            raise
+
+    def _frames(self, job: _Job, video, num_frames: int, **sampling) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, frame)`` of the sampled frames, read one at a time; sets the record's frame fields."""
+        if isinstance(video, list):
+            indices = even_indices(np.arange(len(video), dtype=float), num_frames) if not sampling else \
+                list(range(sampling["start"], min(sampling["start"] + num_frames, len(video))))
+            job.record.update(frame_indices=list(indices), frame_times=None)
+            for i in indices:
+                yield i, video[i]
+            return
+        mode = "stride" if sampling else "even"
+        with FrameStream(video, num_frames=num_frames, mode=mode, stride=1, start=sampling.get("start", 0)) as fs:
+            job.record.update(frame_indices=list(fs.indices), frame_times=[round(t, 4) for t in fs.times])
+            for i, _, frame in fs:
+                yield i, frame
+
+    def _prepare_frames(self, job: _Job, video, path: str) -> None:
+        tensors, owners, position = [], [], {}
+        if self.face_pipeline is None:
+            for n, (i, frame) in enumerate(self._frames(job, video, self.num_frames)):
+                if job.details is not None and n == 0:
+                    job.details["input"] = frame
+                tensors.append(self._pre(Image.fromarray(frame)))
+                owners.append([n])
+            job.n_frames = len(tensors)
+        else:  # frames go through the face pipeline one by one; only the crops are kept
+            faces = self.face_pipeline.video()
+            for n, (i, frame) in enumerate(self._frames(job, video, self.num_frames)):
+                if job.details is not None and n == 0:
+                    job.details["input"] = frame
+                position[i] = n
+                faces.add(i, frame)
+            result = faces.finish()
+            job.n_frames = len(result.indices)
+            job.record["faces_found"] = result.found
+            for frame_faces in result.faces:  # the video's main face in every frame, as prepare crops it
+                if frame_faces:
+                    main = frame_faces[0]
+                    self._keep_face(job, main.crop)
+                    tensors.append(self._pre(Image.fromarray(main.crop)))
+                    owners.append([position[main.index]])
+            if not tensors:
+                raise DataError(f"{path}: no face found in any of the {job.n_frames} sampled frames "
+                                "(this detector scores face crops)")
+        job.inputs = torch.stack(tensors)
+        job.frame_of_input = owners
+
+    def _prepare_clips(self, job: _Job, video, path: str) -> None:
+        t = int(self.preprocess.clip_len)
+        total = len(video) if isinstance(video, list) else probe(video).num_frames
+        indices: list[int] = []
+        times: list[float] = []
+        tensors, owners, faces_found = [], [], 0
+        for start in _windows(total, t, self.max_clips):
+            clip_job = _Job(self._new_record(path), 0.0)
+            frames = list(self._frames(clip_job, video, t, start=start))
+            span = list(range(len(indices), len(indices) + len(frames)))
+            indices += clip_job.record["frame_indices"]
+            times += clip_job.record["frame_times"] or []
+            if job.details is not None and job.details["input"] is None:
+                job.details["input"] = frames[0][1]
+            pixels = [f for _, f in frames]
+            if self.face_pipeline is not None:
+                result = self.face_pipeline.run(frames)
+                faces_found += result.found
+                chosen = _fill_gaps([f[0].face if f else None for f in result.faces])
+                if chosen is None:
+                    continue  # no face anywhere in this clip
+                pixels = [self.face_pipeline.crop(frame, face) for frame, face in zip(pixels, chosen)]
+                for crop in pixels:
+                    self._keep_face(job, crop)
+            pil = [Image.fromarray(f) for f in pixels]
+            pil += [pil[-1]] * (t - len(pil))  # a video shorter than a clip: repeat its last frame
+            tensors.append(self._pre.clip(pil))
+            owners.append(span)
+        job.n_frames = len(indices)
+        job.record.update(frame_indices=indices, frame_times=times or None)
+        if self.face_pipeline is not None:
+            job.record["faces_found"] = faces_found
+        if not tensors:
+            raise DataError(f"{path}: no face found in the {len(indices)} frames read (this detector scores "
+                            "face crops)")
+        job.inputs = torch.stack(tensors)
+        job.frame_of_input = owners
+
+    @torch.inference_mode()
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "torch":
+            return self.model.predict_proba(x.to(self.device)).float().cpu()
+        return self.model.predict_proba(x).float().cpu()
+
+    def _finish(self, jobs: list[_Job]) -> Iterator[dict[str, Any]]:
+        live = [j for j in jobs if j.inputs is not None and j.record["error"] is None]
+        scores: list[torch.Tensor] = []
+        failure = None
+        if live:
+            x = torch.cat([j.inputs for j in live])
+            try:
+                for start in range(0, len(x), self.batch_size):
+                    scores.append(self._score(x[start:start + self.batch_size]))
+            except Exception as exc:  # e.g. out of memory: these inputs fail, the next batch may not
+                failure = f"the model failed on this batch ({type(exc).__name__}: {exc})"
+        flat = torch.cat(scores).tolist() if scores and failure is None else []
+        offset = 0
+        for job in jobs:
+            rec = job.record
+            if job in live:
+                n = len(job.inputs)
+                if failure is not None:
+                    rec["error"] = f"{rec['path']}: {failure}"
+                else:
+                    self._fill_scores(job, flat[offset:offset + n])
+                offset += n
+            rec["seconds"] = round(time.perf_counter() - job.started, 4)
+            if job.details is not None:
+                rec["details"] = job.details
+            job.inputs = None
+            yield rec
+
+    def _fill_scores(self, job: _Job, scores: list[float]) -> None:
+        rec = job.record
+        if rec["kind"] == "image":
+            score = scores[0]
+        else:
+            per_frame: list[float | None] = [None] * job.n_frames
+            for s, span in zip(scores, job.frame_of_input):
+                for i in span:
+                    per_frame[i] = round(s, 6)
+            if self.modality == "clip":
+                rec["clip_scores"] = [round(s, 6) for s in scores]
+            rec["frame_scores"] = per_frame
+            score = float(np.mean(scores))
+        if not math.isfinite(score):
+            rec["error"] = f"{rec['path']}: the model returned a non-finite score"
+            return
+        rec["score"] = round(float(score), 6)
+        rec["label"] = "fake" if score >= self.threshold else "real"
+
+
+def _message(exc: Exception, path: str) -> str:
+    msg = str(exc) or type(exc).__name__
+    if not isinstance(exc, DataError):
+        msg = f"{type(exc).__name__}: {msg}"
+    return msg if path in msg else f"{path}: {msg}"
+
+
+def _windows(total: int, length: int, max_clips: int) -> list[int]:
+    """Start frames of at most ``max_clips`` non-overlapping windows of ``length`` spread over ``total`` frames."""
+    if total <= length:
+        return [0]
+    n = min(max_clips, total // length)
+    return sorted(set(np.linspace(0, total - length, n).round().astype(int).tolist()))
+
+
+def _fill_gaps(faces: list) -> list | None:
+    """Frames without a face take the face of the nearest frame that has one; ``None`` if no frame has one."""
+    have = [i for i, f in enumerate(faces) if f is not None]
+    if not have:
+        return None
+    return [f if f is not None else faces[min(have, key=lambda j: abs(j - i))] for i, f in enumerate(faces)]

@@ -1,0 +1,22 @@
+"""The record ``fakescope detect`` writes for every input, as JSON lines or CSV."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+RECORD_FIELDS = ("path", "kind", "score", "label", "threshold", "faces_found", "frame_scores", "frame_indices",
+                 "frame_times", "clip_scores", "model", "model_version", "backend", "error", "seconds")
+
+
+def csv_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record as a CSV row: lists become JSON text, missing values empty cells."""
+    row = {}
+    for k in RECORD_FIELDS:
+        v = rec.get(k)
+        row[k] = "" if v is None else json.dumps(v) if isinstance(v, (list, dict)) else v
+    return row
+
+
+def json_record(rec: dict[str, Any]) -> str:
+    return json.dumps({k: rec.get(k) for k in RECORD_FIELDS})
