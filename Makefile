@@ -3,7 +3,8 @@
 #   make install                 CPU install into .venv (torch 2.13.0 CPU wheel, then fakescope[dev])
 #   make install TORCH_INDEX=https://download.pytorch.org/whl/cu128    GPU install (CUDA wheel of the same torch)
 #   make quickstart              install, then synthetic benchmark -> train -> cross-generator report
-#   make test                    install, then the test suite (slow tests excluded); the web page test runs
+#   make test                    install, then the layer contract (lint-imports) and the test suite (slow tests
+#                                deselected); the web page test runs
 #                                in headless Chromium when Debian's chromium and chromium-driver are installed
 #                                (.ci/run installs them), and skips with the reason otherwise
 #   make test-slow               the slow tests too
@@ -39,9 +40,11 @@ quickstart: install
 	$(VENV)/bin/fakescope quickstart
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-slow: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 clean:

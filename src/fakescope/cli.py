@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import logging
 import sys
@@ -24,7 +25,9 @@ def _echo(msg: str) -> None:
 
 
 def _default(cls, name: str) -> Any:
-    """The default of option ``name`` as the option class declares it (a dataclass or a typed config)."""
+    """The default of option ``name`` as its owner declares it: a dataclass, a typed config or a function."""
+    if callable(cls) and not isinstance(cls, type):
+        return inspect.signature(cls).parameters[name].default
     if dataclasses.is_dataclass(cls):
         f = {f.name: f for f in dataclasses.fields(cls)}[name]
         return f.default_factory() if f.default is dataclasses.MISSING else f.default
@@ -245,6 +248,7 @@ def _datasets_epilog() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; choices come from the registries and defaults from the option classes."""
+    from fakescope.eval.evaluate import evaluate
     from fakescope.eval.tables import list_tables
     from fakescope.faces import list_detectors
     from fakescope.inference import InferenceOptions
@@ -253,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fakescope.prepare.synth import FAMILIES, VIDEO_REALS, SynthConfig
     from fakescope.preprocess import FaceCropConfig
     from fakescope.serve.app import ServeSettings
+    from fakescope.workflows import run_quickstart
 
     P, F, I, S, Y = PrepareOptions, FaceCropConfig, InferenceOptions, ServeSettings, SynthConfig
 
@@ -285,10 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ForenSynths-style folders or manifest CSVs")
     s.add_argument("--out", help="report folder (default: CHECKPOINT/eval)")
     s.add_argument("--robustness", action="store_true", help="also sweep JPEG, blur, downscaling and noise")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--num-workers", type=int, default=2)
+    s.add_argument("--batch-size", type=int, **d(evaluate, "batch_size"))
+    s.add_argument("--num-workers", type=int, **d(evaluate, "num_workers"))
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    s.add_argument("--threshold", type=float, **d(I, "threshold"))
+    s.add_argument("--threshold", type=float, **d(evaluate, "threshold"))
     s.add_argument("--table", nargs="+", metavar="NAME", choices=list_tables(),
                    help=f"also lay the results out as a paper's table beside its printed numbers: "
                         f"{', '.join(list_tables())}")
@@ -328,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames per video (stride mode: at most; 0 = all)")
     g.add_argument("--sampling", choices=["even", "stride"], **d(P, "sampling"),
                    help="even: spread over the duration; stride: every --stride-th frame from --start")
-    g.add_argument("--stride", type=int, **d(P, "stride"))
-    g.add_argument("--start", type=int, **d(P, "start"))
+    g.add_argument("--stride", type=int, **d(P, "stride"), help="stride sampling: every n-th frame")
+    g.add_argument("--start", type=int, **d(P, "start"), help="stride sampling: the first frame")
     g = s.add_argument_group("faces (the face stage, stored with every model trained on the output)")
     g.add_argument("--detector", **d(F, "detector"),
                    help=f"{', '.join(list_detectors())}, or package.module:Class for your own backend")
@@ -445,11 +450,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("quickstart", help="synthetic benchmark -> train -> cross-generator evaluation")
     s.add_argument("--data", **d(Y, "out"), help="where the benchmark is (or will be) generated")
-    s.add_argument("--output-dir", default="runs")
-    s.add_argument("--config", default="quickstart")
+    s.add_argument("--output-dir", **d(run_quickstart, "output_dir"))
+    s.add_argument("--config", **d(run_quickstart, "config"))
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=cmd_quickstart)
+    for command in sub.choices.values():  # every option's help ends with its default
+        command.formatter_class = _HelpFormatter
     return p
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written; each option's default (where it has one) after its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def main(argv: list[str] | None = None) -> int:

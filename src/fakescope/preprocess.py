@@ -16,6 +16,9 @@ from pydantic import Field, field_validator, model_validator
 
 from fakescope.schema import Strict
 
+# frames sampled evenly from a video, by prepare (training crops) and by detect (scoring): DeepfakeBench's number
+VIDEO_FRAMES = 32
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -1,1 +1,1 @@
-"""Data: image reading, preprocessing, datasets and the built-in synthetic benchmark."""
+"""Data: manifests (schema, read, write, face stage), folder layouts, datasets, transforms and loaders."""

@@ -47,7 +47,7 @@ from fakescope.inference.backends import load_model
 from fakescope.inference.inputs import Missing, decode_input, describe, expand_inputs
 from fakescope.inference.records import RECORD_FIELDS
 from fakescope.media.video import FrameStream, VideoReadError, even_indices, probe
-from fakescope.preprocess import FaceCropConfig
+from fakescope.preprocess import VIDEO_FRAMES, FaceCropConfig
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class InferenceOptions:
     threshold: float = 0.5
     batch_size: int = 32
     faces: str = "auto"
-    num_frames: int = 32
+    num_frames: int = VIDEO_FRAMES  # as prepare samples them, so detect scores the frames it cropped
     max_clips: int = 4
     face_detector_weights: str | None = None
 

@@ -10,8 +10,12 @@ A detector is an ``nn.Module`` that
   evaluation and inference all build their transforms from it;
 * maps normalised float input to one logit per sample (``forward``),
   where ``sigmoid(logit)`` is the probability that the input is fake
-  (label 1; 0 is real);
-* computes its training loss with :meth:`Detector.compute_loss`, which returns
+  (label 1; 0 is real). ``forward`` is ``forward_head(forward_features(x))``:
+  a detector implements :meth:`~DetectorModel.forward_features` (input -> one
+  feature tensor per sample, the pooled or fused feature its classifier reads,
+  e.g. ``[B, D]``) and :meth:`~DetectorModel.forward_head` (that feature -> the
+  logit ``[B]``), and does not override ``forward``;
+* computes its training loss with :meth:`DetectorModel.compute_loss`, which returns
   the total and every named term.
 """
 
@@ -41,7 +45,7 @@ class DetectorConfig(Strict):
 
 @dataclass
 class LossOutput:
-    """What :meth:`Detector.compute_loss` returns."""
+    """What :meth:`DetectorModel.compute_loss` returns."""
 
     total: Tensor
     terms: dict[str, Tensor] = field(default_factory=dict)
@@ -83,9 +87,17 @@ class DetectorModel(nn.Module):
         return (x - self._mean) / self._std
 
     # -- interface ----------------------------------------------------------
-    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Normalised input -> one feature tensor per sample (batch first), the input of :meth:`forward_head`."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward_features")
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Output of :meth:`forward_features` -> one logit per sample, shape ``[B]``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward_head")
+
+    def forward(self, x: Tensor) -> Tensor:
         """Normalised input -> one logit per sample, shape ``[B]`` (sigmoid = P(fake))."""
-        raise NotImplementedError
+        return self.forward_head(self.forward_features(x))
 
     def compute_loss(self, x: Tensor, target: Tensor) -> LossOutput:
         """Training loss on a normalised batch. Default: binary cross-entropy on the logit."""

@@ -59,9 +59,13 @@ class SimpleCNN(DetectorModel):
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(cin, 1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        f = self.features(x).mean(dim=(2, 3))
-        return self.head(f).squeeze(1)
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Globally average-pooled last-stage map, ``[B, widths[-1]]``."""
+        return self.features(x).mean(dim=(2, 3))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Dropout, then the linear layer."""
+        return self.head(features).squeeze(1)
 
 
 register_variant("simple_cnn_tiny", "simple_cnn", description="simple_cnn for tests",
@@ -126,9 +130,13 @@ class NPR(DetectorModel):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Globally average-pooled last-stage map of the residual, ``[B, widths[-1] * expansion]``."""
         f = self.stages(self.stem(npr_residual(x) * self.cfg.residual_scale))
-        return self.head(f.mean(dim=(2, 3))).squeeze(1)
+        return f.mean(dim=(2, 3))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.head(features).squeeze(1)
 
 
 register_variant("npr_tiny", "npr", description="npr for tests", stem_width=8, widths=[4, 8], blocks=[1, 1],
@@ -177,13 +185,16 @@ class BackboneClassifier(DetectorModel):
             return out.image_embeds
         return out.pooler_output.flatten(1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The backbone's pooled feature (CLIP: the image embedding), ``[B, feature_dim]``; no gradient if frozen."""
         if self.cfg.freeze_backbone:
             with torch.no_grad():
-                f = self.features(x)
-        else:
-            f = self.features(x)
-        return self.head(self.dropout(f)).squeeze(1)
+                return self.features(x)
+        return self.features(x)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Dropout, then the linear layer."""
+        return self.head(self.dropout(features)).squeeze(1)
 
     def train(self, mode: bool = True) -> "BackboneClassifier":
         super().train(mode)

@@ -364,10 +364,13 @@ class FSSNet(DetectorModel):
             return self.aff(f_rgb, f_freq)                                     # eq. (11): F_final
         return 0.5 * (f_rgb + f_freq)                                          # B9 "w/o AFF"
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``F_final`` pooled over positions (B5: average or max), ``[B, D]`` (D = backbone width)."""
         f = self.features(x)
-        pooled = f.mean(dim=(2, 3)) if self.cfg.pooling == "avg" else f.amax(dim=(2, 3))
-        return self.head(pooled).squeeze(1)
+        return f.mean(dim=(2, 3)) if self.cfg.pooling == "avg" else f.amax(dim=(2, 3))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.head(features).squeeze(1)
 
 
 # A tiny random-init config for tests: DINOv2 of width 32, 2 blocks, patch 14, 28 px input

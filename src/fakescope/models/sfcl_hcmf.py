@@ -354,6 +354,12 @@ class SFCLHCMF(DetectorModel):
     # -- forward ------------------------------------------------------------
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """Every intermediate of the forward pass, by the paper's names (for tests and analysis)."""
+        out = self._intermediates(x)
+        out["logits"] = self.head(out["F_fused"])
+        return out
+
+    def _intermediates(self, x: Tensor) -> dict[str, Tensor]:
+        """Every intermediate up to ``F_fused``, the input of the classifier."""
         self._check_input(x)
         cfg = self.cfg
         out: dict[str, Tensor] = {}
@@ -386,19 +392,23 @@ class SFCLHCMF(DetectorModel):
             s = s + self.faae_proj(out["Y_S"].mean(dim=(2, 3)))
         out["S"] = s
         out["F_fused"] = self.fusion(s, f, d, s_map=s_map, f_map=f_map)  # eqs. (14)-(17)
-        out["logits"] = self.head(out["F_fused"])
         return out
 
     def class_logits(self, x: Tensor) -> Tensor:
         """``[B, head_outputs]``: (real, fake) logits, or the fake logit alone."""
-        return self.features(x)["logits"]
+        return self.head(self.forward_features(x))
 
     @staticmethod
     def _fake_logit(z: Tensor) -> Tensor:
         return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z[:, 0]
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._fake_logit(self.class_logits(x))
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``F_fused``, the HCMA (or concat-MLP) fusion of S, F and D before the dropout, ``[B, hcma_dim]``."""
+        return self._intermediates(x)["F_fused"]
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Dropout and the linear layer, then ``z_fake - z_real`` (or the single fake logit)."""
+        return self._fake_logit(self.head(features))
 
     def compute_loss(self, x: Tensor, target: Tensor) -> LossOutput:
         z = self.class_logits(x).float()

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fakescope.errors import DataError
-from fakescope.preprocess import FaceCropConfig
+from fakescope.preprocess import VIDEO_FRAMES, FaceCropConfig
 
 # the command-line names of the face stage's fields (``--faces largest`` is ``face.select``)
 FACE_OPTIONS = {"detector": "detector", "detect_size": "detect_size", "min_face": "min_face",
@@ -21,7 +21,7 @@ FACE_OPTIONS = {"detector": "detector", "detect_size": "detect_size", "min_face"
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    num_frames: int = 32  # frames per video (even mode), or at most this many (stride mode; 0 = all)
+    num_frames: int = VIDEO_FRAMES  # frames per video (even mode), or at most this many (stride mode; 0 = all)
     sampling: str = "even"  # even | stride
     stride: int = 1
     start: int = 0

@@ -121,11 +121,19 @@ class TemporalTransformer(nn.Module):
         self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def pool(self, tokens: Tensor) -> Tensor:
+        """Tokens ``[B, N, in_dim]`` -> the CLS token after the encoder and the LayerNorm, ``[B, dim]``."""
         x = self.proj(tokens)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embedding
         x = self.transformer(self.dropout(x))
-        return self.head(x[:, 0]).squeeze(1)
+        return self.head[0](x[:, 0])
+
+    def classify(self, pooled: Tensor) -> Tensor:
+        """Output of :meth:`pool` -> one logit per sample (the final linear layer), ``[B]``."""
+        return self.head[1](pooled).squeeze(1)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.classify(self.pool(tokens))
 
 
 # ===================================================================== losses
@@ -262,14 +270,21 @@ class SDR(DetectorModel):
         return views
 
     # -- interface -------------------------------------------------------------
-    def forward(self, x: Tensor) -> Tensor:
-        """Clean clips -> logits (inference: no perturbation; spec 3.3 step 6)."""
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Clean clips -> the temporal transformer's pooled (CLS) token after its LayerNorm, ``[B, token_dim]``.
+
+        Inference runs no perturbation (spec 3.3 step 6).
+        """
         self._check_clip(x)
         if self.cfg.shared_encoder:
             z = self.tokens(self.encoder, x)  # every branch would see this same clip: TRFI is the identity
         else:
             z, _ = self.integrate([self.tokens(e, x) for e in self.encoders])
-        return self.head(z)  # temporal transformer (spec 3.3 step 4)
+        return self.head.pool(z)  # temporal transformer (spec 3.3 step 4)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """The temporal transformer's final linear layer."""
+        return self.head.classify(features)
 
     def compute_loss(self, x: Tensor, target: Tensor) -> LossOutput:
         self._check_clip(x)
