@@ -20,10 +20,14 @@ def __getattr__(name: str):
         from fakescope import models
 
         return getattr(models, name)
-    if name in ("load", "save"):
-        from fakescope.models import checkpoint
+    if name == "load":  # a checkpoint folder, a pretrained name or a Hub id
+        from fakescope.models.pretrained import load_pretrained
 
-        return getattr(checkpoint, name)
+        return load_pretrained
+    if name == "save":
+        from fakescope.models.checkpoint import save
+
+        return save
     if name == "Detector":
         from fakescope.inference import Detector
 

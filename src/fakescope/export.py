@@ -35,7 +35,8 @@ from torch import nn
 
 from fakescope.errors import CheckpointError, ConfigError
 from fakescope.inference.backends import ONNX_INPUT, ONNX_OUTPUT
-from fakescope.models.checkpoint import CONFIG, WEIGHTS, load, resolve, weights_sha256
+from fakescope.models.checkpoint import CONFIG, WEIGHTS, load, weights_sha256
+from fakescope.models.pretrained import resolve_checkpoint
 from fakescope.utils.optional import require
 
 PARITY_TOLERANCE = 1e-4
@@ -127,7 +128,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, opset:
     require("onnx", extra="onnx", purpose="ONNX export")
     require("onnxscript", extra="onnx", purpose="ONNX export")
     require("onnxruntime", extra="onnx", purpose="the ONNX parity check")
-    folder = resolve(checkpoint)
+    folder = resolve_checkpoint(checkpoint)
     model = load(folder, device="cpu").eval()
     if model.modality != "image":
         raise ConfigError(f"{checkpoint}: ONNX export covers image detectors; this one takes "

@@ -111,11 +111,14 @@ def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, p
 def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_dir: str | Path, *,
              batch_size: int = 64, num_workers: int = 2, device: str | None = None, threshold: float = 0.5,
              robustness: RobustnessConfig | None = None, echo: Callable[[str], None] = print,
-             progress: bool | str = "auto") -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on each source; writes metrics.json/.md/.csv, report.html and plots."""
-    from fakescope.models.checkpoint import load, read_config
+             progress: bool | str = "auto", weights_file: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` (a folder, a pretrained name or a Hub id) on each source; writes
+    metrics.json/.md/.csv, report.html and plots."""
     from fakescope.eval import report
+    from fakescope.models.checkpoint import load, read_config
+    from fakescope.models.pretrained import resolve_checkpoint
 
+    checkpoint = resolve_checkpoint(checkpoint, weights_file=weights_file)
     model = load(checkpoint, device=str(pick_device(device)))
     progress = show_progress(progress)
     srcs = _as_sources(sources)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from fakescope.errors import CheckpointError, ConfigError
-from fakescope.models.checkpoint import WEIGHTS, checkpoint_preprocess, load, read_config, resolve, weights_sha256
+from fakescope.models.checkpoint import WEIGHTS, checkpoint_preprocess, load, read_config, weights_sha256
+from fakescope.models.pretrained import resolve_checkpoint
 from fakescope.utils.optional import require
 
 ONNX_INPUT = "pixels"
@@ -84,16 +85,21 @@ class Loaded:
 
 
 def load_model(path: str | Path, *, backend: str | None = None, onnx: str | Path | None = None,
-               device: str | None = "auto") -> Loaded:
-    """A checkpoint folder (or training run folder) for PyTorch, or an exported ``.onnx`` file.
+               device: str | None = "auto", weights_file: str | Path | None = None) -> Loaded:
+    """A checkpoint folder (or training run folder), a pretrained name (``ARCH.TAG``) or a Hub id
+    (``hf-hub:user/name``) for PyTorch, or an exported ``.onnx`` file.
 
     ``backend='onnx'`` with a checkpoint folder uses its ``model.onnx`` (or ``onnx=FILE``), which must have been
-    exported from the weights now in the folder. Raises :class:`CheckpointError` for a missing or broken one.
+    exported from the weights now in the folder. ``weights_file``: the official weights of a pretrained name,
+    downloaded by hand. Raises :class:`CheckpointError` for a missing or broken one.
     """
     device = resolve_device(device)
-    path = Path(path)
+    if str(path).endswith(".onnx"):
+        path = Path(path)
+    else:
+        path = resolve_checkpoint(path, weights_file=weights_file)
     if onnx is not None or path.suffix == ".onnx" or backend == "onnx":
-        folder = None if path.suffix == ".onnx" else resolve(path)
+        folder = None if path.suffix == ".onnx" else path
         if onnx is None:
             onnx = path if folder is None else folder / "model.onnx"
         model = OnnxImageModel(onnx, device=device)
@@ -107,7 +113,7 @@ def load_model(path: str | Path, *, backend: str | None = None, onnx: str | Path
         return Loaded(model, model.config, str(onnx), "onnx", device, version)
     if backend not in (None, "torch"):
         raise ConfigError(f"backend '{backend}': choose torch or onnx")
-    folder = resolve(path)
+    folder = path
     config = read_config(folder)
     model = load(folder, device=device).eval()
     version = f"{config.get('fakescope_version', 'unknown')}+{weights_sha256(folder / WEIGHTS)[:12]}"

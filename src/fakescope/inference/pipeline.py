@@ -141,13 +141,17 @@ class Detector:
     # -------------------------------------------------------- construction
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, backend: str | None = None, onnx: str | None = None,
-                        device: str | None = "auto", **options) -> "Detector":
-        """Load a checkpoint folder (or training run folder), or an exported ``.onnx`` file.
+                        device: str | None = "auto", weights_file: str | os.PathLike | None = None,
+                        **options) -> "Detector":
+        """Load a checkpoint folder (or training run folder), a pretrained detector by name
+        (``cnndetection_resnet50.blur_jpg_prob0.5``; see :func:`fakescope.models.list_pretrained`), a fakescope
+        checkpoint on the Hugging Face Hub (``hf-hub:user/name[@revision]``), or an exported ``.onnx`` file.
 
-        ``backend='onnx'`` with a checkpoint folder uses its ``model.onnx`` (or ``onnx=FILE``).
+        ``backend='onnx'`` with a checkpoint folder uses its ``model.onnx`` (or ``onnx=FILE``). ``weights_file``:
+        the official weights of a pretrained name, downloaded by hand (checked like a download).
         Raises :class:`CheckpointError` for a missing or broken checkpoint.
         """
-        loaded = load_model(Path(path), backend=backend, onnx=onnx, device=device)
+        loaded = load_model(path, backend=backend, onnx=onnx, device=device, weights_file=weights_file)
         return cls(loaded.model, loaded.config, source=loaded.source, backend=loaded.backend, device=loaded.device,
                    version=loaded.version, **options)
 

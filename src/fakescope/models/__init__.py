@@ -26,10 +26,15 @@ from fakescope.models import baselines  # noqa: E402,F401
 from fakescope.models import sfcl_hcmf  # noqa: E402,F401
 from fakescope.models import sdr  # noqa: E402,F401
 from fakescope.models import fssnet  # noqa: E402,F401
+from fakescope.models import hf_classifier  # noqa: E402,F401
+
+# released weights by name (ARCH.TAG), timm style
+from fakescope.models.pretrained import PRETRAINED, list_pretrained, pretrained_entry  # noqa: E402
 
 __all__ = [
     "LABELS",
     "MODELS",
+    "PRETRAINED",
     "DetectorConfig",
     "DetectorModel",
     "FaceCropConfig",
@@ -38,8 +43,10 @@ __all__ = [
     "PreprocessConfig",
     "create_model",
     "list_models",
+    "list_pretrained",
     "model_config_class",
     "model_entry",
+    "pretrained_entry",
     "register_model",
     "register_variant",
     "resolve_model_config",

@@ -222,6 +222,12 @@ class UnivFD(BackboneClassifier):
     """UnivFD: linear probe on the frozen CLIP ViT-L/14 image embedding (Ojha et al., CVPR 2023)."""
 
 
+class EfficientNetB4Config(BackboneClassifierConfig):
+    stem_padding: bool = Field(default=True, description="pad the stem convolution as TensorFlow's 'same' does; "
+                                                         "false: DeepfakeBench's stem, a 3x3 stride-2 convolution "
+                                                         "without padding")
+
+
 @register_model(
     "efficientnet_b4",
     defaults={"backbone": "google/efficientnet-b4", "dropout": 0.4,
@@ -232,6 +238,12 @@ class EfficientNetB4(BackboneClassifier):
     """EfficientNet-B4 face-forgery baseline (DeepfakeBench)."""
 
     input_domain = "face"
+    config_class = EfficientNetB4Config
+
+    def __init__(self, cfg: EfficientNetB4Config) -> None:
+        super().__init__(cfg)
+        if not cfg.stem_padding:  # DeepfakeBench replaces efficientnet_pytorch's stem by an unpadded conv
+            self.backbone.embeddings.padding = nn.Identity()
 
 
 register_variant(

@@ -41,8 +41,9 @@ LEGACY_FACE_MODELS = ("sfcl_hcmf", "efficientnet_b4", "sdr")
 
 
 def save(model: DetectorModel, path: str | Path, *, training: dict[str, Any] | None = None,
-         validation: dict[str, Any] | None = None, notes: str = "") -> Path:
-    """Write ``model`` as a checkpoint folder; returns the folder."""
+         validation: dict[str, Any] | None = None, notes: str = "", extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as a checkpoint folder; returns the folder. ``extra``: more sections of ``config.json``
+    (a converted release's ``pretrained`` record); ``notes``: more text for the model card."""
     from safetensors.torch import save_file
 
     if model.registry_name is None:
@@ -58,6 +59,7 @@ def save(model: DetectorModel, path: str | Path, *, training: dict[str, Any] | N
         "labels": {str(k): v for k, v in LABELS.items()},
         "training": training or {},
         "validation": validation or {},
+        **(extra or {}),
     }
     (path / CONFIG).write_text(json.dumps(config, indent=2, default=str))
     (path / CARD).write_text(_model_card(config, notes))

@@ -44,8 +44,10 @@ HUB_ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
                                               patch_size=14, image_size=518, mlp_ratio=4)),
     "google/efficientnet-b0": ("efficientnet", dict(width_coefficient=1.0, depth_coefficient=1.0, image_size=224,
                                                      dropout_rate=0.2, hidden_dim=1280)),
+    # depthwise_padding: the blocks whose stride-2 depthwise convolution pads symmetrically, as TensorFlow's 'same'
+    # padding does at the design size (transformers' EfficientNet conversion table: b0 none, b4 block 6)
     "google/efficientnet-b4": ("efficientnet", dict(width_coefficient=1.4, depth_coefficient=1.8, image_size=380,
-                                                     dropout_rate=0.4, hidden_dim=1792)),
+                                                     dropout_rate=0.4, hidden_dim=1792, depthwise_padding=[6])),
     "microsoft/resnet-50": ("resnet", dict(layer_type="bottleneck", depths=[3, 4, 6, 3], embedding_size=64,
                                            hidden_sizes=[256, 512, 1024, 2048])),
     "openai/clip-vit-base-patch16": ("clip_vision", dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,

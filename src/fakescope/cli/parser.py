@@ -1,27 +1,15 @@
-"""The ``fakescope`` command: a thin layer over the library.
-
-Each subcommand imports what it needs when it runs, so a missing optional
-extra only affects the command that needs it.
-"""
+"""The ``fakescope`` command line: choices come from the registries, defaults from the option classes."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import inspect
-import json
-import logging
-import sys
-from pathlib import Path
 from typing import Any
 
 from fakescope._version import __version__
-from fakescope.errors import FakescopeError
-from fakescope.utils import console
-
-
-def _echo(msg: str) -> None:
-    print(msg, flush=True)
+from fakescope.cli.commands import (cmd_config, cmd_detect, cmd_eval, cmd_export, cmd_models, cmd_prepare, cmd_push,
+                                    cmd_quickstart, cmd_serve, cmd_synth, cmd_train, workers_option)
 
 
 def _default(cls, name: str) -> Any:
@@ -34,211 +22,7 @@ def _default(cls, name: str) -> Any:
     return cls.model_fields[name].get_default(call_default_factory=True)
 
 
-# ------------------------------------------------------------------ commands
-def cmd_train(args: argparse.Namespace) -> int:
-    from fakescope.config import load_config
-    from fakescope.workflows import run_experiment
 
-    cfg = load_config(args.config, args.overrides)
-    result, evaluation = run_experiment(cfg, resume=args.resume, overwrite=args.overwrite, echo=_echo)
-    if result.checkpoint is not None:
-        _echo(f"run folder: {result.run_dir}")
-        if evaluation:
-            _echo(f"test report: {result.run_dir / 'eval' / 'report.html'}")
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from fakescope.config import RobustnessConfig
-    from fakescope.eval.evaluate import evaluate
-    from fakescope.eval.report import markdown_table, metrics_table
-
-    out = Path(args.out) if args.out else Path(args.checkpoint) / "eval"
-    results = evaluate(args.checkpoint, args.data, out, batch_size=args.batch_size, num_workers=args.num_workers,
-                       device=args.device, threshold=args.threshold,
-                       robustness=RobustnessConfig() if args.robustness else None, echo=_echo)
-    _echo(markdown_table(*metrics_table(results)))
-    if args.table:
-        from fakescope.eval.tables import get_table, write_table
-
-        for name in args.table:
-            path = write_table(get_table(name), results["sets"], out, ours=results["model"])
-            _echo(path.read_text())
-    return 0
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    from fakescope.prepare.synth import SynthConfig, generate
-
-    n = args.videos_per_class
-    cfg = SynthConfig(out=args.out, seed=args.seed, size=args.size, train_per_class=args.train_per_class,
-                      val_per_class=args.val_per_class, test_per_class=args.test_per_class,
-                      train_generator=args.train_generator,
-                      videos_per_class={"train": n, "val": max(n // 4, 1), "test": max(n // 2, 1)} if n else
-                      {"train": 0, "val": 0, "test": 0},
-                      frames=args.frames, camera_motion=args.camera_motion, video_reals=args.video_reals)
-    generate(cfg, log=_echo, overwrite=args.overwrite)
-    return 0
-
-
-def _workers(value: str) -> int | str:
-    """``--workers``: ``auto`` or a whole number of 0 or more."""
-    if value == "auto":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"'{value}': give a number of processes (0 or more) or auto")
-    return n
-
-
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from fakescope.prepare import AdapterOptions, auto_workers, options_from, prepare
-    from fakescope.utils.console import show_progress
-
-    workers = auto_workers() if args.workers == "auto" else args.workers
-    opt = options_from(num_frames=args.num_frames, sampling=args.sampling, stride=args.stride, start=args.start,
-                       faces=args.faces, crop=args.crop, size=args.size, margin=args.margin, detector=args.detector,
-                       detector_weights=args.detector_weights, device=args.device,
-                       detect_size=args.detect_size, decode_threads=args.decode_threads, workers=workers,
-                       videos_per_worker=args.videos_per_worker, min_face=args.min_face,
-                       face_search=args.face_search, verify_images=not args.no_verify, num_shards=args.num_shards,
-                       shard_index=args.shard_index, retry_failed=args.retry_failed, split=args.split,
-                       limit=args.limit)
-    adapter = AdapterOptions(compression=args.compression, methods=tuple(args.methods or ()),
-                             splits_dir=args.splits, variant=args.variant, frames_root=args.frames_root)
-    progress = show_progress({"on": True, "off": False}.get(args.progress, "auto"))
-    summary = prepare(args.dataset, args.root, args.out, opt, adapter, progress=progress, echo=_echo)
-    return summary.exit_code
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from fakescope.models import list_models, model_entry, resolve_model_config
-
-    rows = []
-    for name in list_models(args.pattern, args.modality):
-        e = model_entry(name)
-        pp = resolve_model_config(name).preprocess
-        rows.append({"name": name, "modality": e.modality, "input_size": pp.input_size, "policy": pp.policy,
-                     "faces": pp.face is not None, "description": e.description, "paper": e.paper})
-    if args.json:
-        _echo(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            _echo(f"{r['name']:<28} {r['modality']:<6} {r['input_size']:>4}px {r['policy']:<12} {r['description']}")
-    return 0
-
-
-def cmd_config(args: argparse.Namespace) -> int:
-    import yaml
-
-    from fakescope.config import load_config
-
-    cfg = load_config(args.config, args.overrides)
-    _echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
-    return 0
-
-
-def cmd_quickstart(args: argparse.Namespace) -> int:
-    from fakescope.workflows import run_quickstart
-
-    run_quickstart(data_dir=args.data, output_dir=args.output_dir, config=args.config, overrides=args.overrides,
-                   echo=_echo)
-    return 0
-
-
-def cmd_detect(args: argparse.Namespace) -> int:
-    import csv
-
-    from fakescope.inference import RECORD_FIELDS, Detector, csv_row, expand_inputs, json_record
-    from fakescope.utils.console import show_progress
-
-    fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
-    _set_threads(args.threads)
-    detector = Detector.from_pretrained(args.model, backend=args.backend, onnx=args.onnx, device=args.device,
-                                        **_inference_options(args))
-    inputs = expand_inputs(args.paths)
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
-    counts = {"fake": 0, "real": 0}
-    failures: list[dict] = []
-    writer = csv.DictWriter(out, fieldnames=list(RECORD_FIELDS)) if fmt == "csv" else None
-    if writer is not None:
-        writer.writeheader()
-    bar = None
-    if show_progress({"on": True, "off": False}.get(args.progress, "auto")):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        from rich.console import Console
-
-        bar = Progress(TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       console=Console(stderr=True), transient=True)
-        task = bar.add_task("detect", total=len(inputs))
-        bar.start()
-    try:
-        for rec in detector.predict_many([p for p, _ in inputs]):
-            if writer is not None:
-                writer.writerow(csv_row(rec))
-            else:
-                out.write(json_record(rec) + "\n")
-            out.flush()
-            if rec["error"]:
-                failures.append(rec)
-            else:
-                counts[rec["label"]] += 1
-            if bar is not None:
-                bar.advance(task)
-    finally:
-        if bar is not None:
-            bar.stop()
-        if out is not sys.stdout:
-            out.close()
-    total = counts["fake"] + counts["real"] + len(failures)
-    print(f"fakescope detect: {total} input(s): {counts['fake']} fake, {counts['real']} real, "
-          f"{len(failures)} failed (model {detector.name}, threshold {detector.threshold:g})"
-          + (f"; records in {args.out}" if args.out else ""), file=sys.stderr)
-    for rec in failures[:10]:
-        print(f"  failed: {rec['error']}", file=sys.stderr)
-    if len(failures) > 10:
-        print(f"  ... and {len(failures) - 10} more (see the error field of the records)", file=sys.stderr)
-    return 0
-
-
-def _inference_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"threshold": args.threshold, "batch_size": args.batch_size, "faces": args.faces,
-            "num_frames": args.num_frames, "max_clips": args.max_clips}
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from fakescope.export import export_onnx
-
-    result = export_onnx(args.checkpoint, args.out, opset=args.opset)
-    _echo(result.summary())
-    _echo(f"config beside it: {result.config_path}")
-    return 0
-
-
-def _set_threads(threads: int) -> None:
-    if threads < 0:
-        raise FakescopeError(f"--threads must be 0 (torch's default) or more, got {threads}")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from fakescope.serve import ServeSettings, serve
-
-    _set_threads(args.threads)
-    settings = ServeSettings(max_upload_mb=args.max_upload_mb, workers=args.workers, queue=args.queue,
-                             timeout_s=args.timeout)
-    serve(args.model, host=args.host, port=args.port, settings=settings, backend=args.backend, onnx=args.onnx,
-          device=args.device, echo=_echo, **_inference_options(args))
-    return 0
-
-
-# -------------------------------------------------------------------- parser
 def _datasets_epilog() -> str:
     from fakescope.prepare.adapters import list_adapters
 
@@ -285,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="evaluate a checkpoint on test sets and write a report",
                        description="Evaluate a checkpoint folder (or a training run folder) on one or more test "
                                    "sets. A --data path with a glob ('test/*') gives one test set per match.")
-    s.add_argument("checkpoint")
+    s.add_argument("checkpoint", help="checkpoint folder, pretrained name (fakescope models --pretrained) or "
+                                      "hf-hub:user/name")
     s.add_argument("--data", nargs="+", required=True, metavar="PATH",
                    help="ForenSynths-style folders or manifest CSVs")
-    s.add_argument("--out", help="report folder (default: CHECKPOINT/eval)")
+    s.add_argument("--out", help="report folder (default: CHECKPOINT/eval, or eval/NAME for a pretrained name)")
+    s.add_argument("--weights-file", help="a pretrained name's official weights file, downloaded by hand")
     s.add_argument("--robustness", action="store_true", help="also sweep JPEG, blur, downscaling and noise")
     s.add_argument("--batch-size", type=int, **d(evaluate, "batch_size"))
     s.add_argument("--num-workers", type=int, **d(evaluate, "num_workers"))
@@ -366,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", **d(P, "device"), help="where the detector runs: cpu, cuda, cuda:1")
     g.add_argument("--decode-threads", type=int, **d(P, "decode_threads"),
                    help="FFmpeg decoder threads per video (0: automatic)")
-    g.add_argument("--workers", type=_workers, default="auto",
+    g.add_argument("--workers", type=workers_option, default="auto",
                    help="worker processes for videos: a number, auto (one per CPU core, at most 8) or 0 (this "
                         "process); a worker that dies (a decoder crash) costs only its video")
     g.add_argument("--videos-per-worker", type=int, **d(P, "videos_per_worker"),
@@ -395,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                             "(image detectors)")
         s.add_argument("--max-clips", type=int, **d(I, "max_clips"), help="clips scored per video (clip detectors)")
         s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+        s.add_argument("--weights-file", help="a pretrained name's official weights file, downloaded by hand "
+                                              "(checked like a download)")
 
     s = sub.add_parser(
         "detect", help="score images and videos with a trained detector (JSON lines or CSV)",
@@ -405,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "crop policy, clip checkpoints clips. The exit status is 0 whenever the command ran, also "
                     "when inputs failed (they are counted at the end); 2 for usage errors.")
     s.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders, glob patterns")
-    s.add_argument("-m", "--model", required=True, help="checkpoint folder (or training run folder) or a .onnx file")
+    s.add_argument("-m", "--model", required=True, help="checkpoint folder (or training run folder), a pretrained "
+                   "name (fakescope models --pretrained), hf-hub:user/name[@revision], or a .onnx file")
     s.add_argument("-o", "--out", help="write records here (default: standard output)")
     s.add_argument("--format", choices=["jsonl", "csv"], help="default: csv for an --out ending in .csv, else jsonl")
     inference_options(s)
@@ -427,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve a detector: POST /v1/detect (multipart upload 'file': an image or a "
                                    "video) returns the record, GET /healthz, GET / is a web page. Binds "
                                    "127.0.0.1 unless told otherwise.")
-    s.add_argument("model", help="checkpoint folder or .onnx file")
+    s.add_argument("model", help="checkpoint folder, pretrained name, hf-hub:user/name[@revision] or .onnx file")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--max-upload-mb", type=float, **d(S, "max_upload_mb"), help="larger uploads get 413")
@@ -437,11 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     inference_options(s)
     s.set_defaults(func=cmd_serve)
 
-    s = sub.add_parser("models", help="list registered detectors")
+    s = sub.add_parser("models", help="list registered detectors, or (--pretrained) released weights by name")
     s.add_argument("pattern", nargs="?", default="*")
     s.add_argument("--modality", choices=["image", "clip"])
+    s.add_argument("--pretrained", action="store_true",
+                   help="list the pretrained detectors (ARCH.TAG): source, licence, training data")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("push", help="upload a checkpoint folder to the Hugging Face Hub",
+                       description="Upload a checkpoint folder (config.json, model.safetensors, README.md: the model "
+                                   "card becomes the repository's README) to a Hub model repository; load it "
+                                   "anywhere with -m hf-hub:USER/NAME.")
+    s.add_argument("checkpoint")
+    s.add_argument("--repo", required=True, help="user/name")
+    s.add_argument("--private", action="store_true")
+    s.add_argument("--token", help="a Hugging Face token (default: the one huggingface_hub has saved)")
+    s.set_defaults(func=cmd_push)
 
     s = sub.add_parser("config", help="print a config after layering and overrides (validates it)")
     s.add_argument("config")
@@ -468,22 +269,3 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
             text += " (default: %(default)s)"
         return text
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
-    console.VERBOSE = args.verbose
-    try:
-        return int(args.func(args) or 0)
-    except FakescopeError as exc:
-        print(f"fakescope: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("fakescope: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

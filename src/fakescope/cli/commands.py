@@ -1,0 +1,253 @@
+"""The subcommands of ``fakescope``: each imports what it needs when it runs, so a missing optional extra only
+affects the command that needs it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fakescope.errors import FakescopeError
+
+
+def _echo(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fakescope.config import load_config
+    from fakescope.workflows import run_experiment
+
+    cfg = load_config(args.config, args.overrides)
+    result, evaluation = run_experiment(cfg, resume=args.resume, overwrite=args.overwrite, echo=_echo)
+    if result.checkpoint is not None:
+        _echo(f"run folder: {result.run_dir}")
+        if evaluation:
+            _echo(f"test report: {result.run_dir / 'eval' / 'report.html'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fakescope.config import RobustnessConfig
+    from fakescope.eval.evaluate import evaluate
+    from fakescope.eval.report import markdown_table, metrics_table
+
+    out = Path(args.out) if args.out else (Path(args.checkpoint) / "eval" if Path(args.checkpoint).exists()
+                                            else Path("eval") / args.checkpoint.replace("/", "_").replace(":", "_"))
+    results = evaluate(args.checkpoint, args.data, out, batch_size=args.batch_size, num_workers=args.num_workers,
+                       device=args.device, threshold=args.threshold,
+                       robustness=RobustnessConfig() if args.robustness else None, echo=_echo,
+                       weights_file=args.weights_file)
+    _echo(markdown_table(*metrics_table(results)))
+    if args.table:
+        from fakescope.eval.tables import get_table, write_table
+
+        for name in args.table:
+            path = write_table(get_table(name), results["sets"], out, ours=results["model"])
+            _echo(path.read_text())
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from fakescope.prepare.synth import SynthConfig, generate
+
+    n = args.videos_per_class
+    cfg = SynthConfig(out=args.out, seed=args.seed, size=args.size, train_per_class=args.train_per_class,
+                      val_per_class=args.val_per_class, test_per_class=args.test_per_class,
+                      train_generator=args.train_generator,
+                      videos_per_class={"train": n, "val": max(n // 4, 1), "test": max(n // 2, 1)} if n else
+                      {"train": 0, "val": 0, "test": 0},
+                      frames=args.frames, camera_motion=args.camera_motion, video_reals=args.video_reals)
+    generate(cfg, log=_echo, overwrite=args.overwrite)
+    return 0
+
+
+def workers_option(value: str) -> int | str:
+    """``--workers``: ``auto`` or a whole number of 0 or more."""
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"'{value}': give a number of processes (0 or more) or auto")
+    return n
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from fakescope.prepare import AdapterOptions, auto_workers, options_from, prepare
+    from fakescope.utils.console import show_progress
+
+    workers = auto_workers() if args.workers == "auto" else args.workers
+    opt = options_from(num_frames=args.num_frames, sampling=args.sampling, stride=args.stride, start=args.start,
+                       faces=args.faces, crop=args.crop, size=args.size, margin=args.margin, detector=args.detector,
+                       detector_weights=args.detector_weights, device=args.device,
+                       detect_size=args.detect_size, decode_threads=args.decode_threads, workers=workers,
+                       videos_per_worker=args.videos_per_worker, min_face=args.min_face,
+                       face_search=args.face_search, verify_images=not args.no_verify, num_shards=args.num_shards,
+                       shard_index=args.shard_index, retry_failed=args.retry_failed, split=args.split,
+                       limit=args.limit)
+    adapter = AdapterOptions(compression=args.compression, methods=tuple(args.methods or ()),
+                             splits_dir=args.splits, variant=args.variant, frames_root=args.frames_root)
+    progress = show_progress({"on": True, "off": False}.get(args.progress, "auto"))
+    summary = prepare(args.dataset, args.root, args.out, opt, adapter, progress=progress, echo=_echo)
+    return summary.exit_code
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from fakescope.models import list_models, model_entry, resolve_model_config
+
+    if args.pretrained:
+        return _list_pretrained(args)
+
+    rows = []
+    for name in list_models(args.pattern, args.modality):
+        e = model_entry(name)
+        pp = resolve_model_config(name).preprocess
+        rows.append({"name": name, "modality": e.modality, "input_size": pp.input_size, "policy": pp.policy,
+                     "faces": pp.face is not None, "description": e.description, "paper": e.paper})
+    if args.json:
+        _echo(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            _echo(f"{r['name']:<28} {r['modality']:<6} {r['input_size']:>4}px {r['policy']:<12} {r['description']}")
+    return 0
+
+
+def _list_pretrained(args: argparse.Namespace) -> int:
+    from fakescope.models.pretrained import list_pretrained, pretrained_entry
+
+    rows = []
+    for name in list_pretrained(args.pattern if args.pattern != "*" else "*"):
+        e = pretrained_entry(name)
+        rows.append({"name": name, "arch": e.arch, "paper": e.paper, "trained_on": e.trained_on,
+                     "published": e.published, "licence": e.licence, "source": e.source,
+                     "url": e.file.urls[0] if e.file else None, "sha256": e.file.sha256 if e.file else None})
+    if args.json:
+        _echo(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            _echo(f"{r['name']:<44} {r['licence']:<14} {r['trained_on']}")
+            _echo(f"{'':<44} {r['paper']}; {r['source']}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from fakescope.models.checkpoint import resolve
+    from fakescope.models.hub import push_checkpoint
+
+    url = push_checkpoint(resolve(args.checkpoint), args.repo, private=args.private, token=args.token)
+    _echo(f"pushed {args.checkpoint} to {args.repo}: {url}")
+    _echo(f"load it with: fakescope detect FILE -m hf-hub:{args.repo}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fakescope.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    _echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from fakescope.workflows import run_quickstart
+
+    run_quickstart(data_dir=args.data, output_dir=args.output_dir, config=args.config, overrides=args.overrides,
+                   echo=_echo)
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    import csv
+
+    from fakescope.inference import RECORD_FIELDS, Detector, csv_row, expand_inputs, json_record
+    from fakescope.utils.console import show_progress
+
+    fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
+    _set_threads(args.threads)
+    detector = Detector.from_pretrained(args.model, backend=args.backend, onnx=args.onnx, device=args.device,
+                                        weights_file=args.weights_file, **_inference_options(args))
+    inputs = expand_inputs(args.paths)
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    counts = {"fake": 0, "real": 0}
+    failures: list[dict] = []
+    writer = csv.DictWriter(out, fieldnames=list(RECORD_FIELDS)) if fmt == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    bar = None
+    if show_progress({"on": True, "off": False}.get(args.progress, "auto")):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.console import Console
+
+        bar = Progress(TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       console=Console(stderr=True), transient=True)
+        task = bar.add_task("detect", total=len(inputs))
+        bar.start()
+    try:
+        for rec in detector.predict_many([p for p, _ in inputs]):
+            if writer is not None:
+                writer.writerow(csv_row(rec))
+            else:
+                out.write(json_record(rec) + "\n")
+            out.flush()
+            if rec["error"]:
+                failures.append(rec)
+            else:
+                counts[rec["label"]] += 1
+            if bar is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+        if out is not sys.stdout:
+            out.close()
+    total = counts["fake"] + counts["real"] + len(failures)
+    print(f"fakescope detect: {total} input(s): {counts['fake']} fake, {counts['real']} real, "
+          f"{len(failures)} failed (model {detector.name}, threshold {detector.threshold:g})"
+          + (f"; records in {args.out}" if args.out else ""), file=sys.stderr)
+    for rec in failures[:10]:
+        print(f"  failed: {rec['error']}", file=sys.stderr)
+    if len(failures) > 10:
+        print(f"  ... and {len(failures) - 10} more (see the error field of the records)", file=sys.stderr)
+    return 0
+
+
+def _inference_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"threshold": args.threshold, "batch_size": args.batch_size, "faces": args.faces,
+            "num_frames": args.num_frames, "max_clips": args.max_clips}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fakescope.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.out, opset=args.opset)
+    _echo(result.summary())
+    _echo(f"config beside it: {result.config_path}")
+    return 0
+
+
+def _set_threads(threads: int) -> None:
+    if threads < 0:
+        raise FakescopeError(f"--threads must be 0 (torch's default) or more, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from fakescope.serve import ServeSettings, serve
+
+    _set_threads(args.threads)
+    settings = ServeSettings(max_upload_mb=args.max_upload_mb, workers=args.workers, queue=args.queue,
+                             timeout_s=args.timeout)
+    serve(args.model, host=args.host, port=args.port, settings=settings, backend=args.backend, onnx=args.onnx,
+          device=args.device, weights_file=args.weights_file, echo=_echo, **_inference_options(args))
+    return 0
+

@@ -1,0 +1,187 @@
+"""Pretrained detectors by name, timm style: ``ARCH.TAG`` -> the official weights, converted once.
+
+>>> from fakescope.models.pretrained import list_pretrained
+>>> list_pretrained("cnndetection*")
+['cnndetection_resnet50.blur_jpg_prob0.1', 'cnndetection_resnet50.blur_jpg_prob0.5']
+>>> import fakescope
+>>> det = fakescope.Detector.from_pretrained("cnndetection_resnet50.blur_jpg_prob0.5")
+
+Each entry is data (:mod:`fakescope.models.pretrained_entries`): the official download address(es), the
+file's byte size and SHA-256, the licence, the paper, the training data, the numbers its authors publish,
+and the preprocessing of the official evaluation. The first use downloads the file into
+``$FAKESCOPE_HOME`` (:mod:`fakescope.models.hub`), checks it, reads it with
+``torch.load(weights_only=True, map_location="cpu")`` only, maps its keys (:mod:`fakescope.models.convert`)
+and writes a normal fakescope checkpoint folder (``model.safetensors``, ``config.json``, a model card naming
+the source, licence and published numbers). Conversion is exact: every tensor of the official file lands in
+the model or is listed as deliberately dropped, and every parameter of the model is filled.
+
+Everywhere a checkpoint is accepted (:func:`resolve_checkpoint`), so is a pretrained name and a Hub id
+``hf-hub:user/name[@revision]``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from fakescope.errors import CheckpointError, WeightsUnavailableError
+from fakescope.models.base import DetectorModel
+from fakescope.models.checkpoint import CONFIG, WEIGHTS, load, resolve, save
+from fakescope.models.convert import CONVERTERS, unwrap_state
+from fakescope.models.hub import HF_PREFIX, RemoteFile, fetch, home, hub_checkpoint, reject, sha256_of
+from fakescope.models.registry import create_model
+from fakescope.models.weights import load_state_strict
+from fakescope.registry import Registry
+from fakescope.schema import Strict
+
+
+class PretrainedEntry(Strict):
+    """One released detector: where its weights are, what they are, and how fakescope reads them."""
+
+    arch: str = Field(description="the registered fakescope model the weights are converted into")
+    tag: str
+    file: RemoteFile | None = Field(default=None, description="the official weights file (None: all weights "
+                                                               "come from the Hugging Face Hub)")
+    converter: str = Field(default="", description="the key map of fakescope.models.convert")
+    model: dict[str, Any] = Field(default_factory=dict, description="model config (incl. the official "
+                                                                    "evaluation's preprocessing)")
+    from_hub: tuple[str, ...] = Field(default=(), description="parameter prefixes whose weights come from the "
+                                                              "Hub by name (pretrained backbones), not the file")
+    licence: str
+    paper: str
+    trained_on: str
+    published: str = Field(description="the authors' numbers for these weights, and where they are printed")
+    preprocessing: str = Field(description="the official evaluation's preprocessing, in words")
+    source: str = Field(description="the official repository or model page")
+    notes: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}.{self.tag}"
+
+
+PRETRAINED: Registry[PretrainedEntry] = Registry("pretrained detector")
+
+
+def register_pretrained(entry: PretrainedEntry) -> PretrainedEntry:
+    if entry.file is not None and entry.converter not in CONVERTERS:
+        raise ValueError(f"{entry.name}: unknown converter {entry.converter!r}")
+    return PRETRAINED.add(entry.name, entry, description=entry.paper)
+
+
+def list_pretrained(pattern: str = "*") -> list[str]:
+    """Sorted names (``ARCH.TAG``) of the pretrained detectors matching a shell-style ``pattern``."""
+    return PRETRAINED.names(pattern)
+
+
+def pretrained_entry(name: str) -> PretrainedEntry:
+    return PRETRAINED.get(name)
+
+
+# ------------------------------------------------------------------------------------------ reading
+def read_official(path: Path, *, move_aside: bool = True) -> Any:
+    """An official weights file read with ``weights_only=True``: a pickle that would run code is refused."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = ("refused: the file is a pickle that asks to run code or build objects other than tensors "
+                  f"(torch.load with weights_only=True: {str(exc).splitlines()[0]})")
+    except Exception as exc:  # truncated zip, not a torch file
+        reason = f"cannot be read as a torch weights file ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+    if move_aside:
+        raise reject(path, reason)
+    raise WeightsUnavailableError(f"{path}: {reason}")
+
+
+def convert(entry: PretrainedEntry, path: Path | None, out: Path, *, move_aside: bool = True) -> Path:
+    """Convert the official file at ``path`` into a fakescope checkpoint folder ``out``."""
+    model = create_model(entry.arch, **entry.model)
+    record: dict[str, Any] = {"name": entry.name, "source": entry.source, "licence": entry.licence,
+                              "paper": entry.paper, "trained_on": entry.trained_on, "published": entry.published,
+                              "official_preprocessing": entry.preprocessing, "weights_from_hub": list(entry.from_hub)}
+    if entry.file is not None:
+        official = read_official(path, move_aside=move_aside)
+        state, dropped = unwrap_state(official, str(path))
+        converted, used, dropped_keys = CONVERTERS.get(entry.converter)(state, model)
+        dropped.update(dropped_keys)
+        lost = sorted(set(state) - used - set(dropped))
+        if lost:
+            raise CheckpointError(f"{path}: {len(lost)} tensors of the official file have no place in "
+                                  f"{entry.arch} and are not known to be droppable: {', '.join(lost[:10])}")
+        own = model.state_dict()
+        hub = {k: v for k, v in own.items() if k.startswith(entry.from_hub) and k not in converted} \
+            if entry.from_hub else {}
+        load_state_strict(model, {**hub, **converted}, source=str(path))
+        record.update(file=entry.file.filename, url=entry.file.urls[0], sha256=entry.file.sha256,
+                      size=entry.file.size, sha256_converted=sha256_of(path), tensors_used=len(used),
+                      dropped=dropped)
+    model.eval()
+    card = _card(entry, record)
+    return save(model, out, training={"pretrained": entry.name, "trained_on": entry.trained_on},
+                extra={"pretrained": record}, notes=card)
+
+
+def _card(entry: PretrainedEntry, record: dict[str, Any]) -> str:
+    lines = ["## Source", "",
+             f"Converted by fakescope from the official release of {entry.paper} ({entry.source}).", "",
+             f"- licence: {entry.licence}", f"- trained on: {entry.trained_on}",
+             f"- the authors' published numbers: {entry.published}",
+             f"- the official evaluation's preprocessing: {entry.preprocessing}"]
+    if entry.file is not None:
+        lines += [f"- file: `{entry.file.filename}` from {entry.file.urls[0]}"
+                  + (f", SHA-256 `{entry.file.sha256}`" if entry.file.sha256 else ""),
+                  f"- conversion: {record['tensors_used']} tensors mapped; dropped on purpose: "
+                  + (", ".join(f"`{k}` ({why})" for k, why in record["dropped"].items()) or "none")]
+    if entry.from_hub:
+        lines.append(f"- weights from the Hugging Face Hub by name: {', '.join(entry.from_hub)}")
+    if entry.notes:
+        lines += ["", entry.notes]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ resolution
+def pretrained_checkpoint(name: str, *, weights_file: str | Path | None = None, progress: bool = True) -> Path:
+    """The converted checkpoint folder of pretrained detector ``name`` (downloaded and converted once)."""
+    entry = pretrained_entry(name)
+    out = home() / "checkpoints" / name
+    if (out / CONFIG).is_file() and (out / WEIGHTS).is_file() and weights_file is None:
+        done = json.loads((out / CONFIG).read_text()).get("pretrained", {})
+        if entry.file is None or done.get("sha256") == entry.file.sha256:
+            return out
+    path = None
+    if entry.file is not None:
+        path = fetch(entry.file, progress=progress, local_file=weights_file)
+    return convert(entry, path, out, move_aside=weights_file is None)
+
+
+def resolve_checkpoint(spec: str | Path, *, weights_file: str | Path | None = None) -> Path:
+    """A checkpoint folder from a path, a pretrained name (``ARCH.TAG``) or a Hub id (``hf-hub:user/name``)."""
+    text = str(spec)
+    if text.startswith(HF_PREFIX):
+        return resolve(hub_checkpoint(text))
+    if Path(text).expanduser().exists():
+        return resolve(Path(text).expanduser())
+    if text in PRETRAINED:
+        return pretrained_checkpoint(text, weights_file=weights_file)
+    arch, _, tag = text.partition(".")
+    hint = ""
+    if tag and list_pretrained(f"{arch}.*"):
+        hint = f"; pretrained tags of {arch}: {', '.join(list_pretrained(f'{arch}.*'))}"
+    raise CheckpointError(f"{text}: checkpoint not found (not a checkpoint folder, a pretrained name: fakescope "
+                          f"models --pretrained, or a Hub id: hf-hub:user/name){hint}")
+
+
+def load_pretrained(spec: str | Path, device: str | None = None, *,
+                    weights_file: str | Path | None = None) -> DetectorModel:
+    """:func:`fakescope.models.checkpoint.load` for a path, a pretrained name or a Hub id."""
+    return load(resolve_checkpoint(spec, weights_file=weights_file), device=device)
+
+
+# the entries (importing the module registers them)
+from fakescope.models import pretrained_entries  # noqa: E402,F401
