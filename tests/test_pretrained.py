@@ -430,3 +430,16 @@ def test_models_lists_the_pretrained_detectors(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) >= 6 and all(r["licence"] and r["source"] for r in rows)
     assert {"cnndetection_resnet50.blur_jpg_prob0.5", "univfd_clip.progan", "npr.progan_4class"} <= {r["name"] for r in rows}
+
+
+@pytest.mark.parametrize("recipe", ["cnndetection_progan", "univfd_progan", "npr_progan", "efficientnet_b4_ffpp_c23"])
+def test_baseline_recipes_validate_and_build_their_model(recipe):
+    from fakescope.config import load_config
+    from fakescope.models import resolve_model_config
+
+    cfg = load_config(f"baselines/{recipe}")
+    model_cfg = resolve_model_config(cfg.model.name, cfg.model.kwargs)
+    # the recipe's preprocessing is what the authors trained with (no face stage for the image detectors)
+    assert model_cfg.preprocess.input_size in (224, 256)
+    assert (model_cfg.preprocess.face is None) == (recipe != "efficientnet_b4_ffpp_c23")
+    assert cfg.optim.name == "adam" and cfg.data.train

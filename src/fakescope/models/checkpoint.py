@@ -180,7 +180,13 @@ def _model_card(config: dict[str, Any], notes: str) -> str:
     val = config.get("validation") or {}
     train = config.get("training") or {}
     face = pp.get("face")
-    lines = [
+    # the Hugging Face Hub reads this header when the card is a repository's README (fakescope push)
+    header = ["---", "library_name: fakescope", "tags: [deepfake-detection, fakescope]"]
+    licence_id = (config.get("pretrained") or {}).get("license_id")
+    header += [f"license: {licence_id}"] if licence_id else []
+    lines = header + [
+        "---",
+        "",
         f"# {m['name']} (fakescope {config['fakescope_version']})",
         "",
         f"Detector `{m['name']}`, input modality **{m['modality']}**, "

@@ -66,6 +66,10 @@ class PretrainedEntry(Strict):
 
 PRETRAINED: Registry[PretrainedEntry] = Registry("pretrained detector")
 
+# licence names -> the Hugging Face Hub's licence identifiers (a model card's ``license:``)
+HUB_LICENCES = {"MIT": "mit", "CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0", "CC BY-NC 4.0": "cc-by-nc-4.0",
+                "CC BY-NC 3.0": "cc-by-nc-3.0", "GPL-3.0": "gpl-3.0"}
+
 
 def register_pretrained(entry: PretrainedEntry) -> PretrainedEntry:
     if entry.file is not None and entry.converter not in CONVERTERS:
@@ -103,6 +107,7 @@ def convert(entry: PretrainedEntry, path: Path | None, out: Path, *, move_aside:
     """Convert the official file at ``path`` into a fakescope checkpoint folder ``out``."""
     model = create_model(entry.arch, **entry.model)
     record: dict[str, Any] = {"name": entry.name, "source": entry.source, "licence": entry.licence,
+                              "license_id": HUB_LICENCES.get(entry.licence, "other"),
                               "paper": entry.paper, "trained_on": entry.trained_on, "published": entry.published,
                               "official_preprocessing": entry.preprocessing, "weights_from_hub": list(entry.from_hub)}
     if entry.file is not None:
