@@ -443,3 +443,78 @@ def test_baseline_recipes_validate_and_build_their_model(recipe):
     assert model_cfg.preprocess.input_size in (224, 256)
     assert (model_cfg.preprocess.face is None) == (recipe != "efficientnet_b4_ffpp_c23")
     assert cfg.optim.name == "adam" and cfg.data.train
+
+
+class CadeneSeparable(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cin, 3, 1, 1, groups=cin, bias=False)
+        self.pointwise = nn.Conv2d(cin, cout, 1, bias=False)
+
+    def forward(self, x):
+        return self.pointwise(self.conv1(x))
+
+
+class CadeneBlock(nn.Module):
+    """The block of the PyTorch Xception port that FaceForensics++ and DeepfakeBench use."""
+
+    def __init__(self, cin, cout, reps, stride, start_with_relu=True, grow_first=True):
+        super().__init__()
+        self.skip = nn.Conv2d(cin, cout, 1, stride, bias=False) if cout != cin or stride != 1 else None
+        self.skipbn = nn.BatchNorm2d(cout) if self.skip is not None else None
+        rep, filters = [], cin
+        if grow_first:
+            rep += [nn.ReLU(), CadeneSeparable(cin, cout), nn.BatchNorm2d(cout)]
+            filters = cout
+        for _ in range(reps - 1):
+            rep += [nn.ReLU(), CadeneSeparable(filters, filters), nn.BatchNorm2d(filters)]
+        if not grow_first:
+            rep += [nn.ReLU(), CadeneSeparable(cin, cout), nn.BatchNorm2d(cout)]
+        rep = rep if start_with_relu else rep[1:]
+        if stride != 1:
+            rep.append(nn.MaxPool2d(3, stride, 1))
+        self.rep = nn.Sequential(*rep)
+
+    def forward(self, x):
+        return self.rep(x) + (self.skipbn(self.skip(x)) if self.skip is not None else x)
+
+
+class DeepfakeBenchXception(nn.Module):
+    """DeepfakeBench's Xception detector ('original' mode): backbone.* keys, a 2-way last_linear, adjust_channel."""
+
+    def __init__(self, w):
+        super().__init__()
+        b = nn.Module()
+        b.conv1, b.bn1 = nn.Conv2d(3, w[0], 3, 2, 0, bias=False), nn.BatchNorm2d(w[0])
+        b.conv2, b.bn2 = nn.Conv2d(w[0], w[1], 3, bias=False), nn.BatchNorm2d(w[1])
+        b.block1 = CadeneBlock(w[1], w[2], 2, 2, start_with_relu=False)
+        b.block2 = CadeneBlock(w[2], w[3], 2, 2)
+        b.block3 = CadeneBlock(w[3], w[4], 2, 2)
+        b.block4 = CadeneBlock(w[4], w[4], 3, 1)
+        b.block5 = CadeneBlock(w[4], w[5], 2, 2, grow_first=False)
+        b.conv3, b.bn3 = CadeneSeparable(w[5], w[6]), nn.BatchNorm2d(w[6])
+        b.conv4, b.bn4 = CadeneSeparable(w[6], w[7]), nn.BatchNorm2d(w[7])
+        b.last_linear = nn.Linear(w[7], 2)
+        b.adjust_channel = nn.Sequential(nn.Conv2d(w[7], 8, 1, 1), nn.BatchNorm2d(8))
+        self.backbone = b
+
+    def forward(self, x):
+        b = self.backbone
+        x = F.relu(b.bn2(b.conv2(F.relu(b.bn1(b.conv1(x))))))
+        for i in range(1, 6):
+            x = getattr(b, f"block{i}")(x)
+        x = F.relu(b.bn4(b.conv4(F.relu(b.bn3(b.conv3(x))))))
+        return torch.softmax(b.last_linear(F.relu(x).mean(dim=(2, 3))), 1)[:, 1]
+
+
+def test_deepfakebench_xception_converts_and_scores_like_the_official_network(tmp_path):
+    ref = randomise(DeepfakeBenchXception([4, 8, 8, 8, 8, 16, 16, 16]), seed=6)
+    entry = tiny("xception.deepfakebench_ffpp_c23", arch="xception_tiny",
+                 model={"preprocess": {"input_size": 32, "face": None}})
+    ck = convert(entry, write(ref.state_dict(), tmp_path / "xception_best.pth"), tmp_path / "ck", move_aside=False)
+    model = Detector.from_pretrained(ck, device="cpu").model
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(torch.sigmoid(model(x)), ref(x), atol=1e-5)
+    dropped = read_config(ck)["pretrained"]["dropped"]
+    assert sorted(dropped) == sorted(k for k in ref.state_dict() if ".adjust_channel." in k)

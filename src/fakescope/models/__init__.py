@@ -27,6 +27,7 @@ from fakescope.models import sfcl_hcmf  # noqa: E402,F401
 from fakescope.models import sdr  # noqa: E402,F401
 from fakescope.models import fssnet  # noqa: E402,F401
 from fakescope.models import hf_classifier  # noqa: E402,F401
+from fakescope.models import xception_net  # noqa: E402,F401
 
 # released weights by name (ARCH.TAG), timm style
 from fakescope.models.pretrained import PRETRAINED, list_pretrained, pretrained_entry  # noqa: E402

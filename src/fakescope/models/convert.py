@@ -187,3 +187,21 @@ def convert_icpr2020_efficientnet(official: State, model) -> tuple[State, set[st
         state[f"head.{name}"] = official[f"classifier.{name}"]
         used.add(f"classifier.{name}")
     return state, used, {}
+
+
+@CONVERTERS.register("deepfakebench_xception", description="DeepfakeBench's Xception detector (2-way last_linear)")
+def convert_deepfakebench_xception(official: State, model) -> tuple[State, set[str], dict[str, str]]:
+    state, used, dropped = {}, set(), {}
+    for key, value in official.items():
+        if not key.startswith("backbone."):
+            continue
+        inner = key[len("backbone."):]
+        if inner.startswith("adjust_channel."):
+            dropped[key] = "DeepfakeBench builds it in every mode; the 'original' mode of the release never uses it"
+        elif not inner.startswith("last_linear."):
+            state[inner] = value[:, :, None, None] if inner.endswith("pointwise.weight") and value.ndim == 2 else value
+            used.add(key)
+    weight, bias = two_way_to_logit(official["backbone.last_linear.weight"], official["backbone.last_linear.bias"])
+    state["head.weight"], state["head.bias"] = weight, bias
+    used |= {"backbone.last_linear.weight", "backbone.last_linear.bias"}
+    return state, used, dropped

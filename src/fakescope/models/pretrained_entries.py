@@ -152,6 +152,30 @@ register_pretrained(PretrainedEntry(
           "DeepfakeBench finds them with dlib.",
 ))
 register_pretrained(PretrainedEntry(
+    arch="xception", tag="deepfakebench_ffpp_c23",
+    file=RemoteFile("xception_best.pth", ("https://github.com/SCLBD/DeepfakeBench/releases/download/v1.0.1/"
+                                          "xception_best.pth",),
+                    size=87_763_531, sha256="dd61186f9ac8e99aae85982cae338b555dfaeef042f6b699e5a55cae3998ba47",
+                    source="URL: the official release v1.0.1 (the README names xception_best.pth); size and "
+                           "SHA-256: third-party (a Git LFS pointer of a copy, and a second project pinning the "
+                           "same hash; the authors publish none)"),
+    converter="deepfakebench_xception",
+    model={"preprocess": {"input_size": 256, "policy": "resize", "interpolation": "bicubic", "mean": HALF,
+                          "std": HALF, "face": {"crop": "align", "margin": 1.3, "size": 256}}},
+    licence="CC BY-NC 4.0",
+    paper="Yan et al., DeepfakeBench: A Comprehensive Benchmark of Deepfake Detection, NeurIPS 2023 Datasets and "
+          "Benchmarks (arXiv 2307.01426)",
+    trained_on="FaceForensics++ c23 (all four manipulations), DeepfakeBench's aligned face crops",
+    published="README results table (frame AUC, 'cited from our paper'): FF++ c23 0.9637, FF++ c40 0.8261, "
+              "Celeb-DF v1 0.7794, Celeb-DF v2 0.7365, DeepFakeDetection 0.8163, DFDC 0.7077, DFDC-P 0.7374",
+    preprocessing="face crops aligned on five landmarks (dlib, scale 1.3, 256 px); bicubic resize to 256, mean/std "
+                  "0.5; softmax over two classes, index 1 = fake",
+    source="https://github.com/SCLBD/DeepfakeBench",
+    notes="The file is a plain state dict of the detector ('backbone.' keys); its unused 'adjust_channel' layer is "
+          "dropped and the two-class 'last_linear' becomes one logit z_fake - z_real. fakescope's face stage "
+          "aligns on MTCNN's landmarks with DeepfakeBench's template and scale; DeepfakeBench finds them with dlib.",
+))
+register_pretrained(PretrainedEntry(
     arch="efficientnet_b4", tag="icpr2020_ffpp",
     file=RemoteFile("EfficientNetB4_FFPP_bestval-93aaad84946829e793d1a67ed7e0309b535e2f2395acb4f8d16b92c0616ba8d7.pth",
                     ("https://f002.backblazeb2.com/file/icpr2020/EfficientNetB4_FFPP_bestval-"
