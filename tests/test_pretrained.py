@@ -518,3 +518,22 @@ def test_deepfakebench_xception_converts_and_scores_like_the_official_network(tm
         assert torch.allclose(torch.sigmoid(model(x)), ref(x), atol=1e-5)
     dropped = read_config(ck)["pretrained"]["dropped"]
     assert sorted(dropped) == sorted(k for k in ref.state_dict() if ".adjust_channel." in k)
+
+
+def test_eval_and_detect_take_a_pretrained_name_from_the_command_line(test_entry, tmp_path, capsys):
+    from conftest import write_images
+
+    src = official_npr(tmp_path / "src" / "npr_tiny.pth")
+    entry = test_entry(src, size=src.stat().st_size, sha256=sha256_of(src))
+    write_images(tmp_path / "data" / "0_real", 4, kind="smooth")
+    write_images(tmp_path / "data" / "1_fake", 4, kind="noise", seed=1)
+    out = tmp_path / "report"
+    assert main(["eval", entry.name, "--data", str(tmp_path / "data"), "--weights-file", str(src), "--out", str(out),
+                 "--num-workers", "0", "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "npr_tiny" and metrics["sets"]["data"]["n"] == 8
+    # converted once: detect finds the checkpoint without the file
+    records = tmp_path / "r.jsonl"
+    assert main(["detect", str(tmp_path / "data"), "-m", entry.name, "-o", str(records), "--device", "cpu",
+                 "--progress", "off"]) == 0
+    assert len(records.read_text().splitlines()) == 8
