@@ -7,6 +7,7 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -65,6 +66,13 @@ def test_train_writes_checkpoints_logs_and_report(tmp_path, tiny_synth):
     assert meta["training"]["selected_epoch"] == int(best["epoch"])
     assert meta["validation"]["auc"] == pytest.approx(float(best["val/auc"]))
     assert "validation" in meta["training"]["selected_on"]
+    # trained only on the built-in synthetic benchmark: a demonstration, and it says so
+    assert meta["intended_use"]["demonstration"] is True
+    assert "Demonstration model" in (result.checkpoint / "README.md").read_text()
+    from fakescope.inference import Detector
+
+    det = Detector.from_pretrained(result.checkpoint, device="cpu")
+    assert det.predict(np.zeros((32, 32, 3), np.uint8))["demonstration"] is True
     # the test sets were evaluated after training, one row per generator
     ev = json.loads((run / "eval" / "metrics.json").read_text())
     assert set(ev["sets"]) == {"tconv", "nearest", "bilinear", "pixelshuffle", "diffusion"}

@@ -44,6 +44,7 @@ def test_health_model_and_page(client):
     assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["model"] == "simple_cnn_tiny"
     m = client.get("/v1/model").json()
     assert m["input_size"] == 32 and m["modality"] == "image" and m["max_upload_bytes"] == 512 * 1024
+    assert m["demonstration"] is False and 'id="demo"' in client.get("/").text  # the page's banner, hidden here
     page = client.get("/")
     assert page.status_code == 200 and 'type="file"' in page.text and "/v1/detect" in page.text
 

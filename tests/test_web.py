@@ -160,3 +160,26 @@ def test_web_page_scores_an_image_and_a_video(browser, media, tmp_path):
         # a file that is no picture: the page shows the service's error
         assert _upload(browser, url, media["text"]) == "error"
         assert "neither an image nor a video" in browser.find_element(By.ID, "detail").text
+
+
+def test_web_page_says_when_the_model_is_a_demonstration(browser, media, tmp_path):
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ck = make_checkpoint(tmp_path / "ck", "simple_cnn_tiny")
+    for demo in (False, True):
+        if demo:  # what training writes for a checkpoint trained only on the built-in synthetic benchmark
+            config = json.loads((ck / "config.json").read_text())
+            config["intended_use"] = {"demonstration": True, "note": "a demonstration, trained on synthetic data"}
+            (ck / "config.json").write_text(json.dumps(config))
+        det = Detector.from_pretrained(ck, device="cpu")
+        with LiveServer(create_app(det, ServeSettings(max_upload_mb=5))) as url:
+            browser.get(url)
+            WebDriverWait(browser, 30).until(lambda d: "model " in d.find_element(By.ID, "model").text)
+            banner = browser.find_element(By.ID, "demo")
+            assert banner.is_displayed() is demo
+            if demo:
+                assert "Demonstration model" in banner.text and "synthetic data" in banner.text
+                browser.save_screenshot(str(_shots(tmp_path) / "web_demo_banner.png"))

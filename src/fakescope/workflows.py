@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from fakescope.config import ExperimentConfig, load_config
@@ -64,16 +63,15 @@ def run_quickstart(data_dir: str = "data/synth", output_dir: str = "runs", confi
     echo(f"[1/3] synthetic benchmark -> {data_dir}")
     generate(synth, log=echo)
     echo(f"[2/3] training {cfg.model.name} on '{synth.train_generator}' fakes (run folder {cfg.run_dir})")
-    result, ev = run_experiment(cfg, overwrite=True, echo=echo)
+    result = train(cfg, overwrite=True, echo=echo)
     echo("[3/3] cross-generator evaluation")
+    ev = evaluate_test_sets(cfg, result, echo) or {}
     minutes = (time.time() - t0) / 60
-    ev = ev or {}
     if ev:
         echo(markdown_table(*metrics_table(ev)))
         unseen = [m["auc"] for n, m in ev["sets"].items() if n != synth.train_generator and m["auc"] is not None]
         if unseen:
             echo(f"trained on '{synth.train_generator}'; mean AUC over the {len(unseen)} unseen generators: "
                  f"{sum(unseen) / len(unseen):.4f}")
-        echo(f"report: {Path(cfg.run_dir) / 'eval' / 'report.html'}")
     echo(f"quickstart finished in {minutes:.1f} min")
     return {"minutes": minutes, "evaluation": ev, "checkpoint": str(result.checkpoint)}

@@ -158,8 +158,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from fakescope.workflows import run_quickstart
 
-    run_quickstart(data_dir=args.data, output_dir=args.output_dir, config=args.config, overrides=args.overrides,
-                   echo=_echo)
+    out = Path(args.out)
+    run_quickstart(data_dir=args.data or str(out / "data" / "synth"), output_dir=str(out / "runs"),
+                   config=args.config, overrides=args.overrides, echo=_echo)
     return 0
 
 
@@ -211,6 +212,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     print(f"fakescope detect: {total} input(s): {counts['fake']} fake, {counts['real']} real, "
           f"{len(failures)} failed (model {detector.name}, threshold {detector.threshold:g})"
           + (f"; records in {args.out}" if args.out else ""), file=sys.stderr)
+    if detector.demonstration:
+        print(f"  note: model {detector.name} is {detector.demonstration_note}", file=sys.stderr)
     for rec in failures[:10]:
         print(f"  failed: {rec['error']}", file=sys.stderr)
     if len(failures) > 10:

@@ -249,9 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=cmd_config)
 
-    s = sub.add_parser("quickstart", help="synthetic benchmark -> train -> cross-generator evaluation")
-    s.add_argument("--data", **d(Y, "out"), help="where the benchmark is (or will be) generated")
-    s.add_argument("--output-dir", **d(run_quickstart, "output_dir"))
+    s = sub.add_parser("quickstart", help="synthetic benchmark -> train -> cross-generator evaluation",
+                       allow_abbrev=False,
+                       description="The main job on the built-in synthetic benchmark: generate it (or reuse it), train "
+                                   "a small NPR on one generator family, evaluate on all five. Everything goes under "
+                                   "--out: the benchmark in OUT/data/synth (unless --data says where), the run in "
+                                   "OUT/runs/quickstart.")
+    s.add_argument("--out", default=".", help="folder for everything the job writes")
+    s.add_argument("--data", help="where the benchmark is (or will be) generated (default: OUT/data/synth)")
     s.add_argument("--config", **d(run_quickstart, "config"))
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=cmd_quickstart)

@@ -25,6 +25,9 @@ LABEL_ALIASES = {**LABEL_FOLDERS, "real": 0, "fake": 1}
 
 _DIGITS = re.compile(r"(\d+)(?!.*\d)")
 
+# the key of meta.json at the root of fakescope's built-in synthetic benchmark (``fakescope synth``)
+SYNTHETIC_MARK = "fakescope_synthetic_benchmark"
+
 
 def frame_number(name: str) -> int | None:
     """The last number in a file name's stem (``frame_012.png`` -> 12), or ``None``."""
@@ -45,6 +48,28 @@ def label_folders(root: str | Path, names: dict[str, int] = LABEL_FOLDERS,
             if d.lower() in names:
                 yield Path(dirpath) / d, names[d.lower()]
                 dirnames.remove(d)  # do not look for label folders inside label folders
+
+
+def synthetic_benchmark(path: str | Path) -> Path | None:
+    """The root of the built-in synthetic benchmark that ``path`` lies in, or ``None``.
+
+    The benchmark's ``meta.json`` says so (``fakescope_synthetic_benchmark``; folders made before that key
+    existed are known by their ``photo_splits`` and ``families`` entries).
+    """
+    import json
+
+    p = Path(path).expanduser().resolve()
+    for folder in (p, *p.parents):
+        meta = folder / "meta.json"
+        if meta.is_file():
+            try:
+                data = json.loads(meta.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            if isinstance(data, dict) and (data.get(SYNTHETIC_MARK) or {"photo_splits", "families"} <= set(data)):
+                return folder
+            return None
+    return None
 
 
 def scan_folder(root: str | Path) -> list[Sample]:

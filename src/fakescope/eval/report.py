@@ -62,6 +62,7 @@ def _plt():
 
 
 def plot_roc(scored: Sequence, path: Path) -> None:
+    from sklearn.metrics import auc as area_under
     from sklearn.metrics import roc_curve
 
     plt = _plt()
@@ -69,10 +70,14 @@ def plot_roc(scored: Sequence, path: Path) -> None:
     for sc in scored:
         if np.unique(sc.labels).size == 2:
             fpr, tpr, _ = roc_curve(sc.labels, sc.scores)
-            ax.plot(fpr, tpr, lw=1.5, label=sc.name)
+            auc = float(area_under(fpr, tpr))
+            # markers at the curve's corners, and axes with a margin: a perfect curve runs along the left and top
+            # edges, where it would be hidden under the frame
+            ax.plot(fpr, tpr, lw=1.5, marker="o", markersize=3, markevery=max(len(fpr) // 20, 1),
+                    label=f"{sc.name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate (real called fake)", ylabel="true positive rate (fake caught)",
-           title="ROC", xlim=(0, 1), ylim=(0, 1))
+           title="ROC", xlim=(-0.02, 1.0), ylim=(0.0, 1.02))
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -33,7 +33,6 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -116,6 +115,10 @@ class Detector:
         self.modality = getattr(model, "modality", None) or config.get("model", {}).get("modality", "image")
         self.name = (config.get("model") or {}).get("name") or "unknown"
         self.version = version or str(config.get("fakescope_version", "unknown"))
+        # a checkpoint trained only on the built-in synthetic benchmark says so in every record
+        intended = config.get("intended_use") or {}
+        self.demonstration = bool(intended.get("demonstration"))
+        self.demonstration_note = str(intended.get("note", "")) if self.demonstration else ""
         self._pre = Preprocessor(self.preprocess, train=False)
         if self.modality == "clip" and not self.preprocess.clip_len:
             raise CheckpointError(f"{source}: a clip model without preprocess.clip_len")
@@ -162,6 +165,7 @@ class Detector:
                 "policy": self.preprocess.policy, "clip_len": self.preprocess.clip_len, "faces": self.faces,
                 "face_stage": None if self.face is None else self.face.model_dump(mode="json"),
                 "threshold": self.threshold, "backend": self.backend, "device": self.device,
+                "demonstration": self.demonstration, "demonstration_note": self.demonstration_note,
                 "labels": self.config.get("labels", {"0": "real", "1": "fake"})}
 
     # ------------------------------------------------------------- public
@@ -207,7 +211,7 @@ class Detector:
     def _new_record(self, path: str) -> dict[str, Any]:
         rec = dict.fromkeys(RECORD_FIELDS)
         rec.update(path=path, threshold=self.threshold, model=self.name, model_version=self.version,
-                   backend=self.backend)
+                   backend=self.backend, demonstration=self.demonstration)
         return rec
 
     def _prepare(self, x, name: str | None, details: bool) -> _Job:

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 RECORD_FIELDS = ("path", "kind", "score", "label", "threshold", "faces_found", "frame_scores", "frame_indices",
-                 "frame_times", "clip_scores", "model", "model_version", "backend", "error", "seconds")
+                 "frame_times", "clip_scores", "model", "model_version", "backend", "demonstration", "error",
+                 "seconds")
 
 
 def csv_row(rec: dict[str, Any]) -> dict[str, Any]:

@@ -60,7 +60,39 @@ def _rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 
-def build_trainer(cfg: ExperimentConfig, extra_callbacks: list | None = None):
+def epoch_lines(echo: Callable[[str], None], monitor: str):
+    """A callback that prints one line per epoch (for runs without a progress bar: logs, CI, pipes)."""
+    import time
+
+    from lightning.pytorch.callbacks import Callback
+
+    class EpochLines(Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            self.started, self.losses = time.perf_counter(), []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if loss is not None:
+                self.losses.append(float(loss))
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            if not trainer.is_global_zero:
+                return
+            m = trainer.callback_metrics
+            parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+            if self.losses:
+                parts.append(f"train loss {sum(self.losses) / len(self.losses):.4f}")
+            for key in dict.fromkeys((monitor, "val/auc", "val/loss")):
+                if key in m:
+                    parts.append(f"{key} {float(m[key]):.4f}")
+            parts.append(f"{time.perf_counter() - self.started:.1f} s")
+            echo(", ".join(parts))
+
+    return EpochLines()
+
+
+def build_trainer(cfg: ExperimentConfig, extra_callbacks: list | None = None,
+                  echo: Callable[[str], None] | None = None):
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -85,6 +117,8 @@ def build_trainer(cfg: ExperimentConfig, extra_callbacks: list | None = None):
     progress = show_progress(t.progress_bar)
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps)))
+    elif echo is not None:
+        callbacks.append(epoch_lines(echo, monitor))
     callbacks += list(extra_callbacks or [])
     loggers = [
         TensorBoardLogger(save_dir=str(run_dir / "logs"), name="tensorboard", default_hp_metric=False),
@@ -129,7 +163,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         dump_config(cfg, run_dir / "config.yaml")
     module = DetectorModule(cfg.to_dict())
     dm = DetectorDataModule(cfg, module.model.preprocess, module.model.modality)
-    trainer = build_trainer(cfg, extra_callbacks)
+    trainer = build_trainer(cfg, extra_callbacks, echo)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
 
     result = TrainResult(run_dir=run_dir, checkpoint=None, epochs=int(trainer.current_epoch),
@@ -167,13 +201,31 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         "seed": cfg.seed,
     }
     validation = {k.split("/", 1)[1]: v for k, v in best_row.items() if k.startswith("val/")}
-    result.checkpoint = save(module.model.cpu(), run_dir / "model", training=training, validation=validation)
+    extra, notes = demonstration_record(cfg)
+    result.checkpoint = save(module.model.cpu(), run_dir / "model", training=training, validation=validation,
+                             extra=extra, notes=notes)
     echo(f"selected epoch {best_epoch} on {monitor}; checkpoint: {result.checkpoint}")
 
     (run_dir / "summary.json").write_text(json.dumps(
         {"best": result.best, "checkpoint": str(result.checkpoint), "epochs_run": result.epochs,
          "skipped": len(result.skipped)}, indent=2, default=str))
     return result
+
+
+DEMONSTRATION = ("a demonstration: trained only on fakescope's built-in synthetic benchmark, whose fakes come from "
+                 "small random generators, not a detector for real photographs or videos")
+
+
+def demonstration_record(cfg: ExperimentConfig) -> tuple[dict[str, Any], str]:
+    """``intended_use`` of a checkpoint trained only on the built-in synthetic benchmark, and its model card line."""
+    from fakescope.data.layouts import synthetic_benchmark
+    from fakescope.train.data import resolve_sources
+
+    sources = resolve_sources(cfg.data, cfg.data.train)
+    if not sources or not all(synthetic_benchmark(s.path) for s in sources):
+        return {}, ""
+    return ({"intended_use": {"demonstration": True, "note": DEMONSTRATION}},
+            f"**Demonstration model.** This checkpoint is {DEMONSTRATION}.")
 
 
 def _write_history(path: Path, rows: list[dict]) -> None:

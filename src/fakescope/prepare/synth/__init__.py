@@ -66,6 +66,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fakescope.data.layouts import SYNTHETIC_MARK
 from fakescope.data.manifest import atomic_write_text, csv_text, write_meta
 from fakescope.errors import ConfigError
 from fakescope.prepare.synth.generators import FAMILIES, Generator
@@ -273,6 +274,7 @@ def generate(cfg: SynthConfig, log: Callable[[str], None] = print, overwrite: bo
         log(f"  videos: {sum(cfg.videos_per_class.values()) * 2} clips of {cfg.frames} frames")
 
     meta = {
+        SYNTHETIC_MARK: True,  # models trained only on this data are demonstrations (data.layouts)
         "config": _jsonable(cfg),
         "counts": counts,
         "photo_splits": {k: list(v) for k, v in PHOTO_SPLITS.items()},
