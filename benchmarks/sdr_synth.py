@@ -16,7 +16,15 @@ override the SDR config (for example ``'model.branches=[none]'``).
 ``--videos N`` gives N training videos per class and ``--eval-videos M`` (default
 N / 4, at least 10) validation and test videos per class. Each training run uses the
 GPU when there is one. The last line is SDR's test video AUC over the frame
-detector's.
+detector's. ``--skip-frames`` trains SDR only (the frame detector does not depend on
+SDR's settings). ``--views`` scores the trained SDR again on the validation and test
+videos with each ``model.inference_views`` (``clean``: every branch on the clip itself,
+the default; ``perturbed``: each branch's perturbation at a fixed setting, fused by TRFI).
+
+Compare the L_MI estimators (same seed, same videos):
+
+    python benchmarks/sdr_synth.py --seed S --views data.num_workers=0                          # InfoNCE (default)
+    python benchmarks/sdr_synth.py --seed S --skip-frames data.num_workers=0 model.mi_estimator=kl  # the KL variant
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ def main() -> None:
                     help="real videos' face region: the generator with fixed noise, or no region at all")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="work folder (default: a new temporary folder)")
+    ap.add_argument("--skip-frames", action="store_true", help="train SDR only, not the frame detector")
+    ap.add_argument("--views", action="store_true",
+                    help="also score SDR's validation and test videos with inference_views clean and perturbed")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of configs/sdr/synth.yaml")
     args = ap.parse_args()
 
@@ -61,7 +72,8 @@ def main() -> None:
           f"{args.size} px; flicker {args.flicker}, camera motion {args.motion}, reals {args.reals} (in {out})")
 
     rows = {}
-    for label, cfg_name, extra in (("sdr", "sdr/synth", args.overrides), ("frames", "sdr/synth_frames", [])):
+    runs = [("sdr", "sdr/synth", args.overrides)] + ([] if args.skip_frames else [("frames", "sdr/synth_frames", [])])
+    for label, cfg_name, extra in runs:
         common = [f"data.root={out / 'synth' / 'videos'}", f"output_dir={out / 'runs'}", f"name={label}",
                   "trainer.progress_bar=false", f"seed={args.seed}"]
         cfg = load_config(cfg_name, overrides=[*common, *extra])
@@ -70,8 +82,29 @@ def main() -> None:
         params = sum(t.numel() for t in load_file(str(result.run_dir / "model" / "model.safetensors")).values())
         rows[label] = ev["video_auc"]
         print(f"{label:7s} test video AUC {ev['video_auc']:.3f}  test clip/frame AUC {ev['auc']:.3f}  "
-              f"epochs {result.epochs}  selected epoch {result.best.get('epoch')} (val video AUC {result.best.get('val/video_auc', float('nan')):.3f})  weights {params / 1e3:.0f}k")
-    print(f"SDR test video AUC / frame detector's: {rows['sdr'] / rows['frames']:.3f}")
+              f"epochs {result.epochs}  selected epoch {result.best.get('epoch')} (val video AUC {result.best.get('val/video_auc', float('nan')):.3f}, val loss {result.best.get('val/loss', float('nan')):.4f})  weights {params / 1e3:.0f}k")
+        if label == "sdr" and args.views:
+            score_views(result.run_dir / "model", out / "synth" / "videos")
+    if "frames" in rows:
+        print(f"SDR test video AUC / frame detector's: {rows['sdr'] / rows['frames']:.3f}")
+
+
+def score_views(checkpoint: Path, videos: Path) -> None:
+    """The trained SDR on the validation and test videos, with each ``inference_views`` setting."""
+    from fakescope.config import DataSource
+    from fakescope.eval.evaluate import score_source
+    from fakescope.metrics import compute_metrics
+    from fakescope.models.checkpoint import load
+
+    model = load(checkpoint)
+    for views in ("clean", "perturbed"):
+        model.cfg.inference_views = views
+        cells = []
+        for split in ("val", "test"):
+            sc = score_source(model, DataSource(path=str(videos / split)), batch_size=8, num_workers=0)
+            m = compute_metrics(sc.labels, sc.scores, sc.video_ids)
+            cells.append(f"{split} video AUC {m['video_auc']:.3f}  {split} clip AUC {m['auc']:.3f}")
+        print(f"sdr inference_views={views:9s} " + "  ".join(cells))
 
 
 if __name__ == "__main__":

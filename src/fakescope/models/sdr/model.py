@@ -18,10 +18,19 @@ Pipeline (training)::
       -> FTCN's temporal transformer -> one logit           (step 4, C1)
     loss = BCE + lambda_MI * L_MI + lambda_con * L_con       (step 5, C4)
 
-Inference runs the clean clip, without perturbation (step 6). With a shared
-encoder every branch then sees the same clip, so z_k are equal and TRFI is the
-identity: one encoder pass suffices. A video's score is the mean of its clip
-scores over non-overlapping clips (the evaluation does that from video ids).
+L_MI is how TRFI "utilizes the theory of mutual information" (the abstract): by
+default the InfoNCE lower bound on the information between each branch's clip
+feature mean_t z_k and the fused clip feature mean_t z (critic: a shared
+projection MLP, cosine similarity over a temperature, the batch's other clips as
+negatives), so its gradient trains TRFI's weighting network and every branch.
+``mi_estimator: kl`` keeps the earlier KL surrogate (see :mod:`.losses`).
+
+Inference (``inference_views``, step 6) runs the clean clip by default: with a
+shared encoder every branch then sees the same clip, so z_k are equal and TRFI
+is the identity: one encoder pass suffices. ``perturbed`` runs each branch on
+its perturbation at a fixed setting and fuses them with TRFI's weights. A
+video's score is the mean of its clip scores over non-overlapping clips (the
+evaluation does that from video ids).
 """
 
 from __future__ import annotations
@@ -37,7 +46,8 @@ from torch import Tensor, nn
 from fakescope.models.base import DetectorConfig, DetectorModel, LossOutput, PreprocessConfig
 from fakescope.models.layers.resnet3d import I3DConfig, I3DEncoder, load_encoder_weights
 from fakescope.models.registry import register_model, register_variant
-from fakescope.models.sdr.tpa import Perturbation, TPAConfig, apply_tpa, draw_tpa_params
+from fakescope.models.sdr.losses import infonce_mi, mi_loss, supcon_loss
+from fakescope.models.sdr.tpa import Perturbation, TPAConfig, apply_tpa, draw_tpa_params, fixed_tpa
 
 IMAGENET_RESNET50 = "microsoft/resnet-50"
 
@@ -69,6 +79,10 @@ class SDRConfig(DetectorConfig):
         default="mean", description="Pool_s before the temporal tokens: 'mean' (FTCN's average pool) or 'max' "
         "(keeps a localised temporal artefact from being diluted by the rest of the frame)")
     trfi_hidden: int = Field(default=256, ge=1)
+    inference_views: Literal["clean", "perturbed"] = Field(
+        default="clean", description="inference input of the K branches: 'clean' = the clip itself in every "
+        "branch (spec 3.3 step 6; with a shared encoder one pass, TRFI then the identity); 'perturbed' = each "
+        "branch's perturbation at a fixed mid-range setting, fused by TRFI (K encoder passes)")
     dim: int = Field(default=-1, description="token width of the transformer; -1: the encoder's channels (FTCN)")
     depth: int = Field(default=1, ge=1)
     heads: int = Field(default=16, ge=1)
@@ -76,7 +90,14 @@ class SDRConfig(DetectorConfig):
     dropout: float = Field(default=0.1, ge=0, lt=1)
     emb_dropout: float = Field(default=0.1, ge=0, lt=1)
     lambda_mi: float = Field(default=0.1, ge=0, description="weight of L_MI (TODO: paper's value unknown)")
-    mi_tau: float = Field(default=1.5, gt=0)
+    mi_estimator: Literal["infonce", "kl"] = Field(
+        default="infonce", description="L_MI: 'infonce' = InfoNCE bound on I(branch clip feature; fused clip "
+        "feature), trains TRFI and every branch; 'kl' = KL from each branch head to the detached fused "
+        "prediction (the earlier surrogate, no gradient to TRFI)")
+    infonce_tau: float = Field(default=0.1, gt=0, description="temperature of the InfoNCE critic (cosine / tau)")
+    mi_dims: list[int] = Field(default_factory=lambda: [256, 128], min_length=1,
+                               description="projection MLP of the InfoNCE critic, shared by branch and fused features")
+    mi_tau: float = Field(default=1.5, gt=0, description="temperature of the KL variant")
     lambda_con: float = Field(default=0.1, ge=0, description="weight of L_con (TODO: paper's value unknown)")
     con_tau: float = Field(default=0.1, gt=0)
     proj_dims: list[int] = Field(default_factory=lambda: [256, 128], min_length=1,
@@ -136,42 +157,6 @@ class TemporalTransformer(nn.Module):
         return self.classify(self.pool(tokens))
 
 
-# ===================================================================== losses
-def mi_loss(fused_logits: Tensor, branch_logits: list[Tensor], tau: float) -> Tensor:
-    """L_MI (spec 3.3 step 5, C4): mean over branches of KL(p_fused || p_k), temperature-softened, target detached.
-
-    ``p = softmax([0, logit] / tau)`` is the two-class distribution of a binary logit.
-    """
-    def log_probs(logit: Tensor) -> Tensor:
-        a = logit.float() / tau
-        return torch.stack([F.logsigmoid(-a), F.logsigmoid(a)], dim=-1)
-
-    target = log_probs(fused_logits.detach())
-    kls = [F.kl_div(log_probs(b), target, log_target=True, reduction="batchmean") for b in branch_logits]
-    return torch.stack(kls).mean()
-
-
-def supcon_loss(embeddings: Tensor, labels: Tensor, tau: float) -> Tensor:
-    """L_con (spec 3.3 step 5, C4): supervised contrastive loss (Khosla et al., 2020) on L2-normalised embeddings.
-
-    For anchor i with positives P(i) (same label, i excluded):
-    ``-1/|P(i)| sum_p log( exp(s_ip / tau) / sum_{a != i} exp(s_ia / tau) )``, averaged over anchors
-    that have a positive.
-    """
-    e = F.normalize(embeddings.float(), dim=1)
-    n = e.shape[0]
-    self_mask = torch.eye(n, dtype=torch.bool, device=e.device)
-    sim = (e @ e.T / tau).masked_fill(self_mask, float("-inf"))
-    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-    pos = (labels[:, None] == labels[None, :]) & ~self_mask
-    n_pos = pos.sum(1)
-    has = n_pos > 0
-    if not bool(has.any()):
-        return e.sum() * 0.0  # no anchor has a positive: nothing to contrast (keeps the graph)
-    per_anchor = log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]
-    return -per_anchor.mean()
-
-
 def _mlp(dims: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
@@ -206,10 +191,14 @@ class SDR(DetectorModel):
         self.trfi = (_mlp([k * channels, cfg.trfi_hidden, k]) if cfg.fusion == "trfi" and k > 1 else None)
         self.head = TemporalTransformer(cfg.encoder.out_frames(cfg.preprocess.clip_len), channels, cfg.token_dim,
                                         cfg.depth, cfg.heads, cfg.mlp_dim, cfg.dropout, cfg.emb_dropout)
-        # per-branch auxiliary heads h_k, used only by L_MI; the projection MLP only by L_con
+        # L_MI's modules: the InfoNCE critic's projection (mi_estimator 'infonce'), or per-branch auxiliary heads
+        # h_k (the KL variant); the projection MLP of L_con
+        use_mi = cfg.lambda_mi > 0
         self.branch_heads = (nn.ModuleList(nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, 1))
-                                           for _ in range(k)) if cfg.lambda_mi > 0 else None)
+                                           for _ in range(k)) if use_mi and cfg.mi_estimator == "kl" else None)
         self.projector = _mlp([channels, *cfg.proj_dims]) if cfg.lambda_con > 0 else None
+        # built after every other module, so that adding it left their seeded initialisation unchanged
+        self.mi_critic = _mlp([channels, *cfg.mi_dims]) if use_mi and cfg.mi_estimator == "infonce" else None
         if cfg.weights or cfg.pretrained:
             self._load_encoder_weights()
 
@@ -260,6 +249,18 @@ class SDR(DetectorModel):
         return (w[:, :, None, None] * z).sum(dim=1), w
 
     @torch.no_grad()
+    def fixed_views(self, x: Tensor) -> list[Tensor]:
+        """The K views of ``inference_views: perturbed``: each branch's perturbation at its fixed setting."""
+        pixels = (x * self._std + self._mean).clamp(0, 1)
+        return [(fixed_tpa(kind, pixels, self.cfg.tpa) - self._mean) / self._std for kind in self.cfg.branches]
+
+    def _branch_tokens(self, views: list[Tensor]) -> list[Tensor]:
+        """SPBs (spec 3.3 step 2) on the K views: z_k for each branch."""
+        if self.cfg.shared_encoder:  # one pass over the K views stacked along the batch
+            return list(self.tokens(self.encoder, torch.cat(views)).chunk(len(views)))
+        return [self.tokens(e, v) for e, v in zip(self.encoders, views)]
+
+    @torch.no_grad()
     def perturb(self, x: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
         """TPA (spec 3.3 step 1, C3): the K perturbed (normalised) views of normalised clips ``x``."""
         pixels = (x * self._std + self._mean).clamp(0, 1)
@@ -271,12 +272,18 @@ class SDR(DetectorModel):
 
     # -- interface -------------------------------------------------------------
     def forward_features(self, x: Tensor) -> Tensor:
-        """Clean clips -> the temporal transformer's pooled (CLS) token after its LayerNorm, ``[B, token_dim]``.
+        """Clips -> the temporal transformer's pooled (CLS) token after its LayerNorm, ``[B, token_dim]``.
 
-        Inference runs no perturbation (spec 3.3 step 6).
+        Inference (spec 3.3 step 6, ``inference_views``): ``clean`` runs the K branches on the clip itself;
+        with a shared encoder the K features are then equal and TRFI's weighted sum (weights summing to 1)
+        is the identity, so one encoder pass gives the same result. ``perturbed`` runs each branch on its
+        perturbation at a fixed mid-range setting (deterministic, batch-independent) and fuses them by TRFI.
         """
         self._check_clip(x)
-        if self.cfg.shared_encoder:
+        if self.cfg.inference_views == "perturbed":
+            feats = self._branch_tokens(self.fixed_views(x))
+            z, _ = self.integrate(feats)
+        elif self.cfg.shared_encoder:
             z = self.tokens(self.encoder, x)  # every branch would see this same clip: TRFI is the identity
         else:
             z, _ = self.integrate([self.tokens(e, x) for e in self.encoders])
@@ -289,20 +296,24 @@ class SDR(DetectorModel):
     def compute_loss(self, x: Tensor, target: Tensor) -> LossOutput:
         self._check_clip(x)
         k = len(self.cfg.branches)
-        views = self.perturb(x)
-        if self.cfg.shared_encoder:  # one pass over the K views stacked along the batch
-            feats = list(self.tokens(self.encoder, torch.cat(views)).chunk(k))
-        else:
-            feats = [self.tokens(e, v) for e, v in zip(self.encoders, views)]
-        z, _ = self.integrate(feats)
-        logits = self.head(z)
+        feats = self._branch_tokens(self.perturb(x))  # TPA (step 1) -> SPBs (step 2)
+        z, _ = self.integrate(feats)  # TRFI (step 3)
+        logits = self.head(z)  # temporal transformer (step 4)
         y = target.to(logits.device).float()
         # L = L_CE + lambda_MI L_MI + lambda_con L_con (spec 3.3 step 5, C4)
         bce = F.binary_cross_entropy_with_logits(logits.float(), y)
         terms = {"bce": bce}
         total = bce
-        pooled = [f.mean(dim=1) for f in feats]  # mean_t z_k, [B, C]
-        if self.branch_heads is not None:
+        pooled = [f.mean(dim=1) for f in feats]  # mean_t z_k, [B, C]: each branch's clip feature
+        if self.mi_critic is not None:
+            # L_MI, InfoNCE: -I_NCE(g(mean_t z_k); g(mean_t z)) averaged over the branches, z = TRFI's fused
+            # tokens; maximising the shared information trains TRFI's weights and every branch's encoder
+            fused = self.mi_critic(z.mean(dim=1))
+            nce = [infonce_mi(self.mi_critic(p), fused, self.cfg.infonce_tau) for p in pooled]
+            terms["mi"] = torch.stack([loss for loss, _ in nce]).mean()
+            terms["mi_nats"] = torch.stack([est for _, est in nce]).mean()  # the bound's estimate, for the logs
+            total = total + self.cfg.lambda_mi * terms["mi"]
+        elif self.branch_heads is not None:  # L_MI, KL variant: the fused prediction is a detached target
             branch_logits = [h(p).squeeze(1) for h, p in zip(self.branch_heads, pooled)]
             terms["mi"] = mi_loss(logits, branch_logits, self.cfg.mi_tau)
             total = total + self.cfg.lambda_mi * terms["mi"]
@@ -317,6 +328,6 @@ register_variant(
     "sdr_tiny", "sdr", description="sdr, tiny random config for tests",
     preprocess={"input_size": 32, "clip_len": 8},
     encoder={"stem_width": 8, "widths": [4, 8, 8], "blocks": [1, 1, 1]},
-    heads=2, mlp_dim=32, trfi_hidden=16, proj_dims=[16, 8],
+    heads=2, mlp_dim=32, trfi_hidden=16, proj_dims=[16, 8], mi_dims=[16, 8],
 )
 

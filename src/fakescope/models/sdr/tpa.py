@@ -206,6 +206,38 @@ def tpa_noise(x: Tensor, sigma: Tensor, generator: torch.Generator | None = None
     return (x + _per_clip(sigma) * field).clamp(0, 1).to(x.dtype)
 
 
+def fixed_tpa_params(kind: str, n: int, cfg: TPAConfig, device=None) -> dict[str, Tensor]:
+    """A fixed, mid-strength setting of perturbation ``kind`` for ``n`` clips (inference over perturbed views).
+
+    The middle of each range (blur sigma, JPEG quality, rescaling, noise sigma); colour jitter at half
+    of each maximal deviation, upwards (the middle of its ranges would be the identity).
+    """
+    def full(v: float) -> Tensor:
+        return torch.full((n,), float(v), device=device)
+
+    mid = {"blur": lambda: {"sigma": full(sum(cfg.blur_sigma) / 2)},
+           "jpeg": lambda: {"quality": full(round(sum(cfg.jpeg_quality) / 2))},
+           "color": lambda: {"brightness": full(1 + cfg.brightness / 2), "contrast": full(1 + cfg.contrast / 2),
+                             "saturation": full(1 + cfg.saturation / 2), "hue": full(cfg.hue / 2)},
+           "rescale": lambda: {"scale": full(sum(cfg.rescale) / 2)},
+           "noise": lambda: {"sigma": full(sum(cfg.noise_sigma) / 2)},
+           "none": dict}
+    if kind not in mid:
+        raise ValueError(f"unknown TPA perturbation '{kind}' (known: {', '.join(TPA_KINDS)})")
+    return mid[kind]()
+
+
+def fixed_tpa(kind: str, x: Tensor, cfg: TPAConfig) -> Tensor:
+    """``kind`` at its fixed setting (:func:`fixed_tpa_params`) on clips ``x`` in [0, 1]: deterministic, and the
+    same for a clip whatever the batch (the noise branch adds one field, drawn from seed 0, to every clip)."""
+    params = fixed_tpa_params(kind, x.shape[0], cfg, x.device)
+    if kind == "noise":
+        g = torch.Generator(device=x.device).manual_seed(0)
+        field = torch.randn(1, 1, *x.shape[2:], device=x.device, generator=g, dtype=torch.float32)
+        return (x + _per_clip(params["sigma"]) * field).clamp(0, 1).to(x.dtype)
+    return apply_tpa(kind, x, params)
+
+
 def apply_tpa(kind: str, x: Tensor, params: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
     """Perturb clips ``x`` ([B, T, 3, H, W] in [0, 1]) with ``kind``; every frame of a clip gets the same operation."""
     if kind == "none":
