@@ -11,8 +11,9 @@ Data flow (shapes at the paper's 380 px; ``h = w = 48`` after the DCT's padding 
      |                                                                     |
      | pixels 0..255 -> YCbCr -> 8x8 block DCT -> zigzag  X~ [3, 64, h, w]  |
      |      |-- SIDA (eqs. 1-8) ------------------------------> D [2304]    |
-     |      '-- norm -> SBCM (eq. 9) -> X_f [192, h, w] -- FAAE (eqs. 10-13) -> Y_S -> rest of B4 -> S [1792]
-     |                                   '-> CNN-F (Xception) -> F [2048]
+     |      '-- norm -> inter-block multi-scale conv -> SBCM (eq. 9) -> X_f [192, h, w]
+     |                                  '-> CNN-F (Xception) -> F [2048]   '-- FAAE (eqs. 10-13) -> Y_S
+     |                                                               -> rest of B4 -> S [1792]
      '-> HCMA (eqs. 14-17): cross attention S' -> F' (1024-d, 8 tokens), residual, gate sigma(W_g D)
          -> Dropout -> Linear(1024, 2) -> cross-entropy (A9)
 
@@ -23,9 +24,15 @@ Decisions (spec section 5.1), each a field of :class:`SFCLHCMFConfig`:
 * A2 ``dct_level_shift`` (subtract 128), no quantisation, ``freq_norm`` before SBCM; SIDA
   reads the raw ``X~``.
 * A3 ``sbcm_*``: Conv3d-BN-ReLU with kernels (7,1,1), (5,1,1), (3,1,1), stride 2 along the
-  bands, channels 3 -> 16 -> 32 -> 64, adaptive pool to depth 3 -> 192 channels.
+  bands, channels 3 -> 16 -> 32 -> 64, adaptive pool to depth 3 -> 192 channels. Before it,
+  ``inter_block: multiscale`` (our design for the abstract's "inter/intra-block multi-scale
+  frequency convolution", whose inter-block half the spec does not cover): depthwise 3x3
+  convolutions across neighbouring blocks at dilations 1, 2, 3 on the block-coefficient map,
+  residual (:class:`fakescope.models.sfcl_local.InterBlockConv`); ``none`` = the earlier design.
 * A4 ``cnnf_*``: :class:`fakescope.models.layers.xception.CNNF`; ImageNet Xception weights from
-  ``cnnf_weights`` (key map in that module).
+  ``cnnf_weights`` (by hub name, ``hf-hub:timm/legacy_xception.tf_in1k``, or a local file; key
+  map in that module). With ``pretrained: true`` an unset ``cnnf_weights`` is an error: random
+  init must be asked for (``cnnf_weights: none``).
 * A5 ``sida_norm``/``sida_log``: SIDA itself has no parameters; its vector is normalised
   (signed log1p of the chosen statistics, then LayerNorm) before the gate. A deviation
   from the paper, whose normalisation is unknown.
@@ -51,15 +58,18 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from torch import Tensor, nn
 
 from fakescope.models.weights import hf_backbone
 from fakescope.models.base import DetectorConfig, DetectorModel, LossOutput
 from fakescope.preprocess import PreprocessConfig
 from fakescope.models.registry import register_model, register_variant
+from fakescope.models.sfcl_local import SBCM, FrequencyNorm, InterBlockConv
 from fakescope.models.layers.dct import frequency_tensor, sida, sida_dim, sida_stat_slices
-from fakescope.models.layers.xception import XCEPTION_MIDDLE_BLOCKS, XCEPTION_WIDTHS, CNNF, load_imagenet_xception
+from fakescope.models.layers.xception import (IMAGENET_XCEPTION_HUB, XCEPTION_MIDDLE_BLOCKS, XCEPTION_WIDTHS, CNNF,
+                                              load_imagenet_xception)
 
 PAPER = ("Qiao, Tian, Wang, Towards Generalizable Deepfake Detection with Spatial-Frequency Collaborative Learning "
          "and Hierarchical Cross-Modal Fusion, arXiv 2504.17223, 2025")
@@ -97,7 +107,18 @@ class SFCLHCMFConfig(DetectorConfig):
     cnnf_widths: list[int] = Field(default_factory=lambda: list(XCEPTION_WIDTHS), min_length=5, max_length=5,
                                    description="block2, middle, block12, conv3, conv4 widths")
     cnnf_middle_blocks: int = Field(default=XCEPTION_MIDDLE_BLOCKS, ge=0)
-    cnnf_weights: str | None = Field(default=None, description="ImageNet Xception weights file for CNN-F")
+    cnnf_weights: str | None = Field(
+        default=None, description=f"A4: ImageNet Xception weights for CNN-F: '{IMAGENET_XCEPTION_HUB}' (by hub name), "
+        "a local .safetensors/torch file or a folder holding model.safetensors; 'none' = random init on purpose. "
+        "Unset with pretrained: true is an error (the paper's recipe starts CNN-F from ImageNet)")
+    # inter-block multi-scale stage (the abstract's "inter/intra-block multi-scale frequency convolution")
+    inter_block: Literal["multiscale", "none"] = Field(
+        default="multiscale", description="'multiscale': depthwise convolutions across neighbouring 8x8 blocks at "
+        "several dilations on the block-coefficient map, before SBCM; 'none': the earlier design (across blocks "
+        "only CNN-F's single-scale Xception)")
+    inter_block_kernel: int = Field(default=3, ge=1, description="kernel of the inter-block convolutions, in blocks")
+    inter_block_dilations: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1,
+                                             description="one branch per dilation: 3x3 kernels see 3, 5, 7 blocks")
     # shallow fusion (A6, A7)
     use_faae: bool = Field(default=True, description="ablation: FAAE shallow fusion")
     faae_stride: int = Field(default=8, ge=2, description="A6: FAAE after the last backbone block at this stride")
@@ -127,51 +148,25 @@ class SFCLHCMFConfig(DetectorConfig):
             raise ValueError(f"hcma_dim {self.hcma_dim} is not divisible by hcma_heads {self.hcma_heads}")
         if self.fusion == "concat_mlp" and self.hcma_tokens != "chunks":
             raise ValueError("hcma_tokens applies to fusion 'hcma' only")
+        if self.inter_block_kernel % 2 == 0 or any(d < 1 for d in self.inter_block_dilations):
+            raise ValueError(f"inter_block_kernel must be odd and inter_block_dilations positive, got "
+                             f"{self.inter_block_kernel} and {self.inter_block_dilations}")
+        if self.use_local and self.pretrained and self.cnnf_weights is None:
+            raise ValidationError.from_exception_data("SFCLHCMFConfig", [InitErrorDetails(
+                type=PydanticCustomError("cnnf_weights_unset", (
+                    "cnnf_weights is not set, but the spatial backbone is pretrained: CNN-F starts from ImageNet "
+                    f"Xception in the paper's recipe (decision A4). Set cnnf_weights: {IMAGENET_XCEPTION_HUB} (from the "
+                    "Hugging Face hub), a local file (/path/to/model.safetensors), or `none` to train CNN-F from "
+                    "random weights on purpose")), loc=("cnnf_weights",), input=None)])
         return self
+
+    @property
+    def cnnf_source(self) -> str | None:
+        """Where CNN-F's ImageNet weights come from; None = random init (unset, or 'none')."""
+        return None if self.cnnf_weights is None or self.cnnf_weights.strip().lower() == "none" else self.cnnf_weights
 
 
 # ------------------------------------------------------------------- modules
-class SBCM(nn.Module):
-    """Spectral Band Convolution Module: 3-D convolutions along the band axis only (eq. 9, decision A3).
-
-    ``X~ [B, 3, 64, h, w]`` (colours as channels, bands as depth) -> ``[B, C * depth, h, w]``.
-    """
-
-    def __init__(self, in_channels: int = 3, channels=(16, 32, 64), kernels=(7, 5, 3), stride: int = 2,
-                 depth: int = 3) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        cin = in_channels
-        for c, k in zip(channels, kernels):
-            layers += [nn.Conv3d(cin, c, (k, 1, 1), stride=(stride, 1, 1), padding=(k // 2, 0, 0), bias=False),
-                       nn.BatchNorm3d(c), nn.ReLU(inplace=True)]
-            cin = c
-        self.convs = nn.Sequential(*layers)
-        self.depth = depth
-        self.out_channels = cin * depth
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.convs(x)
-        y = F.adaptive_avg_pool3d(y, (self.depth, y.shape[-2], y.shape[-1]))  # [B, 64, 3, h, w]
-        return y.flatten(1, 2)  # eq. (9): X_f^local, [B, 192, h, w]
-
-
-class FrequencyNorm(nn.Module):
-    """BatchNorm of ``X~`` before SBCM (A2): per (colour, band) pair, per colour, or none."""
-
-    def __init__(self, mode: str, channels: int = 3, bands: int = 64) -> None:
-        super().__init__()
-        self.mode = mode
-        self.bn = {"band": lambda: nn.BatchNorm2d(channels * bands), "channel": lambda: nn.BatchNorm3d(channels),
-                   "none": nn.Identity}[mode]()
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.mode == "band":
-            b, c, l, h, w = x.shape
-            return self.bn(x.reshape(b, c * l, h, w)).view(b, c, l, h, w)
-        return self.bn(x)
-
-
 class FAAE(nn.Module):
     """Frequency-Aware Attention Enhancement, the shallow fusion (eqs. 10-13)."""
 
@@ -301,12 +296,15 @@ class SFCLHCMF(DetectorModel):
         self.cnnf_init = "random"
         if cfg.use_local:
             self.freq_norm = FrequencyNorm(cfg.freq_norm, self.channels, self.bands)
+            if cfg.inter_block == "multiscale":
+                self.inter_block = InterBlockConv(self.channels, self.bands, cfg.inter_block_kernel,
+                                                  cfg.inter_block_dilations)
             self.sbcm = SBCM(self.channels, cfg.sbcm_channels, cfg.sbcm_kernels, cfg.sbcm_stride, cfg.sbcm_depth)
             self.cnnf = CNNF(self.sbcm.out_channels, cfg.cnnf_widths, cfg.cnnf_middle_blocks)
-            if cfg.cnnf_weights:
-                load_imagenet_xception(self.cnnf, cfg.cnnf_weights)
-                self.cnnf_init = f"ImageNet Xception from {cfg.cnnf_weights}"
-        elif cfg.cnnf_weights:
+            if cfg.cnnf_source:  # A4: ImageNet Xception, loudly: weights that cannot be had are an error
+                load_imagenet_xception(self.cnnf, cfg.cnnf_source)
+                self.cnnf_init = f"ImageNet Xception from {cfg.cnnf_source}"
+        elif cfg.cnnf_source:
             raise ValueError("cnnf_weights given but use_local is false (there is no CNN-F to load them into)")
         f_dim = self.cnnf.out_channels if cfg.use_local else None
         if cfg.use_faae:
@@ -372,7 +370,10 @@ class SFCLHCMF(DetectorModel):
             d = self.sida_norm(out["D"])
         f = f_map = None
         if cfg.use_local:
-            out["X_f"] = self.sbcm(self.freq_norm(xt))  # eq. (9)
+            xn = self.freq_norm(xt)
+            if cfg.inter_block == "multiscale":  # inter-block multi-scale convolution, then SBCM (intra-block)
+                xn = out["X~_inter"] = self.inter_block(xn)
+            out["X_f"] = self.sbcm(xn)  # eq. (9)
             f_map = out["F_map"] = self.cnnf(out["X_f"])
             f = out["F"] = f_map.mean(dim=(2, 3))
         sp = self.spatial

@@ -23,6 +23,14 @@ into every unmodified layer. The key map of :func:`load_imagenet_xception`:
   ``num_batches_tracked`` missing from old files is set to 0.
 
 Anything else that is missing, unexpected or mis-shaped is an error listing the keys.
+
+Where the weights come from (:func:`resolve_xception_weights`): a local ``.safetensors`` or torch
+file; a folder holding ``model.safetensors`` (a downloaded hub snapshot); or
+``hf-hub:<org>/<repo>``, fetched with ``huggingface_hub.hf_hub_download`` (the Hugging Face cache,
+``HF_HUB_OFFLINE`` and ``HF_TOKEN`` apply). :data:`IMAGENET_XCEPTION_HUB` is the timm
+organisation's port of the Keras ImageNet weights, ``timm/legacy_xception.tf_in1k``, file
+``model.safetensors``. timm's ``legacy_xception`` keeps the Cadene names above (classifier
+``fc``, 4-D pointwise weights), so its keys map by the same rules, without importing timm.
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ from fakescope.errors import CheckpointError, WeightsUnavailableError
 # Xception widths: block2 output, entry/middle width (728), block12 output, conv3, conv4
 XCEPTION_WIDTHS: tuple[int, int, int, int, int] = (256, 728, 1024, 1536, 2048)
 XCEPTION_MIDDLE_BLOCKS = 8
+IMAGENET_XCEPTION_REPO = "timm/legacy_xception.tf_in1k"
+IMAGENET_XCEPTION_FILE = "model.safetensors"
+HUB_PREFIX = "hf-hub:"
+IMAGENET_XCEPTION_HUB = HUB_PREFIX + IMAGENET_XCEPTION_REPO
 IMAGENET_DROPPED_PREFIXES = ("conv1.", "bn1.", "conv2.", "bn2.", "block1.", "fc.", "last_linear.")
 REBUILT_KEYS = ("block2.rep.1.conv1.weight", "block2.rep.1.pointwise.weight", "block2.skip.weight")
 
@@ -141,18 +153,50 @@ def map_imagenet_xception_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tens
     return out, dropped
 
 
-def load_imagenet_xception(cnnf: CNNF, path: str | Path) -> dict[str, list[str]]:
-    """Load ImageNet Xception weights (``.safetensors`` or a torch file) into the unmodified layers of ``cnnf``.
+def resolve_xception_weights(source: str | Path) -> Path:
+    """The local file of ``source``: a weights file, a folder with ``model.safetensors``, or ``hf-hub:<repo>``
+    (downloaded into, or found in, the Hugging Face cache). Raises :class:`WeightsUnavailableError` naming
+    the repository, the file and how to give a local file instead."""
+    text = str(source)
+    if text.startswith(HUB_PREFIX):
+        repo = text[len(HUB_PREFIX):].strip("/")
+        if repo.count("/") != 1:
+            raise WeightsUnavailableError(f"{text}: expected hf-hub:<organisation>/<repository>, e.g. "
+                                          f"{IMAGENET_XCEPTION_HUB}")
+        from huggingface_hub import hf_hub_download
 
-    Returns ``{"loaded": [...], "random_init": [...], "dropped": [...]}``. Raises
-    :class:`WeightsUnavailableError` when the file cannot be read and :class:`CheckpointError`
-    listing the keys when it does not fit (e.g. CNN-F widths other than Xception's).
+        try:
+            return Path(hf_hub_download(repo_id=repo, filename=IMAGENET_XCEPTION_FILE))
+        except Exception as exc:  # offline and not cached, no such repo or file, network or auth errors
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            raise WeightsUnavailableError(
+                f"could not get ImageNet Xception weights for CNN-F: file '{IMAGENET_XCEPTION_FILE}' of the Hugging "
+                f"Face hub repository '{repo}' ({type(exc).__name__}: {first}). Give a local copy instead: "
+                f"`cnnf_weights: /path/to/{IMAGENET_XCEPTION_FILE}` (e.g. fetched on a connected machine with "
+                f"`hf download {repo} {IMAGENET_XCEPTION_FILE}`), or `cnnf_weights: none` to train "
+                "CNN-F from random weights on purpose.") from exc
+    path = Path(text).expanduser()
+    if path.is_dir() and (path / IMAGENET_XCEPTION_FILE).is_file():
+        return path / IMAGENET_XCEPTION_FILE
+    if not path.is_file():
+        raise WeightsUnavailableError(f"{path}: ImageNet Xception weights for CNN-F not found (give a .safetensors or "
+                                      f"torch file, a folder holding {IMAGENET_XCEPTION_FILE}, or "
+                                      f"{IMAGENET_XCEPTION_HUB})")
+    return path
+
+
+def load_imagenet_xception(cnnf: CNNF, source: str | Path) -> dict[str, list[str]]:
+    """Load ImageNet Xception weights into the unmodified layers of ``cnnf``.
+
+    ``source``: a ``.safetensors`` or torch file, a folder with ``model.safetensors``, or
+    ``hf-hub:<repo>`` (:func:`resolve_xception_weights`). Returns ``{"loaded": [...],
+    "random_init": [...], "dropped": [...]}``. Raises :class:`WeightsUnavailableError` when the
+    weights cannot be had or read and :class:`CheckpointError` listing the keys when they do not
+    fit (e.g. CNN-F widths other than Xception's).
     """
     from fakescope.models.weights import load_state_file
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsUnavailableError(f"{path}: ImageNet Xception weights for CNN-F not found")
+    path = resolve_xception_weights(source)
     try:
         state = load_state_file(path)
     except WeightsUnavailableError:
