@@ -319,7 +319,7 @@ def test_entry():
 
     yield make
     for name in added:
-        PRETRAINED._objects.pop(name, None)
+        PRETRAINED.remove(name)
 
 
 def official_npr(path: Path) -> Path:

@@ -55,6 +55,11 @@ class Registry(Generic[T]):
 
         return wrap
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (plug-ins and tests that registered something for a while)."""
+        self._objects.pop(name, None)
+        self._info.pop(name, None)
+
     def get(self, name: str) -> T:
         try:
             return self._objects[name]

@@ -263,17 +263,22 @@ class Detector:
                 raise DataError(f"{path}: neither an image nor a video that can be decoded") from None
             raise
 
-    def _frames(self, job: _Job, video, num_frames: int, **sampling) -> Iterator[tuple[int, np.ndarray]]:
-        """``(index, frame)`` of the sampled frames, read one at a time; sets the record's frame fields."""
+    def _frames(self, job: _Job, video, num_frames: int, start: int | None = None
+                ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, frame)`` of the sampled frames, read one at a time; sets the record's frame fields.
+
+        ``start`` None: ``num_frames`` frames spread evenly over the video (as ``prepare`` samples them);
+        otherwise ``num_frames`` consecutive frames from ``start`` (a clip).
+        """
         if isinstance(video, list):
-            indices = even_indices(np.arange(len(video), dtype=float), num_frames) if not sampling else \
-                list(range(sampling["start"], min(sampling["start"] + num_frames, len(video))))
+            indices = (even_indices(np.arange(len(video), dtype=float), num_frames) if start is None
+                       else list(range(start, min(start + num_frames, len(video)))))
             job.record.update(frame_indices=list(indices), frame_times=None)
             for i in indices:
                 yield i, video[i]
             return
-        mode = "stride" if sampling else "even"
-        with FrameStream(video, num_frames=num_frames, mode=mode, stride=1, start=sampling.get("start", 0)) as fs:
+        mode, first = ("even", 0) if start is None else ("stride", start)
+        with FrameStream(video, num_frames=num_frames, mode=mode, stride=1, start=first) as fs:
             job.record.update(frame_indices=list(fs.indices), frame_times=[round(t, 4) for t in fs.times])
             for i, _, frame in fs:
                 yield i, frame
