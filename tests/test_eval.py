@@ -112,18 +112,48 @@ def test_paper_table_layout_and_reference_rows(tmp_path):
     table = PaperTable(
         name="demo", title="Demo table", columns=("ProGAN", "StyleGAN"), metrics=("acc", "ap"),
         aliases={"StyleGAN": ("stylegan1",)},
-        reference={"Baseline X": {"ProGAN": (99.0, 100.0), "StyleGAN": (70.5, None), "Mean": (84.8, None)}},
+        reference={"Baseline X": {"ProGAN": (99.0, 100.0), "StyleGAN": (70.5, None), "Mean": (84.8, None)},
+                   "Baseline Y": {"Mean": (80.0, 90.0)}},
+        row_sources={"Baseline X": "paper", "Baseline Y": "derived"},
         footnotes={("Baseline X", "StyleGAN"): "reconstructed"}, source="Demo paper, Table 1",
     )
     sets = {"progan": {"acc": 0.9, "ap": 0.95}, "StyleGAN1": {"acc": 0.5, "ap": 0.6}, "extra": {"acc": 1, "ap": 1}}
     header, rows, notes = build_rows(table, sets, "ours-model")
     assert header == ["method", "ProGAN ACC", "ProGAN AP", "StyleGAN ACC", "StyleGAN AP", "Mean ACC", "Mean AP"]
     assert rows[0] == ["Baseline X (paper)", "99.0", "100.0", "70.5[1]", "n/a[1]", "84.8", "n/a"]
-    assert rows[1] == ["ours-model (ours)", "90.0", "95.0", "50.0", "60.0", "70.0", "77.5"]
+    assert rows[1][0] == "Baseline Y (derived)"  # each row with its own tag, none by default
+    assert rows[2] == ["ours-model (ours)", "90.0", "95.0", "50.0", "60.0", "70.0", "77.5"]
     assert any("extra" in n for n in notes) and any("reconstructed" in n for n in notes)
+    assert any("(paper) printed in the paper itself" in n and "(derived) computed by us" in n for n in notes)
     path = write_table(table, {"progan": {"acc": 1.0, "ap": 1.0}}, tmp_path, "m")
     text = path.read_text()
     assert "StyleGAN" in text and "no test set matched" in text and (tmp_path / "table_demo.csv").is_file()
+
+
+def test_every_reference_row_needs_its_own_source_tag():
+    from dataclasses import replace
+
+    from fakescope.eval.tables import SOURCE_TAGS, TABLES, PaperTable, build_rows, register_table
+
+    assert set(SOURCE_TAGS) == {"paper", "secondary", "derived"}
+    base = PaperTable(name="demo_tags", title="t", columns=("A",), metrics=("auc",),
+                      reference={"X": {"A": (90.0,)}}, row_sources={"X": "paper"})
+    for bad, match in (({}, "needs a source tag"), ({"X": "reported"}, "needs a source tag"),
+                       ({"X": "paper", "Z": "derived"}, "rows that do not exist")):
+        with pytest.raises(ValueError, match=match):
+            register_table(replace(base, row_sources=bad))
+        with pytest.raises(ValueError, match=match):
+            build_rows(replace(base, row_sources=bad), {}, "m")
+    # the packaged tables: every row tagged, and the tags the sources support
+    tags = {name: TABLES.get(name).row_sources for name in TABLES.names()}
+    assert tags["sdr_ffpp"] == {"SDR": "secondary", "FTCN (in SDR's table)": "derived"}
+    assert tags["sdr_cross"] == {"FTCN (its own paper)": "secondary"}
+    assert set(tags["sfcl_cross"].values()) == {"secondary"} and "EfficientNet-B4 (DeepfakeBench)" in tags["sfcl_cross"]
+    assert set(tags["fssnet_gan"].values()) == set(tags["fssnet_dm"].values()) == {"paper"}
+    for name in TABLES.names():
+        table = TABLES.get(name)
+        _, rows, _ = build_rows(table, {}, "m")
+        assert [r[0] for r in rows[:-1]] == [f"{m} ({table.row_sources[m]})" for m in table.reference], name
 
 
 def test_images_smaller_than_the_input_are_enlarged_and_recorded(tmp_path, checkpoint):

@@ -134,7 +134,7 @@ def test_ablation_configs(name, check):
     base = load_config("sfcl_hcmf/ffpp_c23")
     assert cfg.model.name == "sfcl_hcmf" and cfg.name.endswith(name)
     assert cfg.optim == base.optim and cfg.data == base.data  # only the model changes
-    switches = {k: v for k, v in cfg.model.kwargs.items() if k not in ("pretrained", "preprocess")}
+    switches = {k: v for k, v in cfg.model.kwargs.items() if k not in ("pretrained", "preprocess", "cnnf_weights")}
     assert switches and check(tiny(**switches))
 
 
@@ -295,7 +295,7 @@ def test_backbone_weights_load_from_a_local_file(tmp_path):
 def test_pretrained_backbone_that_cannot_load_is_an_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsUnavailableError, match="google/efficientnet-b4"):
-        create_model("sfcl_hcmf", pretrained=True)
+        create_model("sfcl_hcmf", pretrained=True, cnnf_weights="none")
     with pytest.raises(WeightsUnavailableError, match="not found"):
         create_model("sfcl_hcmf", weights="/nonexistent/efficientnet-b4.safetensors")
 
@@ -340,16 +340,21 @@ def test_paper_tables_mark_reported_numbers_as_secondary_source():
 
     ffpp, cross = get_table("sfcl_ffpp"), get_table("sfcl_cross")
     assert ffpp.metrics == cross.metrics == ("acc", "auc", "video_auc")  # frame acc, frame AUC, video AUC
-    row = ffpp.reference["SFCL-HCMF [secondary source]"]
+    row = ffpp.reference["SFCL-HCMF"]
     assert row == {"FF++ c23": (97.43, 99.58, None), "FF++ c40": (91.77, 94.21, None)}
-    assert cross.reference["SFCL-HCMF [secondary source]"]["Celeb-DF v2"] == (None, 74.68, None)
-    assert cross.reference["SFCL-HCMF [secondary source]"]["DFDC"] == (None, 73.71, None)
-    assert all("secondary source" in note for note in (*ffpp.footnotes.values(), *cross.footnotes.values()))
+    assert cross.reference["SFCL-HCMF"]["Celeb-DF v2"] == (None, 74.68, None)
+    assert cross.reference["SFCL-HCMF"]["DFDC"] == (None, 73.71, None)
+    assert ffpp.row_sources == {"SFCL-HCMF": "secondary"}
+    assert cross.row_sources == {"SFCL-HCMF": "secondary", "EfficientNet-B4 (DeepfakeBench)": "secondary"}
+    assert all("secondary source" in note for note in (*ffpp.footnotes.values(), *cross.footnotes.values())
+               if "DeepfakeBench" not in note)
+    assert "not the SFCL-HCMF paper's" in cross.footnotes[("EfficientNet-B4 (DeepfakeBench)", "Celeb-DF v2")]
     assert cross.column_of("celebdf_v2") == "Celeb-DF v2" and cross.column_of("dfdc") == "DFDC"
     assert get_table("sfcl_xmanip").reference == {}  # nothing recovered, nothing invented
     _, rows, notes = build_rows(cross, {"celebdf_v2": {"acc": 0.6, "auc": 0.7, "video_auc": 0.75}}, "sfcl_hcmf")
     assert rows[-1][:7] == ["sfcl_hcmf (ours)", "n/a", "n/a", "n/a", "60.0", "70.0", "75.0"]
-    assert rows[0][0] == "SFCL-HCMF [secondary source] (paper)" and rows[0][5].startswith("74.68[")  # printed with its own decimals
+    assert rows[0][0] == "SFCL-HCMF (secondary)" and rows[0][5].startswith("74.68[")  # printed with its own decimals
+    assert rows[1][0] == "EfficientNet-B4 (DeepfakeBench) (secondary)"
     assert any("secondary source" in n for n in notes)
 
 

@@ -10,15 +10,18 @@ diffusion folders with ``--table fssnet_dm``) writes ``table_fssnet_gan.md``/``.
 Test-set folders match a column by name, case and punctuation ignored
 (``ldm_200_cfg`` is ``LDM-200-cfg``).
 
-Reference rows are the paper's printed numbers (Acc / A.P., percent). The PDF text is
-garbled in places; the cleaned values follow the project's reading of it, and every
-cell that is not a clean print is footnoted: a typo corrected from the row mean, a
-garbled cell, a value reconstructed from other papers' reproductions (not the paper's
-print), or a value that is missing. Tables 3 and 4 (band and component ablations,
+Reference rows are the paper's printed numbers (Acc / A.P., percent; row tag ``paper``). The
+PDF text is garbled in places; the cleaned values follow the project's reading of it, and
+every cell that is not a clean print is footnoted: the two reconstructed Table 1 cells give
+the range that the printed row mean allows (:func:`mean_allows`, the other cells as printed)
+and the table they match (NPR's README); Wang's Glide-50-27 cell in Table 2 is an unverified
+value from other papers' reproductions (not the paper's print); Durall's is missing. Tables 3 and 4 (band and component ablations,
 means only) are kept as data in :data:`TABLE3_BANDS` and :data:`TABLE4_COMPONENTS`.
 """
 
 from __future__ import annotations
+
+import math
 
 from fakescope.eval.tables import PaperTable, register_table
 
@@ -78,18 +81,41 @@ def _rows(columns: tuple[str, ...], rows: dict[str, tuple]) -> dict[str, dict[st
     return out
 
 
+def mean_allows(columns: tuple[str, ...], row: dict[str, tuple[float | None, ...]], column: str, metric: int,
+                decimals: int = 1) -> tuple[float, float]:
+    """The values a cell can take, on the print's grid, for the row's printed mean to hold (the mean rounds to
+    the print: it lies within half a unit of its last digit), the row's other cells taken as printed."""
+    step = 10.0 ** -decimals
+    others = sum(row[c][metric] for c in columns if c != column)
+    n, mean = len(columns), row["Mean"][metric]
+    lo, hi = n * (mean - step / 2) - others, n * (mean + step / 2) - others  # [lo, hi)
+    first = math.ceil(round(lo / step, 6)) * step
+    last = (math.ceil(round(hi / step, 6)) - 1) * step
+    return round(max(first, 0.0), decimals), round(min(last, 100.0), decimals)
+
+
+_GAN_REF = _rows(GAN_COLUMNS, _GAN_ROWS)
+_LGRAD_RANGE = mean_allows(GAN_COLUMNS, _GAN_REF["LGrad (CVPR 2023, RGB)"], "ProGAN", 0)
+_OJHA_RANGE = mean_allows(GAN_COLUMNS, _GAN_REF["Ojha (CVPR 2023, RGB)"], "Deepfake", 0)
+NPR_README = "the results table in the README of NPR's code (Tan et al., CVPR 2024)"
+
 TABLE1 = register_table(PaperTable(
     name="fssnet_gan",
     title="FSSNet Table 1: generalisation to GANs (trained on ProGAN, 4 classes), Acc / A.P.",
     columns=GAN_COLUMNS,
     metrics=("acc", "ap"),
     aliases={"Deepfake": ("deepfakes",)},
-    reference=_rows(GAN_COLUMNS, _GAN_ROWS),
+    reference=_GAN_REF,
+    row_sources={m: "paper" for m in _GAN_ROWS},
     source=f"{PAPER}, Table 1 (baselines as the paper quotes them from their papers or reproductions)",
     footnotes={
-        ("LGrad (CVPR 2023, RGB)", "ProGAN", "acc"): "Acc printed as 99.0; the printed row mean 86.1 needs 99.9 (a typo).",
-        ("Ojha (CVPR 2023, RGB)", "Deepfake", "acc"): "Acc garbled in the PDF text ('80./'); 80.2 is the value the printed "
-                                               "row mean 89.1 needs.",
+        ("LGrad (CVPR 2023, RGB)", "ProGAN", "acc"):
+            f"Acc printed as 99.0 (a typo): the printed row mean 86.1 allows only {_LGRAD_RANGE[0]:.1f} to "
+            f"{_LGRAD_RANGE[1]:.1f} (the other cells as printed); shown as 99.9, LGrad's ProGAN Acc in {NPR_README}.",
+        ("Ojha (CVPR 2023, RGB)", "Deepfake", "acc"):
+            f"Acc garbled in the PDF text ('80./'): the printed row mean 89.1 allows {_OJHA_RANGE[0]:.1f} to "
+            f"{_OJHA_RANGE[1]:.1f} (the other cells as printed); shown as 80.2, the Ojha row's Deepfake Acc in "
+            f"{NPR_README}.",
     },
 ))
 
@@ -102,12 +128,13 @@ TABLE2 = register_table(PaperTable(
     aliases={"Guided": ("guided_diffusion",), "PNDM": ("lsun_bedroom_pndm",),
              "VQ-Diffusion": ("lsun_bedroom_vqdiffusion",)},
     reference=_rows(DM_COLUMNS, _DM_ROWS),
+    row_sources={m: "paper" for m in _DM_ROWS},
     source=f"{PAPER}, Table 2 (column order reconstructed from the garbled header; FreqNet re-evaluated by the "
            "FSSNet authors from its official checkpoint)",
     footnotes={
-        ("Wang (CVPR 2020)", "Glide-50-27"): "lost in the PDF text; 54.2 / 76.0 is Wang's value in the NPR and "
-                                             "FreqNet reproductions (NOT the paper's print), and gives the printed "
-                                             "mean 52.4 / 70.1.",
+        ("Wang (CVPR 2020)", "Glide-50-27"): "unverified: lost in the PDF text; 54.2 / 76.0 is Wang's value in the "
+                                             "NPR and FreqNet reproductions as recalled, not checked against those "
+                                             "tables (NOT the paper's print); it gives the printed mean 52.4 / 70.1.",
         ("Durall (CVPR 2020)", "Glide-50-27"): "lost in the PDF text and not recoverable; the printed mean "
                                                "51.7 / 51.8 needs Acc in [51.0, 52.0) and AP in [49.3, 50.3).",
     },

@@ -22,11 +22,12 @@ Two ways to fill them:
   ``sfcl_ffpp`` and ``sfcl_cross``; ``xmanip`` lays four (or fewer) runs out as the 4x4 grid,
   one row per training manipulation.
 
-**Every reference number here is secondary-source.** The paper's PDF was not available; the
-four SFCL-HCMF numbers come from a literature table of another project and agree with
-independent thesis notes (spec section 1.10). The EfficientNet-B4 row is DeepfakeBench's
-harmonised frame AUC as quoted in those notes, under a different protocol. Each reference
-cell carries a footnote saying so; none of them was measured by fakescope. Accuracy on the
+**Every reference number here is secondary-source** (row tag ``secondary``). The paper's PDF was
+not available; the four SFCL-HCMF numbers come from a literature table of another project and
+agree with independent thesis notes (spec section 1.10). The EfficientNet-B4 row is
+DeepfakeBench's (its README's harmonised frame AUC, as quoted in those notes), under
+DeepfakeBench's protocol, not a number of the SFCL-HCMF paper. Each reference cell also
+carries a footnote saying so; none of them was measured by fakescope. Accuracy on the
 cross-dataset sets and every video AUC are ours only: the sources report none.
 """
 
@@ -45,8 +46,8 @@ from fakescope.eval.tables import PaperTable, get_table, register_table, write_t
 PAPER = ("Qiao, Tian, Wang, Towards Generalizable Deepfake Detection with Spatial-Frequency Collaborative Learning "
          "and Hierarchical Cross-Modal Fusion, arXiv 2504.17223, 2025")
 SECONDARY = "secondary source (a literature table and thesis notes quoting the paper; the paper's table was not read)"
-SFCL_ROW = "SFCL-HCMF [secondary source]"
-B4_ROW = "EfficientNet-B4, DeepfakeBench [secondary source]"
+SFCL_ROW = "SFCL-HCMF"
+B4_ROW = "EfficientNet-B4 (DeepfakeBench)"
 
 # Reported numbers (percent), spec section 1.10: frame accuracy / frame AUC. No video AUC is reported.
 REPORTED = {
@@ -93,14 +94,15 @@ SFCL_FFPP = register_table(PaperTable(
     metrics=METRICS,
     aliases=FFPP_ALIASES,
     reference={SFCL_ROW: _ffpp_row},
+    row_sources={SFCL_ROW: "secondary"},
     source=f"{PAPER}; numbers from a {SECONDARY}. The paper's numbers are frame level; video AUC is ours only",
     footnotes=_ffpp_notes,
 ))
 
 _cross_row, _cross_notes = _cells(SFCL_ROW, ("FF++ c23", "Celeb-DF v2", "DFDC"), ("auc",))
 _cross_row = {col: (None, v[0], None) for col, v in _cross_row.items()}  # the cross-dataset column reports AUC only
-_cross_notes[(B4_ROW, "Celeb-DF v2")] = ("secondary source (DeepfakeBench README as quoted in thesis notes); "
-                                         "DeepfakeBench's protocol, not SFCL-HCMF's")
+_cross_notes[(B4_ROW, "Celeb-DF v2")] = ("DeepfakeBench's number (its README, as quoted in thesis notes), not the "
+                                         "SFCL-HCMF paper's; DeepfakeBench's protocol, not SFCL-HCMF's")
 SFCL_CROSS = register_table(PaperTable(
     name="sfcl_cross",
     title="SFCL-HCMF trained on FF++ c23: frame accuracy, frame AUC and video AUC, intra- and cross-dataset",
@@ -108,6 +110,7 @@ SFCL_CROSS = register_table(PaperTable(
     metrics=METRICS,
     aliases=CROSS_ALIASES,
     reference={SFCL_ROW: _cross_row, B4_ROW: {"Celeb-DF v2": (None, 74.87, None)}},
+    row_sources={SFCL_ROW: "secondary", B4_ROW: "secondary"},
     source=f"{PAPER}; numbers from a {SECONDARY}. The paper's cross-dataset numbers are frame AUC; accuracy "
            "and video AUC are ours only",
     footnotes=_cross_notes,

@@ -1,8 +1,15 @@
 """Paper tables: our results laid out in a paper's column order, beside the numbers the paper printed.
 
 A :class:`PaperTable` names its columns (test sets, e.g. generators) in the paper's order, the
-folder names that map onto each column, the metrics per column, and the reference rows (each
-marked with where its numbers come from; reconstructed cells carry a footnote). The modules
+folder names that map onto each column, the metrics per column, and the reference rows. Every
+reference row carries its own source tag (:data:`SOURCE_TAGS`), printed after its name:
+
+* ``paper``: printed in the paper itself (read there);
+* ``secondary``: from a summary, a literature table or another paper's table, not read in the paper;
+* ``derived``: computed by us from other numbers (e.g. "SDR is 0.2 above FTCN").
+
+A row without a tag is an error: nothing is labelled the paper's by default. Single cells that
+differ from their row's source (reconstructed, unverified, lost) carry a footnote. The modules
 ``fakescope.eval.paper_*`` define tables with :func:`register_table` into :data:`TABLES`; the package
 ``fakescope.eval`` imports each of them by name.
 
@@ -21,6 +28,13 @@ from fakescope.errors import ConfigError
 from fakescope.registry import Registry
 
 
+SOURCE_TAGS: dict[str, str] = {
+    "paper": "printed in the paper itself",
+    "secondary": "from a summary or another paper's table, not read in the paper",
+    "derived": "computed by us from other numbers",
+}
+
+
 @dataclass(frozen=True)
 class PaperTable:
     name: str
@@ -29,6 +43,8 @@ class PaperTable:
     metrics: tuple[str, ...] = ("acc", "ap")
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     reference: dict[str, dict[str, tuple[float | None, ...]]] = field(default_factory=dict)
+    # the source tag of every reference row: method -> "paper" | "secondary" | "derived" (SOURCE_TAGS)
+    row_sources: dict[str, str] = field(default_factory=dict)
     source: str = ""
     # (method, column) marks every metric of the cell; (method, column, metric) marks that metric only
     footnotes: dict[tuple[str, ...], str] = field(default_factory=dict)
@@ -50,7 +66,20 @@ def _norm(s: str) -> str:
     return re.sub(r"[^a-z0-9]", "", s.lower())
 
 
+def check_row_sources(table: PaperTable) -> None:
+    """Every reference row has a known source tag, and every tag belongs to a row."""
+    for method in table.reference:
+        tag = table.row_sources.get(method)
+        if tag not in SOURCE_TAGS:
+            raise ValueError(f"table {table.name}: reference row {method!r} needs a source tag "
+                             f"({', '.join(SOURCE_TAGS)}), got {tag!r}")
+    extra = sorted(set(table.row_sources) - set(table.reference))
+    if extra:
+        raise ValueError(f"table {table.name}: source tags for rows that do not exist: {', '.join(extra)}")
+
+
 def register_table(table: PaperTable) -> PaperTable:
+    check_row_sources(table)
     for method, row in table.reference.items():
         for col, vals in row.items():
             if col not in table.columns and col != table.mean_label:
@@ -70,7 +99,9 @@ def get_table(name: str) -> PaperTable:
 
 def build_rows(table: PaperTable, sets: dict[str, dict[str, Any]], ours: str) -> tuple[list[str], list[list[str]],
                                                                                       list[str]]:
-    """Header, rows (reference rows, then ours) and notes. Our metrics are shown in percent."""
+    """Header, rows (reference rows, each named with its source tag, then ours) and notes. Our metrics are shown
+    in percent."""
+    check_row_sources(table)
     by_col: dict[str, dict[str, Any]] = {}
     for name, m in sets.items():
         col = table.column_of(name)
@@ -85,7 +116,7 @@ def build_rows(table: PaperTable, sets: dict[str, dict[str, Any]], ours: str) ->
         notes.append(f"[{i}] {where}: {text}")
     rows = []
     for method, row in table.reference.items():
-        cells = [f"{method} (paper)"]
+        cells = [f"{method} ({table.row_sources[method]})"]
         for col in (*table.columns, table.mean_label):
             vals = row.get(col, (None,) * len(table.metrics))
             for metric, v in zip(table.metrics, vals):
@@ -111,6 +142,9 @@ def build_rows(table: PaperTable, sets: dict[str, dict[str, Any]], ours: str) ->
     unmatched = [n for n in sets if table.column_of(n) is None]
     if unmatched:
         notes.append(f"test sets outside this table: {', '.join(unmatched)}")
+    tags = list(dict.fromkeys(table.row_sources[m] for m in table.reference))
+    if tags:
+        notes.append("row tags: " + "; ".join(f"({t}) {SOURCE_TAGS[t]}" for t in tags) + "; (ours) measured here")
     if table.source:
         notes.append(f"reference rows: {table.source}")
     return header, rows, notes
