@@ -132,12 +132,16 @@ def test_gradients_reach_exactly_the_trainable_parameters(blocks, norm):
 def test_the_paper_split_trains_the_last_two_blocks_of_twelve():
     torch.manual_seed(0)
     m = create_model("fssnet", backbone_overrides={**SMALL, "num_hidden_layers": 12}, sbca_heads=2)
+    assert m.cfg.train_final_norm is False  # B2: "only the last two blocks", the paper's wording
     for stream in ("rgb", "freq"):
         bb = getattr(m, f"backbone_{stream}")
         per_block = [any(p.requires_grad for p in layer.parameters()) for layer in bb.encoder.layer]
         assert per_block == [False] * 10 + [True] * 2
-        assert all(p.requires_grad for p in bb.layernorm.parameters())
+        assert not any(p.requires_grad for p in bb.layernorm.parameters())
         assert not any(p.requires_grad for p in bb.embeddings.parameters())
+    with_norm = create_model("fssnet", backbone_overrides={**SMALL, "num_hidden_layers": 12}, sbca_heads=2,
+                             train_final_norm=True)
+    assert all(p.requires_grad for p in with_norm.backbone_freq.layernorm.parameters())
     assert m.backbone_rgb is not m.backbone_freq
     assert not any(a is b for a in m.backbone_rgb.parameters() for b in m.backbone_freq.parameters())
     with pytest.raises(ConfigError, match="only 12 blocks"):
@@ -397,8 +401,32 @@ def test_paper_tables_keep_the_column_order_and_printed_means():
     header, rows, notes = build_rows(dm, sets, "fssnet")
     assert rows[-1][0] == "fssnet (ours)" and rows[-1][-2:] == ["72.5", "90.0"]
     assert rows[0][0] == "Wang (CVPR 2020) (paper)" and any("NOT the paper's print" in n for n in notes)
+    assert any(n.startswith("[") and "unverified" in n and "Wang" in n for n in notes)
     durall = next(r for r in rows if r[0].startswith("Durall"))
     assert durall[header.index("Glide-50-27 ACC")].startswith("n/a[")
+
+
+def test_reconstructed_cells_give_the_range_their_row_mean_allows():
+    from fakescope.eval.paper_fssnet import GAN_COLUMNS, mean_allows
+    from fakescope.eval.tables import get_table
+
+    gan = get_table("fssnet_gan")
+    for (method, col, metric), shown in ((("LGrad (CVPR 2023, RGB)", "ProGAN", "acc"), 99.9),
+                                         (("Ojha (CVPR 2023, RGB)", "Deepfake", "acc"), 80.2)):
+        row = gan.reference[method]
+        lo, hi = mean_allows(GAN_COLUMNS, row, col, 0)
+        assert row[col][0] == shown and lo <= shown <= hi
+        # every value of the range, and none outside it, rounds the row's mean to the printed one
+        others = sum(row[c][0] for c in GAN_COLUMNS if c != col)
+        for v in (lo, hi):
+            assert round((others + v) / 8 + 1e-9, 1) == row["Mean"][0]
+        for v in (lo - 0.1, hi + 0.1):
+            assert v > 100 or round((others + v) / 8 + 1e-9, 1) != row["Mean"][0]
+        note = gan.footnotes[(method, col, metric)]
+        assert f"allows only {lo:.1f} to {hi:.1f}" in note or f"allows {lo:.1f} to {hi:.1f}" in note
+        assert "NPR's code" in note
+    assert mean_allows(GAN_COLUMNS, gan.reference["LGrad (CVPR 2023, RGB)"], "ProGAN", 0) == (99.4, 100.0)
+    assert mean_allows(GAN_COLUMNS, gan.reference["Ojha (CVPR 2023, RGB)"], "Deepfake", 0) == (80.1, 80.8)
 
 
 def test_eval_cli_writes_tables_1_and_2_beside_the_paper(tmp_path, capsys):

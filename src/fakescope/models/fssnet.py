@@ -19,8 +19,14 @@ Where the paper is silent, the choices are the spec's decisions B1-B10, each a
 config field of :class:`FSSNetConfig`:
 
 * B1 band masks: ``band``, ``band_cutoffs``, ``fft_input``, ``ifft_part``;
-* B2 backbones: ``backbone``, ``trainable_blocks``, ``train_final_norm``;
-* B3 SBCA: ``sbca``, ``sbca_heads``, ``sbca_head_dim``, ``sbca_norm``;
+* B2 backbones: ``backbone``, ``trainable_blocks``, ``train_final_norm`` (default false: the
+  paper fine-tunes "only the last two blocks", so each backbone's final LayerNorm stays frozen;
+  the spec's B2 had suggested training it too);
+* B3 SBCA: ``sbca``, ``sbca_heads``, ``sbca_head_dim``, ``sbca_norm``. Keys and values come
+  from the *other* stream: eqs. 9-10 as printed read ``K = Conv(X_0; k)`` and
+  ``V = Conv(X_Q; k)``, i.e. from the query's own stream (``X_0`` read as a garbled ``X_Q``),
+  which would make each direction self-attention; we follow the bidirectional definitions of
+  eqs. 6-7 (``Attn_s2f(Q_s, K_f, V_f)``, ``Attn_f2s(Q_f, K_s, V_s)``) instead;
 * B4 AFF: ``aff``, ``aff_reduction``, ``aff_spatial_kernel``;
 * B5 classifier: ``pooling``;
 * B9 ablations: ``streams`` (RGB only / frequency only), ``sbca: false``, ``aff: false``;
@@ -68,7 +74,9 @@ class FSSNetConfig(DetectorConfig):
         default_factory=dict, description="architecture overrides for random init (small configs and tests)")
     trainable_blocks: int | None = Field(
         default=2, ge=0, description="fine-tune the last N transformer blocks of each backbone; null: all of it")
-    train_final_norm: bool = Field(default=True, description="also fine-tune each backbone's final LayerNorm")
+    train_final_norm: bool = Field(
+        default=False, description="B2: also fine-tune each backbone's final LayerNorm. Default false: the paper "
+        "fine-tunes \"only the last two blocks\" (section 4.1), and the final norm is not a block")
     streams: Literal["both", "rgb", "freq"] = Field(
         default="both", description="B9 ablation: 'rgb' or 'freq' = one backbone, average pooling, linear layer")
     # -- B1: frequency band selection
@@ -153,6 +161,13 @@ class ScaleAwareCrossAttention(nn.Module):
     Head ``beta`` (1-based) projects with convolutions of kernel ``k = 2*beta + 1``
     (eqs. 8-10). The K and V convolutions of a head read the same input with the
     same kernel, so they run as one convolution with twice the output channels.
+
+    That input is the *other* stream's map ``x_kv``. As printed, eq. 9 reads
+    ``K^beta = Conv(X_0; k_beta)`` and eq. 10 ``V^beta = Conv(X_Q; k_beta)``: K and V
+    from the query's own stream (``X_0`` taken as a garbled ``X_Q``), which would turn
+    each direction into self-attention. We take them from the other stream, as the
+    bidirectional design of eqs. 6-7 defines (spatial queries attend to frequency keys
+    and values, and the reverse); a deviation from the printed eqs. 9-10.
     """
 
     def __init__(self, dim: int, heads: int, head_dim: int, norm: bool) -> None:
@@ -168,7 +183,9 @@ class ScaleAwareCrossAttention(nn.Module):
         b, _, h, w = x_q.shape
         d = self.head_dim
         q = torch.stack([conv(x_q) for conv in self.q], dim=1)      # eq. (8): Q^beta = Conv(X_Q; k_beta)
-        kv = torch.stack([conv(x_kv) for conv in self.kv], dim=1)   # eqs. (9)-(10): K^beta, V^beta = Conv(X_KV; k_beta)
+        # eqs. (9)-(10): K^beta, V^beta = Conv(X_KV; k_beta), from the other stream (as eqs. 6-7; not the printed
+        # X_0 / X_Q, see the class docstring)
+        kv = torch.stack([conv(x_kv) for conv in self.kv], dim=1)
         k, v = kv[:, :, :d], kv[:, :, d:]
         q, k, v = (t.flatten(3).transpose(-2, -1) for t in (q, k, v))  # [B, heads, h*w, d]
         attn = F.scaled_dot_product_attention(q, k, v)               # eqs. (6)/(7): softmax(Q K^T / sqrt(d)) V
@@ -374,7 +391,7 @@ class FSSNet(DetectorModel):
 
 
 # A tiny random-init config for tests: DINOv2 of width 32, 2 blocks, patch 14, 28 px input
-# (a 2 x 2 token grid); the last block and the final norm are trainable, as in the paper's split.
+# (a 2 x 2 token grid); only the last block is trainable, as in the paper's split (final norm frozen).
 TINY_BACKBONE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 2,
                  "patch_size": 14, "image_size": 28}
 register_variant(
