@@ -199,3 +199,14 @@ def test_param_lr_groups(tmp_path):
     assert sum(p.numel() for p in head["params"]) == sum(p.numel() for p in m.head.parameters())
     with pytest.raises(ConfigError, match="no trainable parameter"):
         build_optimizer(m, OptimConfig(param_lr={"nothing.": 1.0}))
+
+
+@pytest.mark.parametrize("ties, expected", [("first", 0), ("last", 2)])
+def test_equal_selection_metrics_keep_the_first_or_take_the_latest_epoch(tmp_path, tiny_synth, ties, expected):
+    # val/n (the samples scored) is the same every epoch: a tie at every epoch
+    cfg = tiny_experiment(tmp_path, tiny_synth, "trainer.max_epochs=3", "trainer.monitor=val/n",
+                          "trainer.monitor_mode=max", "trainer.early_stopping.enabled=false",
+                          f"trainer.monitor_ties={ties}")
+    result = train(cfg, echo=quiet)
+    assert result.best["epoch"] == expected
+    assert json.loads((result.checkpoint / "config.json").read_text())["training"]["selected_epoch"] == expected

@@ -165,6 +165,9 @@ class TrainerConfig(Strict):
         default=None, description="checkpoint selection metric; defaults to early_stopping.monitor"
     )
     monitor_mode: Literal["max", "min"] | None = None
+    monitor_ties: Literal["first", "last"] = Field(
+        default="first", description="epochs with equal selection metrics: keep the first, or take the latest "
+                                     "(when validation cannot tell epochs apart, e.g. AUC 1.0 from the first epoch)")
 
     @property
     def selection_metric(self) -> tuple[str, str]:

@@ -91,6 +91,22 @@ def epoch_lines(echo: Callable[[str], None], monitor: str):
     return EpochLines()
 
 
+def _latest_of_equal():
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class LatestOfEqual(ModelCheckpoint):
+        """Keeps the best checkpoint, and a later epoch whose metric equals the best (``monitor_ties: last``)."""
+
+        def check_monitor_top_k(self, trainer, current=None) -> bool:
+            if current is None or len(self.best_k_models) < self.save_top_k:
+                return super().check_monitor_top_k(trainer, current)
+            best = self.best_k_models[self.kth_best_model_path]
+            better_or_equal = bool(current >= best if self.mode == "max" else current <= best)
+            return trainer.strategy.reduce_boolean_decision(better_or_equal)
+
+    return LatestOfEqual
+
+
 def build_trainer(cfg: ExperimentConfig, extra_callbacks: list | None = None,
                   echo: Callable[[str], None] | None = None):
     import lightning as L
@@ -98,13 +114,15 @@ def build_trainer(cfg: ExperimentConfig, extra_callbacks: list | None = None,
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     quiet_lightning()
+    LatestOfEqual = _latest_of_equal()
     t = cfg.trainer
     run_dir = cfg.run_dir
     monitor, mode = t.selection_metric
     callbacks: list = [
         # best on the validation metric (the checkpoint that gets exported) ...
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+        (LatestOfEqual if t.monitor_ties == "last" else ModelCheckpoint)(
+            dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_top_k=1,
+            auto_insert_metric_name=False, enable_version_counter=False),
         # ... and the end of every epoch, for --resume (Lightning's save_last only writes when top-k does)
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                         every_n_epochs=1, auto_insert_metric_name=False, enable_version_counter=False),
