@@ -68,6 +68,10 @@ class FaceResult:
 
 
 _CPU_DETECTION = threading.Lock()
+# frames wait for the detector in batches of its batch size, and of at most this many pixels in all: a batch of
+# eight 1080p frames (16.6 MP) as ever, but large frames one or a few at a time, so that the frames held at once
+# stay bounded (a 4096x4096 video would otherwise hold 400 MB of frames)
+BATCH_PIXELS = 20_000_000
 
 
 @contextlib.contextmanager
@@ -138,13 +142,16 @@ class VideoFaces:
         self.detected: list[list[Face]] = []  # the faces found in each frame seen
         self._crops: list[dict] = []  # per frame: box -> crop of that face
         self._batch: list[tuple[int, np.ndarray]] = []
+        self._batch_pixels = 0
         self._tracking = pipeline.tracking
         self._tracked = self._again = 0
 
     def add(self, index: int, frame: np.ndarray) -> None:
         self._batch.append((index, frame))
+        self._batch_pixels += frame.shape[0] * frame.shape[1]
         # tracked search: the first frame alone (searched for every size), then batches of the detector's size
-        if len(self._batch) >= (1 if self._tracking and not self.detected else self.pipe.batch_size):
+        if len(self._batch) >= (1 if self._tracking and not self.detected else self.pipe.batch_size) or \
+                self._batch_pixels + self._batch_pixels // len(self._batch) > BATCH_PIXELS:
             self._flush()
 
     def finish(self) -> FaceResult:
@@ -185,3 +192,4 @@ class VideoFaces:
             self.detected.append(faces)
             self._crops.append({face.box: self.pipe.crop(frame, face) for face in faces})
         self._batch.clear()
+        self._batch_pixels = 0

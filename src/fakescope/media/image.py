@@ -1,20 +1,26 @@
-"""Images in: the one decoder of fakescope (files, uploaded bytes, arrays), always to 8-bit RGB.
+"""Images in: the one decoder of fakescope (files, uploaded bytes, arrays), always to 8-bit RGB, upright.
 
-A truncated file is an error, never a half-grey image (``ImageFile.LOAD_TRUNCATED_IMAGES`` stays off).
+A truncated file is an error, never a half-grey image (``ImageFile.LOAD_TRUNCATED_IMAGES`` stays off). The EXIF
+orientation is applied (a phone photo stored sideways with ``Orientation=6`` comes out as it was taken). The
+pixel budget (:mod:`fakescope.media.limits`) is checked before any pixel is decoded: a JPEG over it is decoded at
+reduced size, any other image over it is refused. An animated GIF (or WebP, TIFF) gives its first frame.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from fakescope.errors import DataError
+from fakescope.media.limits import PixelBudgetError, max_pixels
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+EXIF_ORIENTATION = 0x0112
 
 # A truncated file must be an error, not a half-grey image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -44,27 +50,74 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image | None:
-    """Decode a file (or bytes) as an RGB image; ``None`` when it is in no image format PIL knows.
+    """Decode a file (or bytes) as an upright RGB image; ``None`` when it is in no image format PIL knows.
 
     Raises :class:`ImageReadError` naming ``name`` (default: the path) for a file that cannot be opened, or an
-    image that is truncated or corrupt.
+    image that is truncated or corrupt, and :class:`~fakescope.media.limits.PixelBudgetError` for an image over
+    the pixel budget that cannot be decoded at reduced size.
     """
     name = name or (str(source) if not isinstance(source, bytes) else "the upload")
     try:
-        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with warnings.catch_warnings():  # the pixel budget below is the limit; Pillow's warning says nothing more
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
         raise ImageReadError(f"{name}: file not found") from None
+    except Image.DecompressionBombError as exc:
+        raise PixelBudgetError(name, _bomb_pixels(exc), detail=" (and over Pillow's decompression-bomb "
+                               "limit)") from None
     except (Image.UnidentifiedImageError, ValueError):
         return None
     except OSError as exc:
         raise ImageReadError(f"{name}: cannot open ({exc})") from None
     try:
         with img:
+            fit_budget(img, name)
             img.load()
-            return to_rgb(img)
+            return to_rgb(upright(img))
+    except PixelBudgetError:
+        raise
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageReadError(f"{name}: cannot decode the {img.format or ''} image: truncated or corrupt "
                              f"({type(exc).__name__}: {exc})") from None
+
+
+def fit_budget(img: Image.Image, name: str) -> None:
+    """Before decoding: a JPEG over the pixel budget is set to decode at the largest DCT scale that fits (1/2,
+    1/4 or 1/8 of each side); any other image over it raises :class:`PixelBudgetError`."""
+    budget = max_pixels()
+    w, h = img.size
+    if w * h <= budget:
+        return
+    if img.format in ("JPEG", "MPO"):
+        for k in (2, 4, 8):
+            want = (-(-w // k), -(-h // k))
+            if want[0] * want[1] <= budget:
+                img.draft(img.mode, want)
+                if img.size[0] * img.size[1] <= budget:
+                    img.info["fakescope_decoded_from"] = (w, h)
+                    return
+                break
+        raise PixelBudgetError(name, w, h, detail=", also at 1/8 of its size (the smallest JPEG decoding)")
+    raise PixelBudgetError(name, w, h, detail=f" ({img.format or 'this'} images cannot be decoded at reduced "
+                                              "size; only JPEG can)")
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (unchanged, and not copied, when there is none)."""
+    try:
+        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # an unreadable EXIF block: the pixels are still good
+        return img
+    return ImageOps.exif_transpose(img) if orientation in (2, 3, 4, 5, 6, 7, 8) else img
+
+
+def _bomb_pixels(exc: Exception) -> int:
+    """The image's pixel count from Pillow's decompression-bomb message (0 if it has none)."""
+    import re
+
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(m.group(1)) if m else 0
 
 
 def load_image(path: str | Path) -> Image.Image:

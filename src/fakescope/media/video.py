@@ -12,8 +12,11 @@ a full sequential decode.
 
 Handled: rotation metadata (portrait phone videos come out upright), audio
 and other streams (ignored), odd frame sizes, videos with fewer frames than
-asked (all are taken and ``short`` is set). Problems raise
-:class:`VideoReadError` with a short ``reason`` code and the path.
+asked (all are taken and ``short`` is set). Frames over the pixel budget
+(:mod:`fakescope.media.limits`) are scaled down to it while they are
+converted to RGB, and the decoder runs on fewer threads for them; frames
+many times over it are refused (reason ``too-large``) before any is decoded.
+Problems raise :class:`VideoReadError` with a short ``reason`` code and the path.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fakescope.errors import DataError
+from fakescope.media.limits import VIDEO_DECODE_FACTOR, fit_size, max_megapixels, max_pixels
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 
@@ -56,6 +60,8 @@ class VideoInfo:
     codec: str
     variable_frame_rate: bool
     other_streams: tuple[str, ...] = ()  # e.g. ("audio",)
+    decoded_width: int = 0  # the frames as returned: smaller than width x height when over the pixel budget
+    decoded_height: int = 0
 
 
 @dataclass
@@ -157,7 +163,7 @@ def stride_indices(total: int, stride: int, start: int = 0, n: int = 0) -> list[
 
 
 def _upright(frame, reformatter=None) -> np.ndarray:
-    """The frame as an RGB array, turned upright by its rotation metadata.
+    """The frame as an RGB array, turned upright by its rotation metadata, scaled to the pixel budget.
 
     ``reformatter``: a PyAV ``VideoReformatter`` kept for the frames of one
     video, which reuses its conversion context instead of making one per
@@ -167,7 +173,11 @@ def _upright(frame, reformatter=None) -> np.ndarray:
         from av.video.reformatter import VideoReformatter
 
         reformatter = VideoReformatter()
-    arr = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    w, h = fit_size(frame.width, frame.height)
+    if (w, h) == (frame.width, frame.height):
+        arr = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    else:  # one pass from the decoder's YUV to RGB at the reduced size: no full-size RGB frame is made
+        arr = reformatter.reformat(frame, format="rgb24", width=w, height=h, interpolation="AREA").to_ndarray()
     rot = int(getattr(frame, "rotation", 0) or 0) % 360
     if rot % 90 == 0 and rot:
         arr = np.ascontiguousarray(np.rot90(arr, k=rot // 90))
@@ -204,6 +214,7 @@ class FrameStream:
         self.stats: dict[str, int] = {"packets": 0, "seeks": 0}  # packets given to the decoder, seeks
         self._container = _open(self.path)
         try:
+            check_frame_size(self._container.streams.video[0], self.path)
             self._index = _index(self._container, self.path)
             pts = self._index.pts
             all_times = [float((p - pts[0]) * self._index.time_base) for p in pts]
@@ -264,8 +275,11 @@ class FrameStream:
                     f"frame {missing[0]} of {self.total}); the file is truncated or corrupt")
             steps = np.diff(np.asarray(index.pts, dtype=float))
             h, w = size
+            cw, ch = stream.codec_context.width or w, stream.codec_context.height or h
+            full = (ch, cw) if rotation in (90, 270) else (cw, ch)
             self.info = VideoInfo(
-                path=str(path), width=w, height=h, num_frames=self.total, duration=self._duration,
+                path=str(path), width=max(full[0], w), height=max(full[1], h), num_frames=self.total,
+                duration=self._duration, decoded_width=w, decoded_height=h,
                 fps=(self.total - 1) / self._duration if self._duration > 0 else 0.0, rotation=rotation,
                 codec=stream.codec_context.name,
                 variable_frame_rate=bool(len(steps) > 1 and steps.std() > 0.01 * max(steps.mean(), 1e-9)),
@@ -275,6 +289,15 @@ class FrameStream:
             raise VideoReadError(path, "decode-error", f"{type(exc).__name__}: {exc}") from None
         finally:
             self.close()
+
+
+def check_frame_size(stream, path: Path) -> None:
+    """Refuse, before decoding, frames too large to decode within the pixel budget even to scale them."""
+    w, h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+    if w * h > VIDEO_DECODE_FACTOR * max_pixels():
+        raise VideoReadError(path, "too-large", f"the video's frames are {w}x{h} ({w * h / 1e6:.1f} megapixels), "
+                                                f"more than {VIDEO_DECODE_FACTOR:g} times the pixel budget of "
+                                                f"{max_megapixels():g} megapixels (--max-megapixels raises it)")
 
 
 def read_frames(path: str | Path, num_frames: int = 32, mode: str = "even", stride: int = 1,
@@ -307,6 +330,8 @@ def _decode_wanted(container, stream, index: _Index, wanted: set[int], threads: 
     stream.thread_type = "AUTO"
     if threads > 0:
         cc.thread_count = threads
+    elif (cc.width or 0) * (cc.height or 0) > max_pixels() // 2:
+        cc.thread_count = 2  # each decoder thread holds frames of its own: few of them for huge frames
     got: set[int] = set()
     order = sorted(wanted)
     first = 0  # order[first] is the earliest wanted frame not decoded yet
