@@ -168,6 +168,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise ConfigError(f"--resume: {last} not found (nothing to resume in {run_dir})")
+    if resume:
+        check_resumable(last)
     if not resume and last.exists() and not overwrite:
         raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue it, --overwrite to "
                           "start again, or set another name/output_dir")
@@ -232,6 +234,26 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
 
 DEMONSTRATION = ("a demonstration: trained only on fakescope's built-in synthetic benchmark, whose fakes come from "
                  "small random generators, not a detector for real photographs or videos")
+
+
+def check_resumable(path: Path) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` when it is not a training checkpoint that can be resumed
+    from: truncated, not a torch file, holding objects other than tensors and plain data (``weights_only``
+    refuses them: nothing in it is executed), or lacking the training state."""
+    from fakescope.errors import CheckpointError
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CheckpointError(f"--resume: {path} cannot be read as a training checkpoint: truncated, corrupt or not "
+                              f"a torch file, or it holds objects other than tensors and plain data ({first}); "
+                              "start again with --overwrite") from None
+    needed = ("state_dict", "epoch", "optimizer_states", "loops")
+    lacking = [k for k in needed if not isinstance(state, dict) or k not in state]
+    if lacking:
+        raise CheckpointError(f"--resume: {path} is not a training checkpoint (it lacks {', '.join(lacking)}); "
+                              "start again with --overwrite")
 
 
 def demonstration_record(cfg: ExperimentConfig) -> tuple[dict[str, Any], str]:

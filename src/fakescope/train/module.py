@@ -18,6 +18,34 @@ from fakescope.train.optim import build_optimizer, build_scheduler
 VAL_KEYS = ("auc", "ap", "acc", "eer", "real_acc", "fake_acc", "video_auc")
 
 
+def rng_state() -> dict[str, Any]:
+    """Python's, numpy's and torch's (CPU and CUDA) generator states, in types ``weights_only`` loading accepts."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state(),
+                             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                                       float(gauss))}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in state["python"]))
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class DetectorModule(L.LightningModule):
     """Wraps a detector: loss terms, validation metrics, optimizer and schedule.
 
@@ -98,11 +126,18 @@ class DetectorModule(L.LightningModule):
         self._val_out = []
 
     # -- state kept across resume -------------------------------------------
+    # The random number generators are saved with every checkpoint (at the end of an epoch) and restored as the
+    # resumed run loads it, before its data loader is made, so that the data order, the augmentations and
+    # dropout continue as in a run never interrupted (with trainer.deterministic=true, a resumed run then equals
+    # an uninterrupted one).
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["fakescope_val_history"] = self.val_history
+        checkpoint["fakescope_rng"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.val_history = list(checkpoint.get("fakescope_val_history", []))
+        if checkpoint.get("fakescope_rng") is not None:
+            set_rng_state(checkpoint["fakescope_rng"])
 
     # -- optimisation --------------------------------------------------------
     def configure_optimizers(self):
