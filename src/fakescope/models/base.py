@@ -60,6 +60,9 @@ class DetectorModel(nn.Module):
     # "scene" (whole images, e.g. AI-generated image detectors); None = not declared
     input_domain: ClassVar[Literal["face", "scene"] | None] = None
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+    # which of the config's backbone-weight fields the model reads: ``weights`` (a local file or folder) and
+    # ``pretrained``; create_model refuses one it would ignore, rather than build a randomly initialised model
+    reads: ClassVar[tuple[str, ...]] = ("weights", "pretrained")
 
     def __init__(self, cfg: DetectorConfig) -> None:
         super().__init__()

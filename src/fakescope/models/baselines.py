@@ -47,6 +47,7 @@ class SimpleCNN(DetectorModel):
     """Small CNN baseline whose first stage runs at full resolution."""
 
     config_class = SimpleCNNConfig
+    reads = ()  # no pretrained backbone: weights come from checkpoints
 
     def __init__(self, cfg: SimpleCNNConfig) -> None:
         super().__init__(cfg)
@@ -111,6 +112,7 @@ class NPR(DetectorModel):
     """NPR: a truncated ResNet-50 on the neighbouring-pixel residual (Tan et al., CVPR 2024)."""
 
     config_class = NPRConfig
+    reads = ()  # no pretrained backbone: weights come from checkpoints
 
     def __init__(self, cfg: NPRConfig) -> None:
         super().__init__(cfg)

@@ -37,6 +37,7 @@ class HFClassifier(DetectorModel):
     """A transformers ``AutoModelForImageClassification`` whose fake labels make one logit."""
 
     config_class = HFClassifierConfig
+    reads = ("pretrained",)  # by hub name; a local classifier is a checkpoint
 
     def __init__(self, cfg: HFClassifierConfig) -> None:
         super().__init__(cfg)

@@ -100,6 +100,14 @@ def resolve_model_config(name: str, overrides: dict[str, Any] | None = None) -> 
 def create_model(name: str, **overrides: Any) -> DetectorModel:
     """Build a registered detector. ``overrides`` are config fields (nested dicts allowed)."""
     cfg = resolve_model_config(name, overrides)
-    model = model_entry(name).cls(cfg)
+    cls = model_entry(name).cls
+    ignored = [f for f in ("weights", "pretrained") if getattr(cfg, f, None) and f not in cls.reads]
+    if ignored:
+        from fakescope.errors import ConfigError
+
+        raise ConfigError(f"create_model('{name}'): {' and '.join(ignored)}={getattr(cfg, ignored[0])!r} would be "
+                          f"ignored: {name} has no pretrained backbone that reads it. Load a fakescope checkpoint "
+                          "with fakescope.load(path), or a state dict with model.load_state_dict(...)")
+    model = cls(cfg)
     model.registry_name = name
     return model

@@ -33,6 +33,7 @@ class Xception(DetectorModel):
     """Xception on face crops: the whole network, one logit."""
 
     config_class = XceptionConfig
+    reads = ()  # no pretrained backbone: weights come from checkpoints
     input_domain = "face"
 
     def __init__(self, cfg: XceptionConfig) -> None:
