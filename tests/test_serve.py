@@ -176,7 +176,7 @@ def test_gate_bounds_work():
 
 
 def test_serve_binds_loopback_by_default_and_loads_once(monkeypatch, tmp_path):
-    import uvicorn
+    import fakescope.serve.server as server
 
     from fakescope.cli import main
 
@@ -191,7 +191,7 @@ def test_serve_binds_loopback_by_default_and_loads_once(monkeypatch, tmp_path):
         return real(cls, *a, **kw)
 
     monkeypatch.setattr(Detector, "from_pretrained", classmethod(counting))
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
+    monkeypatch.setattr(server, "run_server", lambda app, **kw: calls.update(app=app, **kw))
     ck = make_checkpoint(tmp_path / "ck")
     assert main(["serve", str(ck), "--port", "8123", "--max-upload-mb", "2", "--device", "cpu"]) == 0
     assert calls["host"] == "127.0.0.1" and calls["port"] == 8123 and len(loads) == 1

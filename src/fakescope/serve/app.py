@@ -11,9 +11,12 @@ Endpoints:
 
 Protection: uploads beyond ``max_upload_mb`` get 413 (checked on the declared length and while
 reading); the media type is established by decoding the bytes (PIL for images, FFmpeg for videos),
-never from the header or the file name; at most ``workers`` requests are scored at once and ``queue``
-more wait, beyond which a request gets 503 at once; reading an upload and scoring it each have a
-timeout (408 and 504). Every error is JSON: ``{"error": "...", "status": N}``.
+never from the header or the file name; an image or video frame over the pixel budget that cannot be
+decoded at reduced size gets 413 (a decompression bomb never reaches the decoder); at most ``workers``
+requests are scored at once and ``queue`` more wait or upload, beyond which a request gets 503 with
+``Retry-After`` before its body is read; reading an upload and scoring it each have a timeout (408 and
+504). Connections have header and idle timeouts and a limit of their own (:mod:`fakescope.serve.server`).
+Every error is JSON: ``{"error": "...", "status": N}``.
 """
 
 
@@ -40,15 +43,55 @@ MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and headers around the file
 
 @dataclass
 class ServeSettings:
+    """The service's limits. ``workers``: requests scored at once; ``queue``: more that may wait (or upload)
+    beyond them; ``timeout_s``: for reading an upload, and again for scoring it; ``max_connections``: open
+    connections (idle ones included), beyond which a connection gets a JSON 503; ``header_timeout_s``: for a
+    request's headers to arrive; ``idle_timeout_s``: the longest pause while a body arrives; ``keep_alive_s``:
+    how long an idle connection stays open after a response."""
+
     max_upload_mb: float = 50.0
     workers: int = 1
     queue: int = 16
     timeout_s: float = 60.0
     max_details_faces: int = 16
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 15.0
+    keep_alive_s: float = 5.0
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    def check(self) -> None:
+        """Raise :class:`~fakescope.errors.ConfigError` naming the option for a value the service cannot run with."""
+        import math
+
+        from fakescope.errors import ConfigError
+
+        def positive(value: float, option: str) -> None:
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{option} must be a positive number, got {value}")
+
+        positive(self.max_upload_mb, "--max-upload-mb")
+        positive(self.timeout_s, "--timeout")
+        positive(self.header_timeout_s, "--header-timeout")
+        positive(self.idle_timeout_s, "--idle-timeout")
+        positive(self.keep_alive_s, "keep_alive_s")
+        for value, option, least in ((self.workers, "--workers", 1), (self.queue, "--queue", 0),
+                                     (self.max_connections, "--max-connections", 1),
+                                     (self.max_details_faces, "max_details_faces", 0)):
+            if not isinstance(value, int) or value < least:
+                raise ConfigError(f"{option} must be a whole number of at least {least}, got {value}")
+        if self.max_connections < self.workers + self.queue:
+            raise ConfigError(f"--max-connections ({self.max_connections}) must be at least --workers + --queue "
+                              f"({self.workers + self.queue}): every request admitted needs its connection")
+
+    def limits(self):
+        from fakescope.serve.server import ConnectionLimits
+
+        return ConnectionLimits(max_connections=self.max_connections, header_timeout_s=self.header_timeout_s,
+                                idle_timeout_s=self.idle_timeout_s)
 
 
 class MediaError(Exception):
@@ -64,7 +107,9 @@ class Gate:
     """Bounded concurrency: ``workers`` jobs run, ``queue`` more wait; beyond that :meth:`submit` refuses.
 
     A slot is given back when its job really ends, also when the client has already been answered
-    with a timeout, so a slow job can never let more work in than the machine was sized for.
+    with a timeout, so a slow job can never let more work in than the machine was sized for. The service
+    takes its slot with :meth:`acquire` before it reads an upload, so the uploads held in memory are bounded
+    by the same capacity, and runs the job in it with :meth:`run`.
     """
 
     def __init__(self, workers: int, queue: int) -> None:
@@ -75,11 +120,19 @@ class Gate:
         self.active = 0
         self._lock = threading.Lock()
 
-    def submit(self, fn, *args) -> Future | None:
+    def acquire(self) -> bool:
+        """Take a slot (``False``: none is free); give it back with :meth:`release` or :meth:`run`."""
         with self._lock:
             if self.active >= self.capacity:
-                return None
+                return False
             self.active += 1
+            return True
+
+    def release(self) -> None:
+        self._release(None)
+
+    def run(self, fn, *args) -> Future:
+        """Run ``fn`` in a slot taken with :meth:`acquire`; the slot is given back when it ends."""
         try:
             fut = self.executor.submit(fn, *args)
         except BaseException:
@@ -87,6 +140,9 @@ class Gate:
             raise
         fut.add_done_callback(self._release)
         return fut
+
+    def submit(self, fn, *args) -> Future | None:
+        return self.run(fn, *args) if self.acquire() else None
 
     def _release(self, _fut) -> None:
         with self._lock:
@@ -104,11 +160,15 @@ def sniff(data: bytes) -> tuple[str, Any]:
     recognised but undecodable image, 415 neither an image nor a video).
     """
     from fakescope.media.image import ImageReadError, open_image
+    from fakescope.media.limits import PixelBudgetError
+    from fakescope.media.video import VideoReadError, check_frame_size
 
     if not data:
         raise MediaError(400, "empty upload (0 bytes)")
     try:
         img = open_image(data, name="the upload")
+    except PixelBudgetError as exc:
+        raise MediaError(413, str(exc)) from None
     except ImageReadError as exc:
         raise MediaError(422, str(exc)) from None
     if img is not None:
@@ -123,7 +183,11 @@ def sniff(data: bytes) -> tuple[str, Any]:
         with av.open(path, metadata_errors="ignore") as container:
             if not container.streams.video:
                 raise MediaError(415, "the upload is a media file without a video stream; send an image or a video")
+            check_frame_size(container.streams.video[0], "the upload")
             next(container.decode(video=0))  # at least one frame decodes
+    except VideoReadError as exc:  # frames too large to decode
+        os.unlink(path)
+        raise MediaError(413, str(exc)) from None
     except MediaError:
         os.unlink(path)
         raise
@@ -169,6 +233,7 @@ def create_app(detector, settings: ServeSettings | None = None):
     from fakescope._version import __version__
 
     settings = settings or ServeSettings()
+    settings.check()
     gate = Gate(settings.workers, settings.queue)
     limit = settings.max_upload_bytes
     @contextlib.asynccontextmanager
@@ -260,15 +325,26 @@ def create_app(detector, settings: ServeSettings | None = None):
 
     @app.post("/v1/detect")
     async def detect(request: Request, details: bool = False):
+        from starlette.requests import ClientDisconnect
+
+        # a slot first: an upload is read only when it can be scored, so the bodies in memory stay bounded
+        if not gate.acquire():
+            return error(503, f"busy: {gate.capacity} requests are already in progress or waiting; retry later")
         try:
             data, filename = await asyncio.wait_for(upload(request), timeout=settings.timeout_s)
         except MediaError as exc:
+            gate.release()
             return error(exc.status, exc.message)
         except asyncio.TimeoutError:
+            gate.release()
             return error(408, f"the upload did not arrive within {settings.timeout_s:g} s")
-        fut = gate.submit(work, data, filename, details)
-        if fut is None:
-            return error(503, f"busy: {gate.capacity} requests are already in progress or waiting; retry later")
+        except ClientDisconnect:
+            gate.release()
+            return error(400, "the client closed the connection before the upload was complete")
+        except BaseException:
+            gate.release()
+            raise
+        fut = gate.run(work, data, filename, details)
         try:
             record = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout=settings.timeout_s)
         except asyncio.TimeoutError:
@@ -291,17 +367,25 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Se
     from fakescope.utils.optional import require
 
     require("fastapi", extra="serve", purpose="fakescope serve")
-    uvicorn = require("uvicorn", extra="serve", purpose="fakescope serve")
+    require("uvicorn", extra="serve", purpose="fakescope serve")
     require("python_multipart", extra="serve", purpose="uploads in fakescope serve")
     from fakescope.inference import Detector
 
+    from fakescope.serve.server import run_server
+
     settings = settings or ServeSettings()
+    settings.check()
+    if not 0 <= int(port) <= 65535:
+        from fakescope.errors import ConfigError
+
+        raise ConfigError(f"--port must lie in 0..65535, got {port}")
     detector = Detector.from_pretrained(model, **detector_options)
     app = create_app(detector, settings)
     if host not in ("127.0.0.1", "localhost", "::1"):
         echo(f"warning: listening on {host}: the service has no authentication; put it behind a proxy that has")
     echo(f"fakescope serve: model {detector.name} ({detector.version}, {detector.backend} on {detector.device}); "
          f"http://{host}:{port}/  (upload limit {settings.max_upload_mb:g} MB, {settings.workers} worker(s), "
-         f"queue {settings.queue}, timeout {settings.timeout_s:g} s)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5,
-                limit_concurrency=max(64, 4 * (settings.workers + settings.queue)))
+         f"queue {settings.queue}, timeout {settings.timeout_s:g} s, {settings.max_connections} connections, "
+         f"header timeout {settings.header_timeout_s:g} s)")
+    run_server(app, host=host, port=port, limits=settings.limits(), keep_alive_s=settings.keep_alive_s,
+               log_level=log_level)
