@@ -11,7 +11,6 @@ ForenSynths / UniversalFakeDetect (and ``fakescope synth``)::
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +18,7 @@ from typing import Iterator
 from fakescope.data.manifest import Sample
 from fakescope.errors import DataError
 from fakescope.media.image import IMAGE_EXTENSIONS, is_image_file
+from fakescope.utils.paths import walk
 
 LABEL_FOLDERS = {"0_real": 0, "1_fake": 1}
 LABEL_ALIASES = {**LABEL_FOLDERS, "real": 0, "fake": 1}
@@ -42,7 +42,7 @@ def label_folders(root: str | Path, names: dict[str, int] = LABEL_FOLDERS,
     root = Path(root)
     if include_root and root.name.lower() in names:
         yield root, names[root.name.lower()]
-    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+    for dirpath, dirnames, _ in walk(root):
         dirnames.sort()
         for d in list(dirnames):
             if d.lower() in names:
@@ -90,7 +90,7 @@ def scan_folder(root: str | Path) -> list[Sample]:
         method = str(label_dir.parent.relative_to(root)) if label_dir != root else ""
         method = "" if method == "." else method
         found = 0
-        for dirpath, dirnames, filenames in os.walk(label_dir, followlinks=True):
+        for dirpath, dirnames, filenames in walk(label_dir):
             dirnames.sort()
             here = Path(dirpath)
             in_video = here != label_dir

@@ -13,7 +13,7 @@ Output folder (``fakescope prepare ... --out OUT``)::
     OUT/.records/                  one finished-unit record per video (what re-runs skip)
 
 Manifest columns (CSV, UTF-8, header row; paths relative to the CSV's folder
-or absolute)::
+or absolute; a file name that is not valid UTF-8 is written as its own bytes, and read back so)::
 
     path, label (0 real, 1 fake), dataset, method, split, video_id, frame_index,
     box ("x1 y1 x2 y2" in frame pixels), score (detector confidence), track (face track, 0 = main face)
@@ -43,7 +43,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from fakescope.errors import DataError
 from fakescope.preprocess import FaceCropConfig
-from fakescope.utils.paths import safe_name
+from fakescope.utils.paths import name_bytes, safe_name
 
 VIDEO_COLUMNS = ("video_id", "path", "label", "dataset", "method", "split", "status", "reason", "frames_total",
                  "frames_sampled", "frames_with_face", "faces", "short", "width", "height", "fps", "rotation",
@@ -67,7 +67,7 @@ class Sample:
 
 def csv_rows(path: str | Path, required: Sequence[str], what: str = "CSV") -> Iterator[tuple[int, dict[str, str]]]:
     """``(line number, row)`` of a CSV file with a header; missing required columns are an error."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.DictReader(fh)
         cols = reader.fieldnames or []
         missing = [c for c in required if c not in cols]
@@ -116,7 +116,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -196,7 +196,7 @@ class RecordStore:
         self.folder = Path(out) / ".records"
 
     def _file(self, key: str) -> Path:
-        return self.folder / (hashlib.sha1(key.encode("utf-8")).hexdigest()[:24] + ".json")
+        return self.folder / (hashlib.sha1(name_bytes(key)).hexdigest()[:24] + ".json")
 
     def get(self, key: str) -> dict[str, Any] | None:
         f = self._file(key)

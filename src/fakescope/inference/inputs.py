@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from fakescope.errors import DataError
-from fakescope.media.image import IMAGE_EXTENSIONS, array_to_pil, open_image, to_rgb
-from fakescope.media.video import VIDEO_EXTENSIONS, is_video_file
+from fakescope.media.image import IMAGE_EXTENSIONS, array_to_pil, is_image_file, open_image, to_rgb
+from fakescope.media.video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_video_file
 
-MEDIA_EXTENSIONS = tuple(IMAGE_EXTENSIONS) + tuple(VIDEO_EXTENSIONS)
+# sound files count as media: each gets a record saying it has no video stream
+MEDIA_EXTENSIONS = tuple(IMAGE_EXTENSIONS) + tuple(VIDEO_EXTENSIONS) + AUDIO_EXTENSIONS
 
 
 @dataclass
@@ -27,31 +28,45 @@ class Missing:
     error: str
 
 
-def _media_files(folder: str) -> list[str]:
-    return sorted(str(Path(root) / f) for root, _, files in os.walk(folder) for f in files
-                  if f.lower().endswith(MEDIA_EXTENSIONS) and not f.startswith("."))
+def _media_files(folder: str, skipped: list[str] | None = None) -> list[str]:
+    """Media files under ``folder`` (symbolic links to folders are not followed: no loops); other files go to
+    ``skipped``, hidden ones (``.name``) are ignored."""
+    found = []
+    for root, _, files in os.walk(folder):
+        for f in files:
+            if f.startswith("."):
+                continue
+            if f.lower().endswith(MEDIA_EXTENSIONS):
+                found.append(str(Path(root) / f))
+            elif skipped is not None:
+                skipped.append(str(Path(root) / f))
+    return sorted(found)
 
 
-def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str | None]]:
+def expand_inputs(paths: Sequence[str | os.PathLike], skipped: list[str] | None = None
+                  ) -> list[tuple[str, str | None]]:
     """Files, folders (searched recursively for images and videos) and glob patterns -> ``(path, error)``.
 
     A path that does not exist, or a pattern that matches nothing, comes back with an error so that it is
-    reported in the output like any other failure. Order: as given; inside a folder or pattern, sorted.
+    reported in the output like any other failure. Order: as given; inside a folder or pattern, sorted. A file
+    reached twice (through a symbolic link, or a ``**`` pattern that passes a link to a parent folder) is
+    taken once. ``skipped``: gets the files that folders and patterns held but that are not media by their name.
     """
     out: list[tuple[str, str | None]] = []
     seen: set[str] = set()
 
     def add(p: str, err: str | None = None) -> None:
         if err is None:
-            if p in seen:
+            real = os.path.realpath(p)
+            if real in seen:
                 return
-            seen.add(p)
+            seen.add(real)
         out.append((p, err))
 
     for raw in paths:
         p = os.path.expanduser(str(raw))
         if os.path.isdir(p):
-            found = _media_files(p)
+            found = _media_files(p, skipped)
             if not found:
                 add(p, "folder holds no image or video file")
             for f in found:
@@ -61,8 +76,12 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str | N
         elif glob.has_magic(p):
             matches = sorted(glob.glob(p, recursive=True))
             files = [m for m in matches if os.path.isfile(m)]
+            if "**" in p:  # a recursive pattern names folders too: only their media files count
+                if skipped is not None:
+                    skipped += [m for m in files if not m.lower().endswith(MEDIA_EXTENSIONS)]
+                files = [m for m in files if m.lower().endswith(MEDIA_EXTENSIONS)]
             for d in (m for m in matches if os.path.isdir(m)):
-                files += _media_files(d)
+                files += _media_files(d, skipped)
             if not files:
                 add(p, "pattern matches no file")
             for f in files:
@@ -95,6 +114,8 @@ def decode_input(x: Any, path: str) -> tuple[str, Any]:
             raise DataError(f"{p}: file not found")
         if os.path.isdir(p):
             raise DataError(f"{p}: is a folder (predict_many expands folders)")
+        if not os.path.isfile(p):
+            raise DataError(f"{p}: not a regular file (a named pipe, socket or device)")
         if os.path.getsize(p) == 0:
             raise DataError(f"{p}: empty file (0 bytes)")
         if is_video_file(p):
@@ -102,6 +123,9 @@ def decode_input(x: Any, path: str) -> tuple[str, Any]:
         img = open_image(p)
         if img is not None:
             return "image", img
+        if is_image_file(p):
+            raise DataError(f"{p}: not an image: the name ends in {os.path.splitext(p)[1]}, but the contents are "
+                            "in no image format fakescope reads")
         return "unknown", p
     raise DataError(f"cannot score an object of type {type(x).__name__}; give a path, a PIL image or an array")
 

@@ -259,8 +259,11 @@ class Detector:
             else:
                 self._prepare_frames(job, video, path)
         except VideoReadError as exc:
-            if not known and exc.reason in ("cannot-open", "no-video-stream"):
+            if not known and exc.reason == "cannot-open":
                 raise DataError(f"{path}: neither an image nor a video that can be decoded") from None
+            if exc.reason == "no-video-stream":  # a sound file: say what it holds
+                raise DataError(f"{path}: no video stream to score ({exc.detail.split('(', 1)[-1].rstrip(')')})"
+                                ) from None
             raise
 
     def _frames(self, job: _Job, video, num_frames: int, start: int | None = None

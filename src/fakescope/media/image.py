@@ -57,6 +57,8 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     the pixel budget that cannot be decoded at reduced size.
     """
     name = name or (str(source) if not isinstance(source, bytes) else "the upload")
+    if not isinstance(source, bytes):
+        _regular_file(source, name)
     try:
         with warnings.catch_warnings():  # the pixel budget below is the limit; Pillow's warning says nothing more
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -80,6 +82,23 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageReadError(f"{name}: cannot decode the {img.format or ''} image: truncated or corrupt "
                              f"({type(exc).__name__}: {exc})") from None
+
+
+def _regular_file(path: str | Path, name: str) -> None:
+    """A named pipe, socket or device would block or never end: refuse anything but a regular file."""
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageReadError(f"{name}: file not found") from None
+    except OSError as exc:
+        raise ImageReadError(f"{name}: cannot open ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageReadError(f"{name}: not a regular file (a folder, named pipe, socket or device)")
+    if st.st_size == 0:
+        raise ImageReadError(f"{name}: empty file (0 bytes)")
 
 
 def fit_budget(img: Image.Image, name: str) -> None:

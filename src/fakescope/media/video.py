@@ -34,8 +34,17 @@ from fakescope.media.limits import VIDEO_DECODE_FACTOR, fit_size, max_megapixels
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 
 
+# sound files are media that people leave among videos: scans take them so that each is reported (no video
+# stream) instead of vanishing from the output
+AUDIO_EXTENSIONS = (".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus", ".wma")
+
+
 def is_video_file(path: str | Path) -> bool:
     return str(path).lower().endswith(VIDEO_EXTENSIONS)
+
+
+def is_audio_file(path: str | Path) -> bool:
+    return str(path).lower().endswith(AUDIO_EXTENSIONS)
 
 
 class VideoReadError(DataError):
@@ -92,6 +101,8 @@ def _open(path: Path):
         raise VideoReadError(path, "not-found", "file not found")
     if path.is_dir():
         raise VideoReadError(path, "not-a-file", "is a folder, not a video file")
+    if not path.is_file():
+        raise VideoReadError(path, "not-a-file", "not a regular file (a named pipe, socket or device)")
     if path.stat().st_size == 0:
         raise VideoReadError(path, "empty-file", "empty file (0 bytes)")
     try:

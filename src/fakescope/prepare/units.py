@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fakescope.prepare.adapters import Item
+from fakescope.utils.paths import name_bytes
 
 IMAGE_CHUNK = 2000  # images per unit of work (and per record file)
 
@@ -43,7 +44,7 @@ def make_units(items: list[Item]) -> list[Unit]:
 
 
 def shard_of(key: str, num_shards: int) -> int:
-    return int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16) % num_shards
+    return int(hashlib.sha1(name_bytes(key)).hexdigest(), 16) % num_shards
 
 
 def failure(item: Item, reason: str, detail: str) -> dict[str, str]:

@@ -32,7 +32,6 @@ name                layout read (ROOT is ``--root``)
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -40,8 +39,9 @@ from typing import Callable, Iterable, Iterator
 from fakescope.data.manifest import csv_rows
 from fakescope.errors import DataError
 from fakescope.media.image import is_image_file
-from fakescope.media.video import is_video_file
+from fakescope.media.video import is_audio_file, is_video_file
 from fakescope.registry import Registry
+from fakescope.utils.paths import walk
 
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -64,7 +64,8 @@ class Item:
     def kind(self) -> str:
         if self.frame_index is not None:
             return "frame"
-        return "video" if is_video_file(self.path) else "image"
+        # a sound file goes the way of a video, whose reader reports that it has no video stream
+        return "video" if is_video_file(self.path) or is_audio_file(self.path) else "image"
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,14 @@ def iter_items(name: str, root: str | Path, options: AdapterOptions | None = Non
 
 def files(folder: Path, want: Callable[[str], bool]) -> list[Path]:
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in walk(folder):
         dirnames.sort()
         out.extend(Path(dirpath) / f for f in sorted(filenames) if want(f))
     return out
 
 
 def media(name: str) -> bool:
-    return is_video_file(name) or is_image_file(name)
+    return is_video_file(name) or is_image_file(name) or is_audio_file(name)
 
 
 def label_word(value: str, where: str) -> int:

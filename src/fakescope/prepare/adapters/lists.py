@@ -32,7 +32,7 @@ def folder(root: Path, opt: AdapterOptions) -> Iterator[Item]:
 def csv_list(root: Path, opt: AdapterOptions) -> Iterator[Item]:
     if not root.is_file():
         raise DataError(f"{root}: the csv dataset's --root is the CSV file itself")
-    with open(root, newline="", encoding="utf-8-sig") as fh:
+    with open(root, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         cols = next(csv.reader(fh), [])
     path_col = "path" if "path" in cols else "file"
     rows = read_csv(root, required=(path_col, "label"))
