@@ -61,9 +61,19 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(opt: PrepareOptions, sys_path: list[str]) -> None:
-    """Set up a worker process: the parent's import path (for detector plug-ins), one torch thread, the detector."""
+    """Set up a worker process: death with its parent, the parent's import path (for detector plug-ins), one
+    torch thread, the detector."""
     import sys
 
+    from fakescope.prepare.lifecycle import die_with_parent
+
+    die_with_parent()  # the fork server (or, without one, the run itself): never an orphan under PID 1
+    import signal
+
+    def stop(signum, frame):  # the run is stopping: leave the video (its temporary folder is removed), exit
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     for p in sys_path:
         if p not in sys.path:
             sys.path.append(p)
@@ -125,13 +135,17 @@ class WorkerPool:
         methods = mp.get_all_start_methods()
         self.ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
         if self.ctx.get_start_method() == "forkserver":
-            self.ctx.set_forkserver_preload(["torch", "av", "fakescope.faces", "fakescope.prepare"])
+            # lifecycle, imported first there, makes the fork server die with this process
+            self.ctx.set_forkserver_preload(["fakescope.prepare.lifecycle", "torch", "av", "fakescope.faces",
+                                             "fakescope.prepare"])
         self.sys_path = list(sys.path)
         self._started = False  # a worker has finished a video: the workers do start
 
     def _pool(self, workers: int):
         from concurrent.futures import ProcessPoolExecutor
 
+        if self.ctx.get_start_method() == "forkserver":
+            _start_fork_server()
         return ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=_worker_init,
                                    initargs=(self.opt, self.sys_path),
                                    max_tasks_per_child=self.opt.videos_per_worker or None)
@@ -172,6 +186,9 @@ class WorkerPool:
                 except BrokenProcessPool:
                     self._check_workers_start()
                     rec = _crashed(unit)
+                except BaseException:
+                    _kill_workers(pool)
+                    raise
                 finally:
                     pool.shutdown(wait=True, cancel_futures=True)
                 yield unit, rec
@@ -199,8 +216,47 @@ class WorkerPool:
                         suspects.extend(running.values())
                         running.clear()
                         break
+            except BaseException:  # interrupted (SIGTERM, Ctrl-C): the videos in flight are dropped, not awaited
+                _kill_workers(pool)
+                raise
             finally:
                 for fut in running:
                     fut.cancel()
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_fork_server() -> None:
+    """Start the fork server now, from this thread, naming this process in its environment so that it dies
+    with it (:mod:`fakescope.prepare.lifecycle`); the name is removed again at once."""
+    from multiprocessing import forkserver
+
+    from fakescope.prepare.lifecycle import GUARD_VAR
+
+    os.environ[GUARD_VAR] = str(os.getpid())
+    try:
+        forkserver.ensure_running()
+    finally:
+        os.environ.pop(GUARD_VAR, None)
+
+
+def _kill_workers(pool, grace_s: float = 2.0) -> None:
+    """End a pool's worker processes now, so that shutting the pool down does not wait for their videos: SIGTERM
+    first (a worker removes the temporary folder of its video and leaves), SIGKILL for any still there after
+    ``grace_s`` (the next run removes what it leaves)."""
+    import time
+
+    procs = list(getattr(pool, "_processes", {}).values())
+    for proc in procs:
+        try:
+            proc.terminate()
+        except (OSError, AttributeError):
+            pass
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.join(max(deadline - time.monotonic(), 0.0))
+            if proc.is_alive():
+                proc.kill()
+        except (OSError, AttributeError, AssertionError):
+            pass
 

@@ -24,12 +24,13 @@ from typing import Any, Callable
 
 from fakescope.data.manifest import RecordStore, atomic_write_text, write_outputs
 from fakescope.errors import DataError
-from fakescope.media.image import ImageReadError, load_image
+from fakescope.media.image import load_image
 from fakescope.prepare.adapters import AdapterOptions, iter_items
+from fakescope.prepare.lifecycle import Stopped, stop_on_signals, sweep
 from fakescope.prepare.options import PrepareOptions
 from fakescope.prepare.pool import WorkerPool, make_pipeline, trim_heap
 from fakescope.prepare.units import Unit, failure, make_units, row, shard_of
-from fakescope.prepare.video_job import VideoReader, process_video
+from fakescope.prepare.video_job import VideoReader, crop_folder, process_video
 
 
 @dataclass
@@ -93,12 +94,13 @@ def process_images(unit: Unit, opt: PrepareOptions) -> dict[str, Any]:
     for it in unit.items:
         path = os.path.abspath(it.path)
         if not os.path.isfile(path):
-            failures.append(failure(it, "missing-file", "file not found"))
+            failures.append(failure(it, "not-a-file", "not a regular file (a named pipe, socket or device)")
+                            if os.path.exists(path) else failure(it, "missing-file", "file not found"))
             continue
         if opt.verify_images:
             try:
                 load_image(path)
-            except ImageReadError as exc:
+            except DataError as exc:  # unreadable, or over the pixel budget
                 failures.append(failure(it, "image-decode", str(exc).split(": ", 1)[-1]))
                 continue
         rows.append(row(it, path))
@@ -154,6 +156,9 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
             todo.append(u)
     if opt.limit is not None:
         todo = todo[:opt.limit]
+    removed = sweep(out, [crop_folder(out, u.items[0]) for u in units if u.kind == "video"])
+    if removed:
+        echo(f"removed {removed} temporary file(s) or folder(s) left by an earlier run that was interrupted")
 
     pooled = opt.workers > 0
     pipeline = make_pipeline(opt) if any(u.kind == "video" for u in todo) else None
@@ -212,18 +217,28 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
             if reader is not None:
                 reader.close()
 
-    if progress and todo:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    has_videos = any(it.kind == "video" for it in items)
+    try:
+        with stop_on_signals():
+            if progress and todo:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), transient=True) as bar:
-            task = bar.add_task(f"prepare {dataset}", total=len(todo))
-            run_all(lambda: bar.advance(task))
-    else:
-        run_all(lambda: None)
+                with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TimeRemainingColumn(), transient=True) as bar:
+                    task = bar.add_task(f"prepare {dataset}", total=len(todo))
+                    run_all(lambda: bar.advance(task))
+            else:
+                run_all(lambda: None)
+    except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: keep what is finished, say so, stop
+        what = exc.args[0] if isinstance(exc, Stopped) else "SIGINT"
+        counts = write_outputs(out, store.all(), face=opt.face if has_videos else None)
+        echo(f"prepare: stopped by {what} after {summary.processed} of {len(todo)} unit(s) of this run; the "
+             f"{counts['rows']} manifest rows of the finished ones are written; the unit(s) in progress are not in "
+             "them and are redone by the next run (the same command), which also removes any temporary folder "
+             "they left")
+        raise
 
     # the face stage the crops were made with, written beside every manifest (image datasets: none)
-    has_videos = any(it.kind == "video" for it in items)
     if has_videos and any(it.kind != "video" for it in items):
         echo("warning: this dataset mixes videos (face crops) and images (used whole); its manifests declare the "
              "face stage of the videos")

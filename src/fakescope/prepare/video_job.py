@@ -16,6 +16,7 @@ from PIL import Image
 from fakescope.data.manifest import format_box
 from fakescope.faces import FacePipeline
 from fakescope.prepare.adapters import Item
+from fakescope.prepare.lifecycle import remove_temporaries
 from fakescope.prepare.options import PrepareOptions
 from fakescope.prepare.units import failed_video, row, video_entry
 
@@ -160,8 +161,8 @@ def process_video(item: Item, pipeline: FacePipeline, opt: PrepareOptions, out: 
         return failed("no-face", f"no face found in any of the {len(result.indices)} sampled frames")
 
     final = crop_folder(out, item)
+    remove_temporaries(final)  # left by a run that was killed while it wrote this video's crops
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     rows = []
     try:
