@@ -60,6 +60,8 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
             where = f" (line {mark.line + 1}, column {mark.column + 1})"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{p}: malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: malformed YAML: lists or mappings nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

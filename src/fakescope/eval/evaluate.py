@@ -16,6 +16,7 @@ from fakescope.data.datasets import ClipDataset, build_dataset, load_samples
 from fakescope.metrics import compute_metrics, mean_metrics
 from fakescope.data.loaders import make_loader
 from fakescope.data.manifest import read_face_stage
+from fakescope.errors import DataError, FakescopeError
 from fakescope.eval.robustness import Perturbation
 from fakescope.utils.console import show_progress
 from fakescope.utils.paths import safe_name
@@ -77,11 +78,19 @@ def score_dataset(model, dataset, *, batch_size: int = 64, num_workers: int = 2,
             skipped)
 
 
-def _as_sources(sources: Sequence[DataSource | str]) -> list[DataSource]:
+def _as_sources(sources: Sequence[DataSource | str], failed: dict[str, str] | None = None) -> list[DataSource]:
+    """The test sets; with ``failed``, a source that cannot be resolved goes there (name -> error) instead of
+    raising, so that the others are still evaluated."""
     data = DataConfig()
     out: list[DataSource] = []
     for s in sources:
-        out.extend(data.resolve(s if isinstance(s, DataSource) else DataSource.model_validate(s)))
+        src = s if isinstance(s, DataSource) else DataSource.model_validate(s)
+        try:
+            out.extend(data.resolve(src))
+        except FakescopeError as exc:
+            if failed is None:
+                raise
+            failed[src.name or src.path] = str(exc)
     names = [s.name for s in out]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:  # disambiguate equal basenames by their parent folder
@@ -113,7 +122,11 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
              robustness: RobustnessConfig | None = None, echo: Callable[[str], None] = print,
              progress: bool | str = "auto", weights_file: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (a folder, a pretrained name or a Hub id) on each source; writes
-    metrics.json/.md/.csv, report.html and plots."""
+    metrics.json/.md/.csv, report.html and plots.
+
+    A test set that cannot be read (a missing folder, an empty or malformed manifest, no readable sample) does
+    not stop the others: it is named in ``failed_sets`` (and the report) with its error, and the metrics of
+    every set that could be scored are written. Only when no set at all could be scored is it an error."""
     from fakescope.eval import report
     from fakescope.models.checkpoint import load, read_config
     from fakescope.models.pretrained import resolve_checkpoint
@@ -121,9 +134,10 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
     checkpoint = resolve_checkpoint(checkpoint, weights_file=weights_file)
     model = load(checkpoint, device=str(pick_device(device)))
     progress = show_progress(progress)
-    srcs = _as_sources(sources)
-    if not srcs:
+    if not sources:
         raise ValueError("no test data given")
+    failed: dict[str, str] = {}
+    srcs = _as_sources(sources, failed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scored: list[Scored] = []
@@ -134,7 +148,15 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
             echo(f"  warning: {src.name}: its samples were made with {stage.describe()}, but the model was trained "
                  f"on {'face stage ' + model.preprocess.face.describe() if model.preprocess.face else 'whole images'}"
                  "; the scores show how it does on data cropped otherwise")
-        sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, progress=progress)
+        try:
+            sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, progress=progress)
+            if not len(sc.scores):
+                shown = "; ".join(sc.skipped[:3])
+                raise DataError(f"{src.path}: none of its {len(sc.skipped)} samples could be read ({shown})")
+        except (FakescopeError, OSError) as exc:
+            failed[src.name or src.path] = str(exc)
+            echo(f"  failed: {src.name}: {exc}")
+            continue
         m = compute_metrics(sc.labels, sc.scores, sc.video_ids, threshold)
         m["skipped"] = len(sc.skipped)
         if sc.orig_sizes:  # files smaller than the input, enlarged to fit it (their count; each in scores/)
@@ -150,6 +172,9 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
             shown = ", ".join(sc.unscored_videos[:10]) + (" ..." if len(sc.unscored_videos) > 10 else "")
             echo(f"  warning: {sc.name}: {len(sc.unscored_videos)} of {m['n_videos']} videos have no usable clip "
                  f"and no score (video_auc covers the other {m['videos_scored']}): {shown}")
+    if not scored:
+        raise DataError("no test set could be scored: " + "; ".join(f"{n}: {e}" for n, e in failed.items()))
+    srcs = [s for s in srcs if (s.name or s.path) not in failed]
     cfg = read_config(checkpoint)
     results: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -160,11 +185,15 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
         "mean": mean_metrics(per_set),
         "skipped": {sc.name: sc.skipped for sc in scored if sc.skipped},
         "skipped_videos": {sc.name: sc.unscored_videos for sc in scored if sc.unscored_videos},
+        "failed_sets": failed,
     }
     if robustness is not None:
         results["robustness"] = _sweep(model, srcs, per_set, robustness, threshold, batch_size, num_workers, echo)
     report.write_report(results, scored, out)
     echo(f"report: {out / 'report.html'}")
+    if failed:
+        echo(f"warning: {len(failed)} test set(s) could not be scored (listed in metrics.json, failed_sets): "
+             + ", ".join(failed))
     return results
 
 
@@ -209,7 +238,7 @@ def _video_counts(m: dict[str, Any], sc: Scored) -> None:
 
 def _write_scores(path: Path, sc: Scored) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:  # file names as on disk
         w = csv.writer(fh)
         # clip sets: 'path' is a clip's first frame and 'padded' the repeated frames appended to it
         # image sets: the file's width and height, and whether it was enlarged to the model's input

@@ -118,7 +118,7 @@ def plot_robustness(kind: str, rows: list[dict[str, Any]], path: Path, metric: s
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows([[c.replace("**", "") for c in r] for r in rows])
@@ -164,13 +164,20 @@ def write_report(results: dict[str, Any], scored: Sequence, out: Path) -> None:
             md += [f"### {KINDS.get(kind, kind)}", "", markdown_table(h, r)]
             rob_html.append(f"<h3>{html.escape(KINDS.get(kind, kind))}</h3>{_html_table(h, r)}"
                             f'<img src="plots/robustness_{kind}.png" alt="robustness {kind}">')
-    (out / "metrics.md").write_text("\n".join(md))
+    failed = results.get("failed_sets") or {}
+    if failed:
+        md += ["## Test sets that could not be scored", ""] + [f"- `{n}`: {e}" for n, e in failed.items()]
+    # human-readable files: a file name that is not valid UTF-8 shows as \xNN escapes
+    (out / "metrics.md").write_text("\n".join(md), encoding="utf-8", errors="backslashreplace")
 
     skipped = results.get("skipped") or {}
     skipped_html = ""
     if skipped:
         items = "".join(f"<li>{html.escape(e)}</li>" for errs in skipped.values() for e in errs[:50])
         skipped_html = f"<h2>Skipped samples</h2><ul>{items}</ul>"
+    if failed:
+        items = "".join(f"<li><code>{html.escape(n)}</code>: {html.escape(e)}</li>" for n, e in failed.items())
+        skipped_html = f"<h2>Test sets that could not be scored</h2><ul>{items}</ul>" + skipped_html
     hist_html = "".join(f'<figure><img src="plots/{html.escape(f)}" alt="scores {html.escape(n)}"></figure>'
                         for n, f in hist_files)
     page = f"""<!doctype html>
@@ -189,4 +196,4 @@ threshold {results['threshold']}. Scores are P(fake); label 1 = fake.</p>
 {skipped_html}
 </body></html>
 """
-    (out / "report.html").write_text(page)
+    (out / "report.html").write_text(page, encoding="utf-8", errors="backslashreplace")

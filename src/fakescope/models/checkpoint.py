@@ -158,11 +158,25 @@ def load(path: str | Path, device: str | None = None) -> DetectorModel:
         state = load_file(str(path / WEIGHTS))
     except Exception as exc:
         raise CheckpointError(f"{path / WEIGHTS}: cannot read weights ({exc})") from None
+    check_finite(state, str(path / WEIGHTS))
     load_state_strict(model, state, source=str(path / WEIGHTS))
     model.eval()
     if device:
         model.to(device)
     return model
+
+
+def check_finite(state: dict[str, Any], source: str) -> None:
+    """Raise :class:`CheckpointError` when a floating-point tensor holds NaN or infinity (a diverged training
+    run, or a damaged file): every score of such a model would be NaN."""
+    import torch
+
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+        raise CheckpointError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values ({shown}); the "
+                              "model cannot score anything (a diverged training run, or a damaged file)")
 
 
 def weights_sha256(path: str | Path, chunk: int = 1 << 22) -> str:

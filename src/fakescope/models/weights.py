@@ -149,12 +149,22 @@ def _from_local(weights: str, hub_name: str, config_cls, model_cls, arch: dict[s
 
 def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or a torch pickle (read with ``weights_only=True``)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    import pickle
 
-        return load_file(str(path))
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsUnavailableError(
+            f"{path}: refused: the file is a pickle that asks to run code or build objects other than tensors "
+            f"(read with weights_only=True: {(str(exc).splitlines() or [''])[0][:200]})") from None
+    except Exception as exc:  # truncated, not a weights file, a safetensors header that lies
+        raise WeightsUnavailableError(f"{path}: cannot be read as a weights file ({type(exc).__name__}: "
+                                      f"{(str(exc).splitlines() or [''])[0][:200]})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
