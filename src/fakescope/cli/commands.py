@@ -47,7 +47,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for name in args.table:
             path = write_table(get_table(name), results["sets"], out, ours=results["model"])
             _echo(path.read_text())
-    return 0
+    for name, err in (results.get("failed_sets") or {}).items():
+        print(f"fakescope eval: failed: {name}: {err}", file=sys.stderr)
+    return 1 if results.get("failed_sets") else 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -174,8 +176,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     detector = Detector.from_pretrained(args.model, backend=args.backend, onnx=args.onnx, device=args.device,
                                         weights_file=args.weights_file, **_inference_options(args))
-    inputs = expand_inputs(args.paths)
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    skipped: list[str] = []
+    inputs = expand_inputs(args.paths, skipped)
+    # file names that are not valid UTF-8 are written as their own bytes (surrogate escapes): the path in the
+    # output is the path on disk; JSON lines escape them (\udcXX), which json.loads gives back
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    out = open(args.out, "w", newline="", encoding="utf-8", errors="surrogateescape") if args.out else sys.stdout
     counts = {"fake": 0, "real": 0}
     failures: list[dict] = []
     writer = csv.DictWriter(out, fieldnames=list(RECORD_FIELDS)) if fmt == "csv" else None
@@ -218,6 +225,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print(f"  failed: {rec['error']}", file=sys.stderr)
     if len(failures) > 10:
         print(f"  ... and {len(failures) - 10} more (see the error field of the records)", file=sys.stderr)
+    if skipped:
+        from collections import Counter
+
+        kinds = Counter(Path(f).suffix.lower() or "(no extension)" for f in skipped)
+        print(f"  skipped {len(skipped)} file(s) in the folders given that are not images, videos or sound by their "
+              f"name: {', '.join(f'{k} x{n}' for k, n in kinds.most_common(8))}", file=sys.stderr)
     return 0
 
 
@@ -249,7 +262,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     settings = ServeSettings(max_upload_mb=args.max_upload_mb, workers=args.workers, queue=args.queue,
-                             timeout_s=args.timeout)
+                             timeout_s=args.timeout, max_connections=args.max_connections,
+                             header_timeout_s=args.header_timeout, idle_timeout_s=args.idle_timeout)
+    settings.check()  # before the model is loaded: a bad option is a usage error, not a traceback
     serve(args.model, host=args.host, port=args.port, settings=settings, backend=args.backend, onnx=args.onnx,
           device=args.device, weights_file=args.weights_file, echo=_echo, **_inference_options(args))
     return 0

@@ -23,6 +23,16 @@ def _default(cls, name: str) -> Any:
 
 
 
+def pixel_budget(s) -> None:
+    """``--max-megapixels``: the pixel budget of every decode (:mod:`fakescope.media.limits`)."""
+    from fakescope.media.limits import DEFAULT_MAX_MEGAPIXELS, ENV_VAR
+
+    s.add_argument("--max-megapixels", type=float, default=None,
+                   help="pixel budget per image or video frame: larger JPEGs are decoded at reduced size, larger "
+                        f"video frames scaled down, other larger images refused (default: ${ENV_VAR} or "
+                        f"{DEFAULT_MAX_MEGAPIXELS:g})")
+
+
 def _datasets_epilog() -> str:
     from fakescope.prepare.adapters import list_adapters
 
@@ -80,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-workers", type=int, **d(evaluate, "num_workers"))
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     s.add_argument("--threshold", type=float, **d(evaluate, "threshold"))
+    pixel_budget(s)
     s.add_argument("--table", nargs="+", metavar="NAME", choices=list_tables(),
                    help=f"also lay the results out as a paper's table beside its printed numbers: "
                         f"{', '.join(list_tables())}")
@@ -162,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shard-index", type=int, **d(P, "shard_index"), help="which shard this job does (0-based)")
     g.add_argument("--retry-failed", action="store_true", help="try inputs that failed in an earlier run again")
     g.add_argument("--limit", type=int, help="process at most this many videos or image chunks")
+    pixel_budget(g)
     g.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar (auto: only on a terminal)")
     s.set_defaults(func=cmd_prepare)
@@ -183,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
         s.add_argument("--weights-file", help="a pretrained name's official weights file, downloaded by hand "
                                               "(checked like a download)")
+        pixel_budget(s)
+
 
     s = sub.add_parser(
         "detect", help="score images and videos with a trained detector (JSON lines or CSV)",
@@ -222,7 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-upload-mb", type=float, **d(S, "max_upload_mb"), help="larger uploads get 413")
     s.add_argument("--workers", type=int, **d(S, "workers"), help="requests scored at the same time")
     s.add_argument("--queue", type=int, **d(S, "queue"), help="requests waiting beyond those; more get 503")
-    s.add_argument("--timeout", type=float, **d(S, "timeout_s"), help="seconds per request before 504")
+    s.add_argument("--timeout", type=float, **d(S, "timeout_s"),
+                   help="seconds to read an upload (then 408), and again to score it (then 504)")
+    s.add_argument("--max-connections", type=int, **d(S, "max_connections"),
+                   help="open connections, idle ones included; more get a JSON 503 with Retry-After")
+    s.add_argument("--header-timeout", type=float, **d(S, "header_timeout_s"),
+                   help="seconds for a request's headers to arrive before the connection is closed")
+    s.add_argument("--idle-timeout", type=float, **d(S, "idle_timeout_s"),
+                   help="longest pause, in seconds, while an upload arrives before the connection is closed")
     inference_options(s)
     s.set_defaults(func=cmd_serve)
 
