@@ -16,6 +16,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--reliability-table", metavar="PATH", default=None,
+                     help="write the bad-input corpus outcomes (tests/reliability) as a Markdown table to PATH, "
+                          "e.g. docs/reliability.md")
+
+
 def write_images(folder: Path, n: int, size: int = 32, seed: int = 0, kind: str = "noise") -> list[Path]:
     """``n`` small PNGs; ``kind='smooth'`` gives low-pass images, ``'noise'`` white-noise ones."""
     folder.mkdir(parents=True, exist_ok=True)

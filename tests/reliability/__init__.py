@@ -1,0 +1,1 @@
+"""The reliability suite: a bad-input corpus made here, run through every entry point of fakescope."""
