@@ -141,3 +141,15 @@ def test_the_old_name_of_the_model_base_class_still_works_with_a_deprecation_war
     # fakescope.load takes a checkpoint folder, a pretrained name or a Hub id
     assert fakescope.Detector is InferenceDetector and fakescope.load is load_pretrained
     assert fakescope.models.create_model is fm.create_model
+
+
+def test_default_preprocess_is_what_create_model_uses_and_needs_no_required_fields():
+    from fakescope.models import default_preprocess, list_models, resolve_model_config
+
+    for name in list_models():
+        if name == "hf_classifier":  # needs its hub name: the listing still shows it
+            assert default_preprocess(name).input_size == 224
+            continue
+        assert default_preprocess(name) == resolve_model_config(name).preprocess, name
+    assert default_preprocess("sfcl_hcmf").face is not None  # a face model gets the face stage
+    assert default_preprocess("simple_cnn").face is None

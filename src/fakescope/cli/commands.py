@@ -100,7 +100,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from fakescope.models import list_models, model_entry, resolve_model_config
+    from fakescope.models import default_preprocess, list_models, model_entry
 
     if args.pretrained:
         return _list_pretrained(args)
@@ -108,7 +108,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models(args.pattern, args.modality):
         e = model_entry(name)
-        pp = resolve_model_config(name).preprocess
+        pp = default_preprocess(name)
         rows.append({"name": name, "modality": e.modality, "input_size": pp.input_size, "policy": pp.policy,
                      "faces": pp.face is not None, "description": e.description, "paper": e.paper})
     if args.json:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from fakescope.models.base import DetectorConfig, DetectorModel
-from fakescope.preprocess import FaceCropConfig
+from fakescope.preprocess import FaceCropConfig, PreprocessConfig
 from fakescope.registry import Registry
 from fakescope.schema import deep_merge
 
@@ -95,6 +95,23 @@ def resolve_model_config(name: str, overrides: dict[str, Any] | None = None) -> 
     if not face_given and entry.cls.input_domain == "face" and cfg.preprocess.face is None:
         cfg.preprocess.face = FaceCropConfig()
     return cfg
+
+
+def default_preprocess(name: str) -> PreprocessConfig:
+    """The preprocessing model ``name`` uses unless its config says otherwise.
+
+    Unlike :func:`resolve_model_config` this needs none of the fields a model requires (``hf_classifier``'s hub
+    name, for one), so listings can show every registered model.
+    """
+    entry = model_entry(name)
+    given = entry.defaults.get("preprocess")
+    if given is None:  # the config class's own default
+        pp = entry.config_class.model_fields["preprocess"].get_default(call_default_factory=True)
+    else:  # as pydantic validates it inside the config: a given dict replaces the class default whole
+        pp = PreprocessConfig.model_validate(given)
+    if not (isinstance(given, dict) and "face" in given) and entry.cls.input_domain == "face" and pp.face is None:
+        pp.face = FaceCropConfig()
+    return pp
 
 
 def create_model(name: str, **overrides: Any) -> DetectorModel:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -165,6 +166,8 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
     if pooled:
         pipeline = None  # made here only to fail at once on a bad detector setting; each worker makes its own
 
+    recorded: set[str] = set()
+
     def record(unit: Unit, rec: dict[str, Any]) -> None:
         if unit.kind == "video":
             v = rec["video"]
@@ -180,6 +183,7 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
             summary.failures[f["reason"]] += 1
             summary.failure_list.append(f)
         store.put({"key": unit.key, "kind": unit.kind, **rec})
+        recorded.add(unit.key)
         summary.processed += 1
 
     def run(unit: Unit, messages=None) -> None:
@@ -232,6 +236,9 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
     except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: keep what is finished, say so, stop
         what = exc.args[0] if isinstance(exc, Stopped) else "SIGINT"
         counts = write_outputs(out, store.all(), face=opt.face if has_videos else None)
+        for u in todo:  # a worker may have renamed a video's crops into place before its record arrived here
+            if u.kind == "video" and u.key not in recorded:
+                shutil.rmtree(crop_folder(out, u.items[0]), ignore_errors=True)
         echo(f"prepare: stopped by {what} after {summary.processed} of {len(todo)} unit(s) of this run; the "
              f"{counts['rows']} manifest rows of the finished ones are written; the unit(s) in progress are not in "
              "them and are redone by the next run (the same command), which also removes any temporary folder "
