@@ -18,7 +18,7 @@ and measures, in one run:
 Peak memory is ``torch.cuda.max_memory_allocated`` on a GPU. On the CPU it is the
 growth of the process's peak resident set (``ru_maxrss``) over the step, so run the
 CPU variant once per process (the script does: each measurement runs in a child
-process). On a 2-core CPU the paper's size (16 clips x 4 branches x 32 x 224 x 224)
+process). On a 2-core CPU the recipe's size (FTCN's 16 clips of 32 x 224 x 224, our 4 branches)
 takes minutes per step, so the CPU default is batch 2 at 16 x 112 x 112; every
 figure names the size it was measured at.
 """
