@@ -432,7 +432,8 @@ def test_models_lists_the_pretrained_detectors(capsys):
     assert {"cnndetection_resnet50.blur_jpg_prob0.5", "univfd_clip.progan", "npr.progan_4class"} <= {r["name"] for r in rows}
 
 
-@pytest.mark.parametrize("recipe", ["cnndetection_progan", "univfd_progan", "npr_progan", "efficientnet_b4_ffpp_c23"])
+@pytest.mark.parametrize("recipe", ["cnndetection_progan", "univfd_progan", "npr_progan", "efficientnet_b4_ffpp_c23",
+                                    "xception_ffpp_c23"])
 def test_baseline_recipes_validate_and_build_their_model(recipe):
     from fakescope.config import load_config
     from fakescope.models import resolve_model_config
@@ -441,7 +442,7 @@ def test_baseline_recipes_validate_and_build_their_model(recipe):
     model_cfg = resolve_model_config(cfg.model.name, cfg.model.kwargs)
     # the recipe's preprocessing is what the authors trained with (no face stage for the image detectors)
     assert model_cfg.preprocess.input_size in (224, 256)
-    assert (model_cfg.preprocess.face is None) == (recipe != "efficientnet_b4_ffpp_c23")
+    assert (model_cfg.preprocess.face is None) == (not recipe.endswith("_ffpp_c23"))
     assert cfg.optim.name == "adam" and cfg.data.train
 
 
@@ -537,3 +538,51 @@ def test_eval_and_detect_take_a_pretrained_name_from_the_command_line(test_entry
     assert main(["detect", str(tmp_path / "data"), "-m", entry.name, "-o", str(records), "--device", "cpu",
                  "--progress", "off"]) == 0
     assert len(records.read_text().splitlines()) == 8
+
+
+def imagenet_xception_state(w, seed=0, cadene=True):
+    """Xception ImageNet weights in the official layouts: Cadene's port (2-D pointwise weights, a 1000-way
+    ``last_linear``, no BatchNorm counters) or timm's ``legacy_xception`` (4-D pointwise, ``fc``)."""
+    net = randomise(DeepfakeBenchXception(w), seed=seed).backbone
+    state = {}
+    for k, v in net.state_dict().items():
+        if k.startswith(("adjust_channel.", "last_linear.")) or (cadene and k.endswith("num_batches_tracked")):
+            continue
+        state[k] = v[:, :, 0, 0].clone() if cadene and k.endswith("pointwise.weight") else v.clone()
+    torch.manual_seed(seed)
+    head = "last_linear" if cadene else "fc"
+    state[f"{head}.weight"], state[f"{head}.bias"] = torch.randn(1000, w[-1]), torch.randn(1000)
+    return state
+
+
+def test_xception_starts_from_imagenet_weights_by_hub_name_or_file(hub_cache, tmp_path):
+    from safetensors.torch import save_file
+
+    w = [4, 8, 8, 8, 8, 16, 16, 16]
+    cadene = imagenet_xception_state(w, seed=1)
+    torch.save(cadene, tmp_path / "xception-b5690688.pth")
+    model = create_model("xception_tiny", weights=str(tmp_path / "xception-b5690688.pth"))
+    own = model.state_dict()
+    for k, v in cadene.items():
+        if not k.startswith("last_linear."):
+            assert torch.equal(own[k], v.reshape(own[k].shape)), k
+    assert sorted(model.imagenet["dropped"]) == ["last_linear.bias", "last_linear.weight"]
+    assert model.imagenet["random_init"] == ["head.bias", "head.weight"]
+
+    # pretrained: true alone takes timm's port from the hub (here the offline cache)
+    timm_state = imagenet_xception_state(w, seed=2, cadene=False)
+    snap = hub_cache / "models--timm--legacy_xception.tf_in1k" / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    save_file(timm_state, str(snap / "model.safetensors"))
+    (hub_cache / "models--timm--legacy_xception.tf_in1k" / "refs").mkdir()
+    (hub_cache / "models--timm--legacy_xception.tf_in1k" / "refs" / "main").write_text("0" * 40)
+    model = create_model("xception_tiny", pretrained=True)
+    assert torch.equal(model.state_dict()["block2.rep.1.pointwise.weight"], timm_state["block2.rep.1.pointwise.weight"])
+    assert torch.equal(model.state_dict()["bn4.running_var"], timm_state["bn4.running_var"])
+
+    # widths that do not fit, or no file at all: errors that say so, never a random start
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        create_model("xception_tiny", weights=str(tmp_path / "xception-b5690688.pth"),
+                               widths=[4, 8, 8, 8, 12, 16, 16, 16])
+    with pytest.raises(WeightsUnavailableError, match="not found"):
+        create_model("xception_tiny", weights=str(tmp_path / "missing.pth"))
