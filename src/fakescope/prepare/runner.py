@@ -236,9 +236,12 @@ def prepare(dataset: str, root: str | Path, out: str | Path, options: PrepareOpt
     except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: keep what is finished, say so, stop
         what = exc.args[0] if isinstance(exc, Stopped) else "SIGINT"
         counts = write_outputs(out, store.all(), face=opt.face if has_videos else None)
-        for u in todo:  # a worker may have renamed a video's crops into place before its record arrived here
-            if u.kind == "video" and u.key not in recorded:
-                shutil.rmtree(crop_folder(out, u.items[0]), ignore_errors=True)
+        # the workers are gone; what they could not clean up goes now: the temporary folders of a worker killed
+        # after its grace time, and the crops a worker renamed into place before their record arrived here
+        unfinished = [crop_folder(out, u.items[0]) for u in todo if u.kind == "video" and u.key not in recorded]
+        sweep(out, unfinished)
+        for folder in unfinished:
+            shutil.rmtree(folder, ignore_errors=True)
         echo(f"prepare: stopped by {what} after {summary.processed} of {len(todo)} unit(s) of this run; the "
              f"{counts['rows']} manifest rows of the finished ones are written; the unit(s) in progress are not in "
              "them and are redone by the next run (the same command), which also removes any temporary folder "
