@@ -14,7 +14,6 @@ classifier from the Keras ImageNet weights, by default timm's port ``hf-hub:timm
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -23,7 +22,7 @@ from fakescope.models.layers.xception import (
     IMAGENET_XCEPTION_HUB,
     SeparableConv2d,
     XceptionBlock,
-    resolve_xception_weights,
+    load_imagenet_xception,
 )
 from fakescope.models.registry import register_model, register_variant
 from fakescope.preprocess import PreprocessConfig
@@ -69,7 +68,9 @@ class Xception(DetectorModel):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         if cfg.pretrained or cfg.weights:
-            self.imagenet = load_imagenet_xception_full(self, cfg.weights or IMAGENET_XCEPTION_HUB)
+            self.imagenet = load_imagenet_xception(self, cfg.weights or IMAGENET_XCEPTION_HUB,
+                                                   dropped_prefixes=("fc.", "last_linear."),
+                                                   random_init=("head.bias", "head.weight"), what="the xception detector")
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The ReLU'd ``conv4`` map, globally averaged: ``[B, widths[-1]]``."""
@@ -84,48 +85,6 @@ class Xception(DetectorModel):
     def forward_head(self, features: Tensor) -> Tensor:
         """Dropout, then the linear layer."""
         return self.head(self.dropout(features)).squeeze(1)
-
-
-def load_imagenet_xception_full(model: Xception, source: str) -> dict[str, list[str]]:
-    """Load ImageNet Xception weights into every layer of ``model`` but its head; what was loaded and dropped.
-
-    Raises :class:`WeightsUnavailableError` when the file cannot be had or read, :class:`CheckpointError`
-    listing the keys when it does not fit (e.g. widths other than Xception's)."""
-    from fakescope.errors import CheckpointError
-    from fakescope.models.weights import load_state_file
-
-    path = resolve_xception_weights(source)
-    state = load_state_file(path)
-    mapped: dict[str, Tensor] = {}
-    dropped: list[str] = []
-    for key, value in state.items():
-        k = key[len("module."):] if key.startswith("module.") else key
-        if k.startswith(("fc.", "last_linear.")):
-            dropped.append(key)
-            continue
-        if k.endswith("pointwise.weight") and value.ndim == 2:  # the original port's [out, in]
-            value = value[:, :, None, None]
-        mapped[k] = value
-    own = model.state_dict()
-    for k in own:  # old files lack BatchNorm's counter
-        if k.endswith("num_batches_tracked") and k not in mapped and k.replace("num_batches_tracked",
-                                                                                 "running_mean") in mapped:
-            mapped[k] = torch.zeros((), dtype=torch.long)
-    expected = {k for k in own if not k.startswith("head.")}
-    missing, unexpected = sorted(expected - set(mapped)), sorted(set(mapped) - expected)
-    mismatched = sorted(f"{k}: file {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
-                        for k in expected & set(mapped) if mapped[k].shape != own[k].shape)
-    if missing or unexpected or mismatched:
-        def fmt(title: str, items: list[str]) -> str:
-            shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
-            return f"\n  {title} ({len(items)}): {shown}" if items else ""
-
-        raise CheckpointError(f"{path}: not ImageNet Xception weights for the xception detector"
-                              + fmt("missing keys", missing) + fmt("unexpected keys", unexpected)
-                              + fmt("shape mismatches", mismatched))
-    model.load_state_dict(mapped, strict=False)
-    return {"loaded": sorted(mapped), "random_init": sorted(k for k in own if k.startswith("head.")),
-            "dropped": dropped}
 
 
 register_variant("xception_tiny", "xception", description="xception for tests",

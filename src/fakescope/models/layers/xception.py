@@ -138,13 +138,17 @@ class CNNF(nn.Module):
         return self.relu(self.bn4(self.conv4(x)))
 
 
-def map_imagenet_xception_keys(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-    """Apply the key map of the module docstring; returns the mapped state and the dropped keys."""
+def map_imagenet_xception_keys(state: dict[str, Tensor], dropped_prefixes: tuple[str, ...] = IMAGENET_DROPPED_PREFIXES,
+                               rebuilt: tuple[str, ...] = REBUILT_KEYS) -> tuple[dict[str, Tensor], list[str]]:
+    """Apply the key map of the module docstring; returns the mapped state and the dropped keys.
+
+    The defaults are CNN-F's; the whole network (:mod:`fakescope.models.xception_net`) drops only the
+    classifier and rebuilds nothing."""
     out: dict[str, Tensor] = {}
     dropped: list[str] = []
     for key, value in state.items():
         k = key[len("module."):] if key.startswith("module.") else key
-        if k.startswith(IMAGENET_DROPPED_PREFIXES) or k in REBUILT_KEYS:
+        if k.startswith(dropped_prefixes) or k in rebuilt:
             dropped.append(key)
             continue
         if k.endswith("pointwise.weight") and value.ndim == 2:
@@ -185,33 +189,30 @@ def resolve_xception_weights(source: str | Path) -> Path:
     return path
 
 
-def load_imagenet_xception(cnnf: CNNF, source: str | Path) -> dict[str, list[str]]:
-    """Load ImageNet Xception weights into the unmodified layers of ``cnnf``.
+def load_imagenet_xception(module: nn.Module, source: str | Path, *,
+                           dropped_prefixes: tuple[str, ...] = IMAGENET_DROPPED_PREFIXES,
+                           random_init: tuple[str, ...] = REBUILT_KEYS, what: str = "CNN-F") -> dict[str, list[str]]:
+    """Load ImageNet Xception weights into every layer of ``module`` but those of ``random_init``.
 
     ``source``: a ``.safetensors`` or torch file, a folder with ``model.safetensors``, or
-    ``hf-hub:<repo>`` (:func:`resolve_xception_weights`). Returns ``{"loaded": [...],
-    "random_init": [...], "dropped": [...]}``. Raises :class:`WeightsUnavailableError` when the
-    weights cannot be had or read and :class:`CheckpointError` listing the keys when they do not
-    fit (e.g. CNN-F widths other than Xception's).
+    ``hf-hub:<repo>`` (:func:`resolve_xception_weights`). The defaults are CNN-F's (``module`` a :class:`CNNF`);
+    the whole network passes its own. Returns ``{"loaded": [...], "random_init": [...], "dropped": [...]}``.
+    Raises :class:`WeightsUnavailableError` when the weights cannot be had or read and
+    :class:`CheckpointError` listing the keys when they do not fit (e.g. widths other than Xception's).
     """
     from fakescope.models.weights import load_state_file
 
     path = resolve_xception_weights(source)
-    try:
-        state = load_state_file(path)
-    except WeightsUnavailableError:
-        raise
-    except Exception as exc:
-        raise WeightsUnavailableError(f"{path}: cannot read Xception weights ({type(exc).__name__}: {exc})") from None
-    mapped, dropped = map_imagenet_xception_keys(state)
-    own = cnnf.state_dict()
-    for k in own:
+    state = load_state_file(path)  # errors name the file (refused pickles, truncated files, ...)
+    mapped, dropped = map_imagenet_xception_keys(state, dropped_prefixes, random_init)
+    own = module.state_dict()
+    for k in own:  # old files lack BatchNorm's counter
         if k.endswith("num_batches_tracked") and k not in mapped and k[: -len("num_batches_tracked")] + "running_mean" in mapped:
             mapped[k] = torch.zeros((), dtype=torch.long)
-    expected = {k for k in own if k not in REBUILT_KEYS}
+    expected = {k for k in own if k not in random_init}
     missing = sorted(expected - set(mapped))
-    unexpected = sorted(set(mapped) - set(own))
-    mismatched = sorted(f"{k}: file {tuple(mapped[k].shape)} vs CNN-F {tuple(own[k].shape)}"
+    unexpected = sorted(set(mapped) - expected)
+    mismatched = sorted(f"{k}: file {tuple(mapped[k].shape)} vs {what} {tuple(own[k].shape)}"
                         for k in expected & set(mapped) if tuple(mapped[k].shape) != tuple(own[k].shape))
     if missing or unexpected or mismatched:
         def fmt(title: str, items: list[str]) -> str:
@@ -219,7 +220,7 @@ def load_imagenet_xception(cnnf: CNNF, source: str | Path) -> dict[str, list[str
             return f"\n  {title} ({len(items)}): {shown}" if items else ""
 
         raise CheckpointError(
-            f"{path}: not ImageNet Xception weights for CNN-F (see the key map in fakescope.models.layers.xception)"
+            f"{path}: not ImageNet Xception weights for {what} (see the key map in fakescope.models.layers.xception)"
             + fmt("missing keys", missing) + fmt("unexpected keys", unexpected) + fmt("shape mismatches", mismatched))
-    cnnf.load_state_dict(mapped, strict=False)
-    return {"loaded": sorted(mapped), "random_init": list(REBUILT_KEYS), "dropped": dropped}
+    module.load_state_dict(mapped, strict=False)
+    return {"loaded": sorted(mapped), "random_init": sorted(random_init), "dropped": dropped}
