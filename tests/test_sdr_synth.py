@@ -2,8 +2,8 @@
 (the face region's texture flickers from frame to frame in fakes, stays put in reals), the small SDR of
 ``configs/sdr/synth.yaml`` reaches a test video AUC of at least 0.9 (a real training run of 40 epochs: several
 minutes on two CPU cores with the InfoNCE critic, too long for ``make test``, so it runs with ``make
-test-slow``). Seed 0; with the spatial max pool of the config (``spatial_pool: max``) seeds 1 and 2
-reach 0.97 and 1.0 too, where the spatial average pool gave 0.54 and 0.87 (docs/sdr.md)."""
+test-slow``). Seed 0 measured 0.970 with the default InfoNCE L_MI; seeds 0-4 and the KL variant are in
+docs/sdr.md."""
 
 from __future__ import annotations
 
