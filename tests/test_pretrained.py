@@ -521,7 +521,8 @@ def test_deepfakebench_xception_converts_and_scores_like_the_official_network(tm
     assert sorted(dropped) == sorted(k for k in ref.state_dict() if ".adjust_channel." in k)
 
 
-def test_eval_and_detect_take_a_pretrained_name_from_the_command_line(test_entry, tmp_path, capsys):
+def test_eval_detect_and_serve_take_a_pretrained_name_from_the_command_line(test_entry, tmp_path, capsys,
+                                                                           monkeypatch):
     from conftest import write_images
 
     src = official_npr(tmp_path / "src" / "npr_tiny.pth")
@@ -538,6 +539,23 @@ def test_eval_and_detect_take_a_pretrained_name_from_the_command_line(test_entry
     assert main(["detect", str(tmp_path / "data"), "-m", entry.name, "-o", str(records), "--device", "cpu",
                  "--progress", "off"]) == 0
     assert len(records.read_text().splitlines()) == 8
+    # and the service: `fakescope serve NAME` (the server itself is replaced by a client in this process)
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    import io
+
+    from fastapi.testclient import TestClient
+
+    import fakescope.serve.server as server
+
+    served = {}
+    monkeypatch.setattr(server, "run_server", lambda app, **kw: served.setdefault("app", app))
+    assert main(["serve", entry.name, "--device", "cpu"]) == 0
+    png = io.BytesIO()
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(png, format="PNG")
+    with TestClient(served["app"]) as client:
+        reply = client.post("/v1/detect", files={"file": ("x.png", png.getvalue(), "image/png")})
+    assert reply.status_code == 200 and 0.0 <= reply.json()["score"] <= 1.0
 
 
 def imagenet_xception_state(w, seed=0, cadene=True):
