@@ -37,7 +37,7 @@ import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import HOST, free_port, make_images, multipart  # noqa: E402
+from serve_load import HOST, free_port, make_images, multipart, stop_server  # noqa: E402
 
 import http.client  # noqa: E402
 
@@ -224,11 +224,7 @@ def main() -> int:
     finally:
         for s in idle:
             s.close()
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
         log.close()
         tmp.cleanup()
 

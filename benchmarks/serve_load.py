@@ -97,6 +97,15 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    """Stop the service's process: SIGTERM, then SIGKILL after 15 s."""
+    server.terminate()
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", help="checkpoint folder (default: a tiny random simple_cnn_tiny made here)")
@@ -232,11 +241,7 @@ def main() -> int:
         print(f"memory ratio last / first hundred: {ml / mf:.3f}")
         return 0 if ok else 1
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
         log.close()
         tmp.cleanup()
 
