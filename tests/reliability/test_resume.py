@@ -7,9 +7,9 @@ import pickle
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
 
 from conftest import tiny_experiment
+from test_engine import Crash
 from fakescope.errors import CheckpointError
 from fakescope.train.engine import train
 
@@ -18,15 +18,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeW
 
 def quiet(msg: str) -> None:
     pass
-
-
-class Crash(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("simulated crash")
 
 
 def _history(run_dir) -> list[dict]:

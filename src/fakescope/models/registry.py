@@ -90,11 +90,15 @@ def resolve_model_config(name: str, overrides: dict[str, Any] | None = None) -> 
     entry = model_entry(name)
     merged = deep_merge(entry.defaults, dict(overrides or {}))
     cfg = entry.config_class.model_validate(merged)
-    preprocess = merged.get("preprocess")
-    face_given = isinstance(preprocess, dict) and "face" in preprocess
-    if not face_given and entry.cls.input_domain == "face" and cfg.preprocess.face is None:
-        cfg.preprocess.face = FaceCropConfig()
+    _default_face_stage(entry, merged.get("preprocess"), cfg.preprocess)
     return cfg
+
+
+def _default_face_stage(entry: ModelEntry, given: Any, pp: PreprocessConfig) -> None:
+    """A face model whose config does not mention ``face`` gets the face stage ``prepare`` makes by default."""
+    face_given = isinstance(given, dict) and "face" in given
+    if not face_given and entry.cls.input_domain == "face" and pp.face is None:
+        pp.face = FaceCropConfig()
 
 
 def default_preprocess(name: str) -> PreprocessConfig:
@@ -109,8 +113,7 @@ def default_preprocess(name: str) -> PreprocessConfig:
         pp = entry.config_class.model_fields["preprocess"].get_default(call_default_factory=True)
     else:  # as pydantic validates it inside the config: a given dict replaces the class default whole
         pp = PreprocessConfig.model_validate(given)
-    if not (isinstance(given, dict) and "face" in given) and entry.cls.input_domain == "face" and pp.face is None:
-        pp.face = FaceCropConfig()
+    _default_face_stage(entry, given, pp)
     return pp
 
 
