@@ -33,13 +33,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fakescope.config import RobustnessConfig
     from fakescope.eval.evaluate import evaluate
     from fakescope.eval.report import markdown_table, metrics_table
+    from fakescope.utils.distributed import launch
 
     out = Path(args.out) if args.out else (Path(args.checkpoint) / "eval" if Path(args.checkpoint).exists()
                                             else Path("eval") / args.checkpoint.replace("/", "_").replace(":", "_"))
+    ranks = launch(args.devices, args.num_nodes, args.device)
     results = evaluate(args.checkpoint, args.data, out, batch_size=args.batch_size, num_workers=args.num_workers,
-                       device=args.device, threshold=args.threshold,
+                       device=ranks.device, threshold=args.threshold,
                        robustness=RobustnessConfig() if args.robustness else None, echo=_echo,
-                       weights_file=args.weights_file)
+                       weights_file=args.weights_file, ranks=ranks, overwrite=args.overwrite)
+    if not ranks.main:
+        return 0
     _echo(markdown_table(*metrics_table(results)))
     if args.table:
         from fakescope.eval.tables import get_table, write_table
@@ -167,64 +171,49 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    import csv
-
-    from fakescope.inference import RECORD_FIELDS, Detector, csv_row, expand_inputs, json_record
+    from fakescope.inference import Detector
+    from fakescope.inference.stream import detect_files
     from fakescope.utils.console import show_progress
+    from fakescope.utils.distributed import launch
 
-    fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
     _set_threads(args.threads)
-    detector = Detector.from_pretrained(args.model, backend=args.backend, onnx=args.onnx, device=args.device,
+    if args.out is None and args.devices * args.num_nodes > 1:
+        raise FakescopeError("--devices/--num-nodes: the processes write their records to --out; give one")
+    ranks = launch(args.devices, args.num_nodes, args.device)
+    detector = Detector.from_pretrained(args.model, backend=args.backend, onnx=args.onnx, device=ranks.device,
                                         weights_file=args.weights_file, **_inference_options(args))
     skipped: list[str] = []
-    inputs = expand_inputs(args.paths, skipped)
-    # file names that are not valid UTF-8 are written as their own bytes (surrogate escapes): the path in the
-    # output is the path on disk; JSON lines escape them (\udcXX), which json.loads gives back
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    out = open(args.out, "w", newline="", encoding="utf-8", errors="surrogateescape") if args.out else sys.stdout
-    counts = {"fake": 0, "real": 0}
-    failures: list[dict] = []
-    writer = csv.DictWriter(out, fieldnames=list(RECORD_FIELDS)) if fmt == "csv" else None
-    if writer is not None:
-        writer.writeheader()
     bar = None
-    if show_progress({"on": True, "off": False}.get(args.progress, "auto")):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    if ranks.main and show_progress({"on": True, "off": False}.get(args.progress, "auto")):
         from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        bar = Progress(TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        # inputs are streamed: the count grows as they are scored (no total known in advance)
+        bar = Progress(TextColumn("detect"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=Console(stderr=True), transient=True)
-        task = bar.add_task("detect", total=len(inputs))
+        task = bar.add_task("detect", total=None)
         bar.start()
     try:
-        for rec in detector.predict_many([p for p, _ in inputs]):
-            if writer is not None:
-                writer.writerow(csv_row(rec))
-            else:
-                out.write(json_record(rec) + "\n")
-            out.flush()
-            if rec["error"]:
-                failures.append(rec)
-            else:
-                counts[rec["label"]] += 1
-            if bar is not None:
-                bar.advance(task)
+        summary = detect_files(detector, args.paths, args.out, args.format, ranks=ranks, overwrite=args.overwrite,
+                               num_workers=args.num_workers, skipped=skipped,
+                               on_record=None if bar is None else (lambda rec: bar.advance(task)))
     finally:
         if bar is not None:
             bar.stop()
-        if out is not sys.stdout:
-            out.close()
-    total = counts["fake"] + counts["real"] + len(failures)
-    print(f"fakescope detect: {total} input(s): {counts['fake']} fake, {counts['real']} real, "
-          f"{len(failures)} failed (model {detector.name}, threshold {detector.threshold:g})"
-          + (f"; records in {args.out}" if args.out else ""), file=sys.stderr)
+    if not ranks.main:
+        return 0
+    print(f"fakescope detect: {summary.total} input(s): {summary.fake} fake, {summary.real} real, "
+          f"{summary.failed} failed (model {detector.name}, threshold {detector.threshold:g})"
+          + (f"; records in {args.out}" if args.out else "")
+          + (f"; {summary.previous} record(s) were there from an earlier run and their inputs were skipped"
+             if summary.previous else ""), file=sys.stderr)
     if detector.demonstration:
         print(f"  note: model {detector.name} is {detector.demonstration_note}", file=sys.stderr)
-    for rec in failures[:10]:
-        print(f"  failed: {rec['error']}", file=sys.stderr)
-    if len(failures) > 10:
-        print(f"  ... and {len(failures) - 10} more (see the error field of the records)", file=sys.stderr)
+    for err in summary.errors:
+        print(f"  failed: {err}", file=sys.stderr)
+    if summary.failed > len(summary.errors):
+        print(f"  ... and {summary.failed - len(summary.errors)} more (see the error field of the records)",
+              file=sys.stderr)
     if skipped:
         from collections import Counter
 

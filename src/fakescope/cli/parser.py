@@ -33,6 +33,14 @@ def pixel_budget(s) -> None:
                         f"{DEFAULT_MAX_MEGAPIXELS:g})")
 
 
+def distributed_options(s) -> None:
+    """``--devices``/``--num-nodes`` of ``detect`` and ``eval`` (:mod:`fakescope.utils.distributed`)."""
+    s.add_argument("--devices", type=int, default=1,
+                   help="processes per machine, each scoring a share (a GPU each, or CPU processes); started "
+                        "here, or by torchrun/srun with the same number")
+    s.add_argument("--num-nodes", type=int, default=1, help="machines (launched by torchrun or srun)")
+
+
 def _datasets_epilog() -> str:
     from fakescope.prepare.adapters import list_adapters
 
@@ -46,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fakescope.eval.tables import list_tables
     from fakescope.faces import list_detectors
     from fakescope.inference import InferenceOptions
+    from fakescope.inference.outputs import PARQUET_ROWS
     from fakescope.prepare import PrepareOptions
     from fakescope.prepare.adapters import ADAPTERS
     from fakescope.prepare.synth import FAMILIES, VIDEO_REALS, SynthConfig
@@ -90,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-workers", type=int, **d(evaluate, "num_workers"))
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     s.add_argument("--threshold", type=float, **d(evaluate, "threshold"))
+    s.add_argument("--overwrite", action="store_true",
+                   help="score every set again (default: the scores a stopped run of this command wrote are kept)")
+    distributed_options(s)
     pixel_budget(s)
     s.add_argument("--table", nargs="+", metavar="NAME", choices=list_tables(),
                    help=f"also lay the results out as a paper's table beside its printed numbers: "
@@ -209,8 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders, glob patterns")
     s.add_argument("-m", "--model", required=True, help="checkpoint folder (or training run folder), a pretrained "
                    "name (fakescope models --pretrained), hf-hub:user/name[@revision], or a .onnx file")
-    s.add_argument("-o", "--out", help="write records here (default: standard output)")
-    s.add_argument("--format", choices=["jsonl", "csv"], help="default: csv for an --out ending in .csv, else jsonl")
+    s.add_argument("-o", "--out", help="write records here as they come (default: standard output). An --out that "
+                   "holds records of an earlier run of the same model is continued: its inputs are skipped")
+    s.add_argument("--format", choices=["jsonl", "csv", "parquet"],
+                   help="default: csv for an --out ending in .csv, parquet (a folder of shards of "
+                        f"{PARQUET_ROWS:,} records; needs pyarrow) for one ending in .parquet, else jsonl")
+    s.add_argument("--overwrite", action="store_true", help="replace --out instead of continuing it")
+    s.add_argument("--num-workers", type=int, default=0,
+                   help="DataLoader worker processes that decode, crop faces and preprocess while the model "
+                        "scores (0: all in the main process)")
+    distributed_options(s)
     inference_options(s)
     s.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on standard error (auto: only on a terminal)")

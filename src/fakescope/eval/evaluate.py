@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import glob
+import io
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from fakescope.config import DataConfig, DataSource, RobustnessConfig
 from fakescope.data.datasets import ClipDataset, build_dataset, load_samples
@@ -19,6 +23,7 @@ from fakescope.data.manifest import read_face_stage
 from fakescope.errors import DataError, FakescopeError
 from fakescope.eval.robustness import Perturbation
 from fakescope.utils.console import show_progress
+from fakescope.utils.distributed import Ranks
 from fakescope.utils.paths import safe_name
 
 
@@ -48,36 +53,6 @@ def pick_device(device: str | None) -> torch.device:
     return device
 
 
-@torch.inference_mode()
-def score_dataset(model, dataset, *, batch_size: int = 64, num_workers: int = 2, progress: bool = False,
-                  desc: str = "", sizes: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """P(fake) for every readable item: ``(scores, labels, item indices, skipped errors)``.
-
-    ``sizes``, when given, receives the original ``(w, h)`` of every scored image, in the same order.
-    """
-    device = next(model.parameters()).device
-    loader = make_loader(dataset, batch_size, num_workers)
-    scores, labels, index, skipped = [], [], [], []
-    it = loader
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(loader, desc=desc, leave=False)
-    for batch in it:
-        skipped.extend(err for _, err in batch["skipped"])
-        if batch["image"] is None:
-            continue
-        scores.append(model.predict_proba(batch["image"].to(device)).float().cpu())
-        labels.append(batch["label"])
-        index.append(batch["index"])
-        if sizes is not None and "orig_size" in batch:
-            sizes.extend(tuple(int(v) for v in wh) for wh in batch["orig_size"].tolist())
-    if not scores:
-        return np.zeros(0), np.zeros(0, int), np.zeros(0, int), skipped
-    return (torch.cat(scores).numpy().astype(np.float64), torch.cat(labels).numpy(), torch.cat(index).numpy(),
-            skipped)
-
-
 def _as_sources(sources: Sequence[DataSource | str], failed: dict[str, str] | None = None) -> list[DataSource]:
     """The test sets; with ``failed``, a source that cannot be resolved goes there (name -> error) instead of
     raising, so that the others are still evaluated."""
@@ -99,13 +74,62 @@ def _as_sources(sources: Sequence[DataSource | str], failed: dict[str, str] | No
     return out
 
 
+_ROW = ("index", "score", "label", "width", "height", "error")
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """The whole rows of a partial scores file (a torn last line, from a run killed while writing it, is not)."""
+    rows = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break
+            rows.append(line)
+    out = list(csv.reader(r.decode("utf-8") for r in rows))
+    return [r for r in out[1:] if len(r) == len(_ROW)]
+
+
 def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, perturb=None,
-                 progress: bool = False) -> Scored:
+                 progress: bool = False, ranks: Ranks | None = None, partial: Path | None = None) -> Scored | None:
+    """Scores of one test set; ``None`` on the processes other than 0 of a multi-process run.
+
+    Scores are written to ``partial`` (a folder) batch by batch as they come, one file per process: a run killed
+    part-way is continued by the next run with the same folder, which scores only the samples not in it. Process
+    ``r`` of ``W`` scores blocks ``r, r + W, ...`` of ``batch_size`` samples (whole batches, as one process would
+    batch them); process 0 merges the files in sample order, so the scores and metrics are those of one process.
+    Without ``partial`` the files go to a temporary folder.
+    """
+    ranks = ranks or Ranks()
     samples = load_samples(src.path, src.split)
     ds = build_dataset(samples, model.preprocess, model.modality, train=False, perturb=perturb, name=src.name or "")
-    sizes: list[tuple[int, int]] = []
-    s, y, idx, skipped = score_dataset(model, ds, batch_size=batch_size, num_workers=num_workers,
-                                       progress=progress, desc=src.name or "", sizes=sizes)
+    key = safe_name(src.name or src.path) + (f"@{safe_name(perturb.label)}" if perturb is not None else "")
+    temporary = partial is None
+    if temporary:
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="fakescope-eval-")) if ranks.main else None
+        folder = Path(ranks.gather_object(str(folder) if folder else None)[0])
+    else:
+        folder = Path(partial)
+        folder.mkdir(parents=True, exist_ok=True)
+    mine = folder / f"{key}.w{ranks.world}-r{ranks.rank}.csv"
+    done = {int(r[0]) for f in folder.glob(f"{glob.escape(key)}.w*-r*.csv") for r in _read_rows(f)}
+    todo = [i for i in range(len(ds)) if i not in done and ranks.owns(i, batch_size)]
+    _score_rows(model, ds, todo, mine, batch_size=batch_size, num_workers=num_workers, progress=progress,
+                desc=src.name or "")
+    ranks.barrier()  # every process's scores are on disk
+    if not ranks.main:
+        return None
+    by_index: dict[int, list[str]] = {}
+    for f in sorted(folder.glob(f"{glob.escape(key)}.w*-r*.csv")):
+        for r in _read_rows(f):
+            by_index.setdefault(int(r[0]), r)  # a sample scored twice (runs of different sizes) counts once
+    if temporary:
+        shutil.rmtree(folder, ignore_errors=True)
+    rows = [by_index[i] for i in sorted(by_index)]
+    skipped = [r[5] for r in rows if r[5]]
+    rows = [r for r in rows if not r[5]]
+    idx = np.array([int(r[0]) for r in rows], dtype=int)
     vids = ds.video_ids()
     paths = ds.paths()
     scored_vids = [vids[i] for i in idx]
@@ -113,33 +137,85 @@ def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, p
     seen = set(scored_vids)
     unscored = sorted({v for v in vids if v} - seen)
     padded = [ds.items[i].padded for i in idx] if isinstance(ds, ClipDataset) else []
-    return Scored(src.name or src.path, src.path, s, y, scored_vids, [paths[i] for i in idx], skipped,
-                  padded=padded, unscored_videos=unscored, orig_sizes=sizes, input_size=model.preprocess.input_size)
+    sizes = [(int(r[3]), int(r[4])) for r in rows if r[3]]
+    return Scored(src.name or src.path, src.path, np.array([float(r[1]) for r in rows], dtype=np.float64),
+                  np.array([int(r[2]) for r in rows], dtype=int), scored_vids, [paths[i] for i in idx], skipped,
+                  padded=padded, unscored_videos=unscored, orig_sizes=sizes if len(sizes) == len(rows) else [],
+                  input_size=model.preprocess.input_size)
+
+
+@torch.inference_mode()
+def _score_rows(model, ds, todo: list[int], path: Path, *, batch_size: int, num_workers: int, progress: bool,
+                desc: str) -> None:
+    """Score samples ``todo`` of ``ds``, appending a row per sample to ``path`` after every batch."""
+    device = next(model.parameters()).device
+    fresh = not path.exists() or path.stat().st_size == 0
+    with open(path, "r+b" if not fresh else "wb") as raw:
+        if not fresh:  # cut a torn last row
+            data = raw.read()
+            raw.truncate(data.rfind(b"\n") + 1)
+            raw.seek(0, 2)
+        fh = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        w = csv.writer(fh)
+        if fresh:
+            w.writerow(_ROW)
+        if not todo:
+            fh.flush()
+            return
+        loader = make_loader(Subset(ds, todo), batch_size, num_workers)
+        it = loader
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(loader, desc=desc, leave=False)
+        for batch in it:
+            for i, err in batch["skipped"]:
+                w.writerow([int(i), "", "", "", "", " ".join(str(err).split())])  # one line a row
+            if batch["image"] is not None:
+                scores = model.predict_proba(batch["image"].to(device, non_blocking=True)).float().cpu().tolist()
+                sizes = batch["orig_size"].tolist() if "orig_size" in batch else [["", ""]] * len(scores)
+                for i, y, sc, (wd, ht) in zip(batch["index"].tolist(), batch["label"].tolist(), scores, sizes):
+                    w.writerow([i, repr(float(sc)), y, wd, ht, ""])
+            fh.flush()  # this batch's scores survive a kill
 
 
 def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_dir: str | Path, *,
              batch_size: int = 64, num_workers: int = 2, device: str | None = None, threshold: float = 0.5,
              robustness: RobustnessConfig | None = None, echo: Callable[[str], None] = print,
-             progress: bool | str = "auto", weights_file: str | Path | None = None) -> dict[str, Any]:
+             progress: bool | str = "auto", weights_file: str | Path | None = None, ranks: Ranks | None = None,
+             overwrite: bool = False) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (a folder, a pretrained name or a Hub id) on each source; writes
     metrics.json/.md/.csv, report.html and plots.
 
     A test set that cannot be read (a missing folder, an empty or malformed manifest, no readable sample) does
     not stop the others: it is named in ``failed_sets`` (and the report) with its error, and the metrics of
-    every set that could be scored are written. Only when no set at all could be scored is it an error."""
+    every set that could be scored are written. Only when no set at all could be scored is it an error.
+
+    Scores are written as they come to ``out_dir/scores/.partial`` (:func:`score_source`): evaluating again
+    into the same folder with the same checkpoint continues a run that was stopped (``overwrite``: starts
+    again); the folder is removed once the report is written. ``ranks`` (:func:`fakescope.utils.distributed
+    .launch`): the processes share the samples out; process 0 writes the report and returns the results, the
+    others return ``{}``."""
     from fakescope.eval import report
     from fakescope.models.checkpoint import load, read_config
     from fakescope.models.pretrained import resolve_checkpoint
 
+    ranks = ranks or Ranks()
+    if not ranks.main:
+        echo = _quiet
     checkpoint = resolve_checkpoint(checkpoint, weights_file=weights_file)
     model = load(checkpoint, device=str(pick_device(device)))
-    progress = show_progress(progress)
+    progress = show_progress(progress) and ranks.main
     if not sources:
         raise ValueError("no test data given")
     failed: dict[str, str] = {}
     srcs = _as_sources(sources, failed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    partial = out / "scores" / ".partial"
+    if ranks.main:
+        _check_partial(partial, checkpoint, overwrite, echo)
+    ranks.barrier()
     scored: list[Scored] = []
     per_set: dict[str, dict] = {}
     for src in srcs:
@@ -149,7 +225,10 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
                  f"on {'face stage ' + model.preprocess.face.describe() if model.preprocess.face else 'whole images'}"
                  "; the scores show how it does on data cropped otherwise")
         try:
-            sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, progress=progress)
+            sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, progress=progress,
+                              ranks=ranks, partial=partial)
+            if sc is None:  # another process merges and reports
+                continue
             if not len(sc.scores):
                 shown = "; ".join(sc.skipped[:3])
                 raise DataError(f"{src.path}: none of its {len(sc.skipped)} samples could be read ({shown})")
@@ -172,9 +251,15 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
             shown = ", ".join(sc.unscored_videos[:10]) + (" ..." if len(sc.unscored_videos) > 10 else "")
             echo(f"  warning: {sc.name}: {len(sc.unscored_videos)} of {m['n_videos']} videos have no usable clip "
                  f"and no score (video_auc covers the other {m['videos_scored']}): {shown}")
-    if not scored:
-        raise DataError("no test set could be scored: " + "; ".join(f"{n}: {e}" for n, e in failed.items()))
+    failed = ranks.gather_object(failed)[0]  # process 0 knows which sets had no readable sample
     srcs = [s for s in srcs if (s.name or s.path) not in failed]
+    if not srcs:
+        raise DataError("no test set could be scored: " + "; ".join(f"{n}: {e}" for n, e in failed.items()))
+    if not ranks.main:
+        if robustness is not None:
+            _sweep(model, srcs, {}, robustness, threshold, batch_size, num_workers, echo, ranks, partial)
+        ranks.barrier()
+        return {}
     cfg = read_config(checkpoint)
     results: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -188,8 +273,11 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
         "failed_sets": failed,
     }
     if robustness is not None:
-        results["robustness"] = _sweep(model, srcs, per_set, robustness, threshold, batch_size, num_workers, echo)
+        results["robustness"] = _sweep(model, srcs, per_set, robustness, threshold, batch_size, num_workers, echo,
+                                       ranks, partial)
     report.write_report(results, scored, out)
+    shutil.rmtree(partial, ignore_errors=True)  # the report holds every score now
+    ranks.barrier()
     echo(f"report: {out / 'report.html'}")
     if failed:
         echo(f"warning: {len(failed)} test set(s) could not be scored (listed in metrics.json, failed_sets): "
@@ -198,7 +286,8 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
 
 
 def _sweep(model, srcs: list[DataSource], clean: dict[str, dict], levels: RobustnessConfig, threshold: float,
-           batch_size: int, num_workers: int, echo: Callable[[str], None]) -> dict[str, Any]:
+           batch_size: int, num_workers: int, echo: Callable[[str], None], ranks: Ranks, partial: Path
+           ) -> dict[str, Any]:
     sweep: dict[str, Any] = {}
     for kind, values in levels.model_dump().items():
         rows: list[dict[str, Any]] = [{"level": None, "sets": {n: _brief(m) for n, m in clean.items()}}]
@@ -206,13 +295,43 @@ def _sweep(model, srcs: list[DataSource], clean: dict[str, dict], levels: Robust
             p = Perturbation(kind, float(level))
             sets = {}
             for src in srcs:
-                sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, perturb=p)
+                sc = score_source(model, src, batch_size=batch_size, num_workers=num_workers, perturb=p,
+                                  ranks=ranks, partial=partial)
+                if sc is None:
+                    continue
                 sets[sc.name] = _brief(compute_metrics(sc.labels, sc.scores, sc.video_ids, threshold))
             rows.append({"level": float(level), "sets": sets})
             mean_auc = _mean([s["auc"] for s in sets.values()])
             echo(f"  robustness {p.label}: mean auc={'n/a' if mean_auc is None else f'{mean_auc:.4f}'}")
         sweep[kind] = rows
     return sweep
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def _check_partial(partial: Path, checkpoint: str | Path, overwrite: bool, echo: Callable[[str], None]) -> None:
+    """Keep the scores of a stopped run of this checkpoint (``partial/run.json`` names it); drop any other."""
+    from fakescope.models.checkpoint import read_config
+
+    cfg = read_config(checkpoint)
+    weights = Path(checkpoint) / "model.safetensors"
+    stamp = {"checkpoint": str(checkpoint), "config": cfg,
+             "weights": [weights.stat().st_size, weights.stat().st_mtime_ns] if weights.exists() else None}
+    stamp = json.loads(json.dumps(stamp, default=str))
+    marker = partial / "run.json"
+    if partial.exists():
+        old = json.loads(marker.read_text()) if marker.exists() else None
+        if overwrite or old != stamp:
+            shutil.rmtree(partial)
+            if not overwrite:
+                echo(f"  {partial}: scores of another checkpoint (or of an unknown one) were removed")
+        else:
+            n = sum(max(len(_read_rows(f)), 0) for f in partial.glob("*.csv"))
+            echo(f"  continuing a stopped run: {n} score(s) in {partial} are kept")
+    partial.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(stamp))
 
 
 def _brief(m: dict) -> dict:

@@ -4,10 +4,11 @@ and each input decoded into an image or a video (by its content, not its name)."
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,51 +29,64 @@ class Missing:
     error: str
 
 
-def _media_files(folder: str, skipped: list[str] | None = None) -> list[str]:
-    """Media files under ``folder`` (symbolic links to folders are not followed: no loops); other files go to
-    ``skipped``, hidden ones (``.name``) are ignored."""
-    found = []
-    for root, _, files in os.walk(folder):
-        for f in files:
-            if f.startswith("."):
-                continue
-            if f.lower().endswith(MEDIA_EXTENSIONS):
-                found.append(str(Path(root) / f))
-            elif skipped is not None:
-                skipped.append(str(Path(root) / f))
-    return sorted(found)
+def _media_files(folder: str, skipped: list[str] | None = None) -> Iterator[str]:
+    """Media files under ``folder``, one at a time, in the order of their sorted full paths (symbolic links to
+    folders are not followed: no loops); other files go to ``skipped``, hidden ones (``.name``) are ignored.
+
+    Only one folder's listing is held at a time, so a tree of millions of files streams in flat memory."""
+    try:
+        with os.scandir(folder) as it:
+            entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, str(Path(folder) / e.name)) for e in it
+                       if not e.name.startswith(".")]
+    except OSError:
+        return
+    # "name/" sorts a sub-folder's files exactly where sorting the full path strings puts them
+    for key, path in sorted(entries):
+        if key.endswith("/"):
+            yield from _media_files(path, skipped)
+        elif key.lower().endswith(MEDIA_EXTENSIONS):
+            yield path
+        elif skipped is not None:
+            skipped.append(path)
 
 
-def expand_inputs(paths: Sequence[str | os.PathLike], skipped: list[str] | None = None
-                  ) -> list[tuple[str, str | None]]:
-    """Files, folders (searched recursively for images and videos) and glob patterns -> ``(path, error)``.
+def iter_inputs(paths: Sequence[str | os.PathLike], skipped: list[str] | None = None
+                ) -> Iterator[tuple[str, str | None]]:
+    """Files, folders (searched recursively for images and videos) and glob patterns -> ``(path, error)``, as a
+    stream: a folder of millions of files is walked as it is scored.
 
     A path that does not exist, or a pattern that matches nothing, comes back with an error so that it is
     reported in the output like any other failure. Order: as given; inside a folder or pattern, sorted. A file
     reached twice (through a symbolic link, or a ``**`` pattern that passes a link to a parent folder) is
-    taken once. ``skipped``: gets the files that folders and patterns held but that are not media by their name.
+    taken once (a single folder, walked without following links, cannot repeat a file, so it keeps no list of
+    what it has seen). ``skipped``: gets the files that folders and patterns held but that are not media by
+    their name.
     """
-    out: list[tuple[str, str | None]] = []
-    seen: set[str] = set()
+    single_folder = len(paths) == 1 and os.path.isdir(os.path.expanduser(str(paths[0])))
+    seen: set[bytes] = set()
 
-    def add(p: str, err: str | None = None) -> None:
-        if err is None:
-            real = os.path.realpath(p)
-            if real in seen:
-                return
-            seen.add(real)
-        out.append((p, err))
+    def fresh(p: str) -> bool:
+        if single_folder:
+            return True
+        key = hashlib.blake2b(os.fsencode(os.path.realpath(p)), digest_size=8).digest()
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
 
     for raw in paths:
         p = os.path.expanduser(str(raw))
         if os.path.isdir(p):
-            found = _media_files(p, skipped)
-            if not found:
-                add(p, "folder holds no image or video file")
-            for f in found:
-                add(f)
+            empty = True
+            for f in _media_files(p, skipped):
+                empty = False
+                if fresh(f):
+                    yield f, None
+            if empty:
+                yield p, "folder holds no image or video file"
         elif os.path.exists(p):
-            add(p)
+            if fresh(p):
+                yield p, None
         elif glob.has_magic(p):
             matches = sorted(glob.glob(p, recursive=True))
             files = [m for m in matches if os.path.isfile(m)]
@@ -81,14 +95,20 @@ def expand_inputs(paths: Sequence[str | os.PathLike], skipped: list[str] | None 
                     skipped += [m for m in files if not m.lower().endswith(MEDIA_EXTENSIONS)]
                 files = [m for m in files if m.lower().endswith(MEDIA_EXTENSIONS)]
             for d in (m for m in matches if os.path.isdir(m)):
-                files += _media_files(d, skipped)
+                files += list(_media_files(d, skipped))
             if not files:
-                add(p, "pattern matches no file")
+                yield p, "pattern matches no file"
             for f in files:
-                add(f)
+                if fresh(f):
+                    yield f, None
         else:
-            add(p, "file not found")
-    return out
+            yield p, "file not found"
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike], skipped: list[str] | None = None
+                  ) -> list[tuple[str, str | None]]:
+    """:func:`iter_inputs` as a list."""
+    return list(iter_inputs(paths, skipped))
 
 
 def decode_input(x: Any, path: str) -> tuple[str, Any]:

@@ -38,12 +38,13 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
 
 from fakescope.data.transforms import Preprocessor
 from fakescope.errors import CheckpointError, ConfigError, DataError
 from fakescope.faces import FacePipeline
 from fakescope.inference.backends import load_model
-from fakescope.inference.inputs import Missing, decode_input, describe, expand_inputs
+from fakescope.inference.inputs import Missing, decode_input, describe, iter_inputs
 from fakescope.inference.records import RECORD_FIELDS
 from fakescope.media.video import FrameStream, VideoReadError, even_indices, probe
 from fakescope.preprocess import VIDEO_FRAMES, FaceCropConfig
@@ -88,6 +89,44 @@ class _Job:
     frame_of_input: list[list[int]] = field(default_factory=list)  # input n -> positions in the frame list
     n_frames: int = 0
     details: dict[str, Any] | None = None
+
+    def pin_memory(self) -> "_Job":  # the DataLoader's pin-memory thread calls this
+        if self.inputs is not None:
+            self.inputs = self.inputs.pin_memory()
+        return self
+
+
+@dataclass
+class _Collected:
+    """What the walk of the inputs gathered in worker 0 (files skipped by their name), sent back at its end."""
+
+    items: list
+
+
+class _Prepared(IterableDataset):
+    """Inputs decoded, face-cropped and preprocessed in DataLoader workers: worker ``k`` of ``n`` prepares items
+    ``k, k + n, ...``; the loader hands them back in turn, so in input order."""
+
+    def __init__(self, detector: "Detector", items: Iterable, details: bool, collected: list | None) -> None:
+        self.detector, self.items, self.details, self.collected = detector, items, details, collected
+
+    def __iter__(self) -> Iterator[_Job | _Collected]:
+        info = get_worker_info()
+        k, n = (0, 1) if info is None else (info.id, info.num_workers)
+        for i, (x, name, extra) in enumerate(self.items):
+            if i % n == k:
+                yield self.detector._prepare(x, name, self.details, extra)
+        if k == 0 and self.collected:  # what the walk gathered on the way, once
+            yield _Collected(list(self.collected))
+
+
+def _unpack(loader, collected: list | None) -> Iterator[_Job]:
+    for item in loader:
+        if isinstance(item, _Collected):
+            if collected is not None:
+                collected.extend(item.items)
+            continue
+        yield item
 
 
 class Detector:
@@ -176,31 +215,61 @@ class Detector:
         ``details=True`` it also holds ``details``: the input image (first frame for videos) and the face crops
         used, as arrays.
         """
-        return next(self._run([(x, name)], details=details))
+        return next(self.run_items([(x, name, None)], details=details))
 
-    def predict_many(self, inputs: Iterable, *, details: bool = False, progress=None) -> Iterator[dict[str, Any]]:
+    def predict_many(self, inputs: Iterable, *, details: bool = False, progress=None, num_workers: int = 0
+                     ) -> Iterator[dict[str, Any]]:
         """Records for many inputs, in order, batching model calls across them.
 
-        ``inputs``: paths, folders and glob patterns are expanded (:func:`expand_inputs`); PIL images and
-        arrays are taken as they are. ``progress``: a callable invoked with each finished record.
+        ``inputs``: paths, folders and glob patterns are expanded as they are reached (:func:`iter_inputs`); PIL
+        images and arrays are taken as they are. ``progress``: a callable invoked with each finished record.
+        ``num_workers``: decode, find faces and preprocess in that many DataLoader worker processes (bounded
+        prefetch, pinned memory on a GPU) while the model scores; 0 does it all in this process.
         """
-        items: list[tuple[Any, str | None]] = []
-        for x in inputs:
-            if isinstance(x, (str, os.PathLike)):
-                items += [(p if err is None else Missing(err), p) for p, err in expand_inputs([x])]
-            else:
-                items.append((x, None))
-        for rec in self._run(items, details=details):
+        def items() -> Iterator[tuple[Any, str | None, None]]:
+            for x in inputs:
+                if isinstance(x, (str, os.PathLike)):
+                    for p, err in iter_inputs([x]):
+                        yield (p if err is None else Missing(err)), p, None
+                else:
+                    yield x, None, None
+
+        for rec in self.run_items(items(), details=details, num_workers=num_workers):
             if progress is not None:
                 progress(rec)
             yield rec
 
+    def run_items(self, items: Iterable[tuple[Any, str | None, dict | None]], *, details: bool = False,
+                  num_workers: int = 0, collected: list | None = None) -> Iterator[dict[str, Any]]:
+        """Records of ``(input, name, extra)`` items, in order; ``extra`` (a dict or None) is added to the record.
+
+        With ``num_workers``, each worker process iterates ``items`` itself (they must be reproducible: paths
+        from a walk, not a one-shot stream from another process) and prepares every ``num_workers``-th one.
+        ``collected``: a list that iterating ``items`` fills (files skipped by a walk); worker 0's copy is
+        brought back into it.
+        """
+        if num_workers < 0:
+            raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
+        if num_workers == 0:
+            yield from self._run((self._prepare(x, name, details, extra) for x, name, extra in items))
+            return
+        if self.face_pipeline is not None and str(self.device).startswith("cuda"):
+            raise ConfigError("input workers (num_workers > 0) with a face stage on a GPU: the face detector "
+                              "cannot run on the GPU in worker processes; use num_workers 0, or device cpu")
+        import multiprocessing
+
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(_Prepared(self, items, details, collected), batch_size=None, num_workers=num_workers,
+                            prefetch_factor=2, pin_memory=str(self.device).startswith("cuda"),
+                            multiprocessing_context=multiprocessing.get_context("fork"))
+        yield from self._run(_unpack(loader, collected))
+
     # ----------------------------------------------------------- pipeline
-    def _run(self, items: Iterable[tuple[Any, str | None]], details: bool) -> Iterator[dict[str, Any]]:
+    def _run(self, jobs: Iterable[_Job]) -> Iterator[dict[str, Any]]:
         pending: list[_Job] = []
         count = 0
-        for x, name in items:
-            job = self._prepare(x, name, details)
+        for job in jobs:
             pending.append(job)
             count += 0 if job.inputs is None else len(job.inputs)
             if count >= self.batch_size:
@@ -214,9 +283,11 @@ class Detector:
                    backend=self.backend, demonstration=self.demonstration)
         return rec
 
-    def _prepare(self, x, name: str | None, details: bool) -> _Job:
+    def _prepare(self, x, name: str | None, details: bool, extra: dict | None = None) -> _Job:
         path = name or describe(x)
         job = _Job(self._new_record(path), time.perf_counter())
+        if extra:
+            job.record.update(extra)
         try:
             kind, payload = decode_input(x, path)
             if details:
@@ -358,7 +429,7 @@ class Detector:
     @torch.inference_mode()
     def _score(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend == "torch":
-            return self.model.predict_proba(x.to(self.device)).float().cpu()
+            return self.model.predict_proba(x.to(self.device, non_blocking=True)).float().cpu()
         return self.model.predict_proba(x).float().cpu()
 
     def _finish(self, jobs: list[_Job]) -> Iterator[dict[str, Any]]:
