@@ -187,7 +187,8 @@ def test_two_processes_eval_gives_the_metrics_of_one(folder, ckpt, tmp_path):
     assert not (tmp_path / "two" / "scores" / ".partial").exists()
 
 
-def test_eval_killed_and_run_again_gives_the_metrics_of_an_uninterrupted_run(folder, ckpt, tmp_path):
+def test_eval_killed_and_run_again_gives_the_metrics_of_an_uninterrupted_run(ckpt, tmp_path):
+    folder = write_folder(tmp_path / "imgs", 300, seed=3)
     common = ["eval", str(ckpt), "--data", str(folder), "--batch-size", "2", "--num-workers", "0", "--device", "cpu"]
     run(common + ["--out", str(tmp_path / "ref")])
     out = tmp_path / "run"
@@ -195,7 +196,8 @@ def test_eval_killed_and_run_again_gives_the_metrics_of_an_uninterrupted_run(fol
     kill_when(common + ["--out", str(out)], lambda: sum(lines(f) for f in partial.glob("*.csv")) >= 12)
     assert not (out / "metrics.json").exists()
     p = run(common + ["--out", str(out)])
-    assert "continuing a stopped run" in p.stdout
+    kept = int(p.stdout.split("continuing a stopped run: ")[1].split()[0])
+    assert 11 <= kept < 300  # the samples scored before the kill were not scored again
     ref = json.loads((tmp_path / "ref" / "metrics.json").read_text())
     got = json.loads((out / "metrics.json").read_text())
     assert got["sets"] == ref["sets"]
@@ -283,3 +285,14 @@ def test_a_launcher_with_several_processes_needs_matching_devices(monkeypatch):
         launch(1, 1)
     with pytest.raises(ConfigError, match="at least 1"):
         launch(0, 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_eval_and_detect_fix_the_allocators_mmap_threshold_unless_the_environment_does():
+    probe = "from fakescope.utils.memory import return_freed_buffers as r; print(r())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    set_here = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert set_here.stdout.strip() == "True", set_here.stderr
+    env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    left = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert left.stdout.strip() == "False", left.stderr

@@ -34,6 +34,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fakescope.eval.evaluate import evaluate
     from fakescope.eval.report import markdown_table, metrics_table
     from fakescope.utils.distributed import launch
+    from fakescope.utils.memory import return_freed_buffers
+
+    return_freed_buffers()
 
     out = Path(args.out) if args.out else (Path(args.checkpoint) / "eval" if Path(args.checkpoint).exists()
                                             else Path("eval") / args.checkpoint.replace("/", "_").replace(":", "_"))
@@ -175,7 +178,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from fakescope.inference.stream import detect_files
     from fakescope.utils.console import show_progress
     from fakescope.utils.distributed import launch
+    from fakescope.utils.memory import return_freed_buffers
 
+    return_freed_buffers()
     _set_threads(args.threads)
     if args.out is None and args.devices * args.num_nodes > 1:
         raise FakescopeError("--devices/--num-nodes: the processes write their records to --out; give one")

@@ -55,14 +55,14 @@ MANIFEST_COLUMNS = ("path", "label", "dataset", "method", "split", "video_id", "
                     "box", "score", "track")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: ~180 bytes less per sample, which counts at millions of them
 class Sample:
     path: str
     label: int
     video_id: str | None = None
     frame_index: int | None = None
     method: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    extra: dict[str, Any] | None = field(default=None, compare=False, hash=False)  # a manifest's other columns
 
 
 def csv_rows(path: str | Path, required: Sequence[str], what: str = "CSV") -> Iterator[tuple[int, dict[str, str]]]:

@@ -9,7 +9,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class Scored:
     paths: list[str]
     skipped: list[str] = field(default_factory=list)
     padded: list[int] = field(default_factory=list)  # clip sets: repeated frames appended to each scored clip
-    orig_sizes: list[tuple[int, int]] = field(default_factory=list)  # image sets: (w, h) of each scored file
+    orig_sizes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # image sets: [n, 2] (w, h)
     input_size: int = 0  # the model's input side: a file smaller than it was enlarged (upscaled)
     unscored_videos: list[str] = field(default_factory=list)  # videos none of whose samples could be read
 
@@ -77,16 +77,40 @@ def _as_sources(sources: Sequence[DataSource | str], failed: dict[str, str] | No
 _ROW = ("index", "score", "label", "width", "height", "error")
 
 
-def _read_rows(path: Path) -> list[list[str]]:
+def _rows(path: Path) -> Iterator[list[str]]:
     """The whole rows of a partial scores file (a torn last line, from a run killed while writing it, is not)."""
-    rows = []
     with open(path, "rb") as fh:
+        next(fh, None)  # the header
         for line in fh:
             if not line.endswith(b"\n"):
-                break
-            rows.append(line)
-    out = list(csv.reader(r.decode("utf-8") for r in rows))
-    return [r for r in out[1:] if len(r) == len(_ROW)]
+                return
+            row = next(csv.reader([line.decode("utf-8")]), [])
+            if len(row) == len(_ROW):
+                yield row
+
+
+def _merge_rows(files: list[Path], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Every sample's row from ``files``, in sample order, as arrays (a few bytes a sample, however many):
+    ``(indices, scores, labels, sizes [k, 2] or empty, errors of the unreadable samples)``."""
+    score = np.full(n, np.nan)
+    label = np.zeros(n, np.int64)
+    size = np.full((n, 2), -1, np.int64)
+    state = np.zeros(n, np.int8)  # 0 not scored, 1 scored, 2 unreadable
+    errors: dict[int, str] = {}
+    for f in files:
+        for r in _rows(f):
+            i = int(r[0])
+            if state[i]:
+                continue  # a sample scored twice (runs with different numbers of processes) counts once
+            if r[5]:
+                state[i], errors[i] = 2, r[5]
+                continue
+            state[i], score[i], label[i] = 1, float(r[1]), int(r[2])
+            if r[3]:
+                size[i] = (int(r[3]), int(r[4]))
+    idx = np.flatnonzero(state == 1)
+    sizes = size[idx] if len(idx) and (size[idx] >= 0).all() else np.zeros((0, 2), np.int64)
+    return idx, score[idx], label[idx], sizes, [errors[i] for i in sorted(errors)]
 
 
 def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, perturb=None,
@@ -113,23 +137,23 @@ def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, p
         folder = Path(partial)
         folder.mkdir(parents=True, exist_ok=True)
     mine = folder / f"{key}.w{ranks.world}-r{ranks.rank}.csv"
-    done = {int(r[0]) for f in folder.glob(f"{glob.escape(key)}.w*-r*.csv") for r in _read_rows(f)}
-    todo = [i for i in range(len(ds)) if i not in done and ranks.owns(i, batch_size)]
+    def files() -> list[Path]:
+        return sorted(folder.glob(f"{glob.escape(key)}.w*-r*.csv"))
+
+    done = np.zeros(len(ds), bool)
+    for f in files():
+        for r in _rows(f):
+            done[int(r[0])] = True
+    todo = np.flatnonzero(~done)
+    todo = todo[ranks.owns(todo, batch_size)]
     _score_rows(model, ds, todo, mine, batch_size=batch_size, num_workers=num_workers, progress=progress,
                 desc=src.name or "")
     ranks.barrier()  # every process's scores are on disk
     if not ranks.main:
         return None
-    by_index: dict[int, list[str]] = {}
-    for f in sorted(folder.glob(f"{glob.escape(key)}.w*-r*.csv")):
-        for r in _read_rows(f):
-            by_index.setdefault(int(r[0]), r)  # a sample scored twice (runs of different sizes) counts once
+    idx, scores, labels, sizes, skipped = _merge_rows(files(), len(ds))
     if temporary:
         shutil.rmtree(folder, ignore_errors=True)
-    rows = [by_index[i] for i in sorted(by_index)]
-    skipped = [r[5] for r in rows if r[5]]
-    rows = [r for r in rows if not r[5]]
-    idx = np.array([int(r[0]) for r in rows], dtype=int)
     vids = ds.video_ids()
     paths = ds.paths()
     scored_vids = [vids[i] for i in idx]
@@ -137,15 +161,13 @@ def score_source(model, src: DataSource, *, batch_size: int, num_workers: int, p
     seen = set(scored_vids)
     unscored = sorted({v for v in vids if v} - seen)
     padded = [ds.items[i].padded for i in idx] if isinstance(ds, ClipDataset) else []
-    sizes = [(int(r[3]), int(r[4])) for r in rows if r[3]]
-    return Scored(src.name or src.path, src.path, np.array([float(r[1]) for r in rows], dtype=np.float64),
-                  np.array([int(r[2]) for r in rows], dtype=int), scored_vids, [paths[i] for i in idx], skipped,
-                  padded=padded, unscored_videos=unscored, orig_sizes=sizes if len(sizes) == len(rows) else [],
+    return Scored(src.name or src.path, src.path, scores, labels, scored_vids, [paths[i] for i in idx], skipped,
+                  padded=padded, unscored_videos=unscored, orig_sizes=sizes,
                   input_size=model.preprocess.input_size)
 
 
 @torch.inference_mode()
-def _score_rows(model, ds, todo: list[int], path: Path, *, batch_size: int, num_workers: int, progress: bool,
+def _score_rows(model, ds, todo: np.ndarray, path: Path, *, batch_size: int, num_workers: int, progress: bool,
                 desc: str) -> None:
     """Score samples ``todo`` of ``ds``, appending a row per sample to ``path`` after every batch."""
     device = next(model.parameters()).device
@@ -159,7 +181,7 @@ def _score_rows(model, ds, todo: list[int], path: Path, *, batch_size: int, num_
         w = csv.writer(fh)
         if fresh:
             w.writerow(_ROW)
-        if not todo:
+        if not len(todo):
             fh.flush()
             return
         loader = make_loader(Subset(ds, todo), batch_size, num_workers)
@@ -238,8 +260,8 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
             continue
         m = compute_metrics(sc.labels, sc.scores, sc.video_ids, threshold)
         m["skipped"] = len(sc.skipped)
-        if sc.orig_sizes:  # files smaller than the input, enlarged to fit it (their count; each in scores/)
-            m["upscaled"] = sum(1 for w, h in sc.orig_sizes if min(w, h) < sc.input_size)
+        if len(sc.orig_sizes):  # files smaller than the input, enlarged to fit it (their count; each in scores/)
+            m["upscaled"] = int((sc.orig_sizes.min(axis=1) < sc.input_size).sum())
         _video_counts(m, sc)
         per_set[sc.name] = m
         scored.append(sc)
@@ -328,7 +350,7 @@ def _check_partial(partial: Path, checkpoint: str | Path, overwrite: bool, echo:
             if not overwrite:
                 echo(f"  {partial}: scores of another checkpoint (or of an unknown one) were removed")
         else:
-            n = sum(max(len(_read_rows(f)), 0) for f in partial.glob("*.csv"))
+            n = sum(1 for f in partial.glob("*.csv") for _ in _rows(f))
             echo(f"  continuing a stopped run: {n} score(s) in {partial} are kept")
     partial.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(stamp))
@@ -362,11 +384,11 @@ def _write_scores(path: Path, sc: Scored) -> None:
         # clip sets: 'path' is a clip's first frame and 'padded' the repeated frames appended to it
         # image sets: the file's width and height, and whether it was enlarged to the model's input
         w.writerow(["path", "label", "score", "video_id"] + (["padded"] if sc.padded else [])
-                   + (["width", "height", "upscaled"] if sc.orig_sizes else []))
+                   + (["width", "height", "upscaled"] if len(sc.orig_sizes) else []))
         for i, (p, y, s, v) in enumerate(zip(sc.paths, sc.labels, sc.scores, sc.video_ids)):
             extra = [sc.padded[i]] if sc.padded else []
-            if sc.orig_sizes:
-                ow, oh = sc.orig_sizes[i]
+            if len(sc.orig_sizes):
+                ow, oh = (int(v) for v in sc.orig_sizes[i])
                 extra += [ow, oh, int(min(ow, oh) < sc.input_size)]
             w.writerow([p, int(y), f"{s:.6f}", v or ""] + extra)
 

@@ -30,9 +30,10 @@ class Ranks:
     def main(self) -> bool:
         return self.rank == 0
 
-    def owns(self, index: int, block: int = 1) -> bool:
-        """Whether input number ``index`` is this process's: blocks of ``block`` consecutive inputs are dealt in
-        turn, so every process sees whole batches, as one process would."""
+    def owns(self, index, block: int = 1):
+        """Whether input number ``index`` is this process's (elementwise for an array of numbers): blocks of
+        ``block`` consecutive inputs are dealt in turn, so every process sees whole batches, as one process
+        would."""
         return (index // block) % self.world == self.rank
 
     def barrier(self) -> None:
