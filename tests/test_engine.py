@@ -66,6 +66,11 @@ def test_train_writes_checkpoints_logs_and_report(tmp_path, tiny_synth):
     assert meta["training"]["selected_epoch"] == int(best["epoch"])
     assert meta["validation"]["auc"] == pytest.approx(float(best["val/auc"]))
     assert "validation" in meta["training"]["selected_on"]
+    # operating points fitted on the validation data after training (fakescope calibrate's section)
+    cal = meta["calibration"]
+    assert cal["data"] == "validation data (data.val)" and cal["n"] == 48  # tiny_synth: 24 val images a class
+    assert set(cal["thresholds"]) == {"eer", "fpr1", "fpr5"}
+    assert (run / "eval" / "plots" / "reliability.png").is_file()
     # trained only on the built-in synthetic benchmark: a demonstration, and it says so
     assert meta["intended_use"]["demonstration"] is True
     assert "Demonstration model" in (result.checkpoint / "README.md").read_text()

@@ -38,6 +38,25 @@ def evaluate_test_sets(cfg: ExperimentConfig, result: TrainResult,
     return evaluation
 
 
+def calibrate_after_training(cfg: ExperimentConfig, result: TrainResult,
+                             echo: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Fit the selected checkpoint's calibration and operating points on the validation data (``data.val``), as
+    ``fakescope calibrate`` does; a validation set that cannot give them (one class only) is a warning."""
+    from fakescope.errors import FakescopeError
+    from fakescope.eval.calibrate import calibrate_checkpoint
+    from fakescope.train.data import resolve_sources
+
+    if result.checkpoint is None or not cfg.data.val:
+        return None
+    try:
+        return calibrate_checkpoint(result.checkpoint, resolve_sources(cfg.data, cfg.data.val),
+                                    batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
+                                    num_workers=cfg.data.num_workers, name="validation data (data.val)", echo=echo)
+    except FakescopeError as exc:
+        echo(f"warning: no operating points fitted: {exc}")
+        return None
+
+
 def run_experiment(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
                    extra_callbacks: list | None = None, evaluate_after: bool | None = None,
                    echo: Callable[[str], None] = print) -> tuple[TrainResult, dict[str, Any] | None]:
@@ -46,6 +65,7 @@ def run_experiment(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bo
     Returns the training result and the evaluation (``None`` when not evaluated).
     """
     result = train(cfg, resume=resume, overwrite=overwrite, extra_callbacks=extra_callbacks, echo=echo)
+    calibrate_after_training(cfg, result, echo)
     do_eval = cfg.eval.after_training if evaluate_after is None else evaluate_after
     evaluation = evaluate_test_sets(cfg, result, echo) if do_eval else None
     return result, evaluation
@@ -64,6 +84,7 @@ def run_quickstart(data_dir: str = "data/synth", output_dir: str = "runs", confi
     generate(synth, log=echo)
     echo(f"[2/3] training {cfg.model.name} on '{synth.train_generator}' fakes (run folder {cfg.run_dir})")
     result = train(cfg, overwrite=True, echo=echo)
+    calibrate_after_training(cfg, result, echo)
     echo("[3/3] cross-generator evaluation")
     ev = evaluate_test_sets(cfg, result, echo) or {}
     minutes = (time.time() - t0) / 60

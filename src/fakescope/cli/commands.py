@@ -59,6 +59,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if results.get("failed_sets") else 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from fakescope.eval.calibrate import calibrate_checkpoint
+
+    calibrate_checkpoint(args.checkpoint, args.data, batch_size=args.batch_size, num_workers=args.num_workers,
+                         device=args.device, name=args.name, echo=_echo)
+    _echo("use it with: fakescope detect FILES -m CHECKPOINT --operating-point fpr1 (or fpr5, eer)")
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from fakescope.prepare.synth import SynthConfig, generate
 
@@ -229,7 +238,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _inference_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"threshold": args.threshold, "batch_size": args.batch_size, "faces": args.faces,
+    return {"threshold": args.threshold, "operating_point": args.operating_point, "batch_size": args.batch_size,
+            "faces": args.faces,
             "num_frames": args.num_frames, "max_clips": args.max_clips}
 
 

@@ -8,7 +8,7 @@ import inspect
 from typing import Any
 
 from fakescope._version import __version__
-from fakescope.cli.commands import (cmd_config, cmd_detect, cmd_eval, cmd_export, cmd_models, cmd_prepare, cmd_push,
+from fakescope.cli.commands import (cmd_calibrate, cmd_config, cmd_detect, cmd_eval, cmd_export, cmd_models, cmd_prepare, cmd_push,
                                     cmd_quickstart, cmd_serve, cmd_synth, cmd_train, workers_option)
 
 
@@ -108,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(list_tables())}")
     s.set_defaults(func=cmd_eval)
 
+    s = sub.add_parser("calibrate", help="fit temperature scaling and operating points on validation data",
+                       description="Score validation data with a checkpoint, fit temperature scaling, and store "
+                                   "in the checkpoint the thresholds at the equal error rate and at 1% and 5% "
+                                   "false-positive rate on that data, with its name and size "
+                                   "(detect --operating-point fpr1|fpr5|eer).")
+    s.add_argument("checkpoint", help="checkpoint folder (or training run folder)")
+    s.add_argument("--data", nargs="+", required=True, metavar="PATH", help="validation folders or manifest CSVs")
+    s.add_argument("--name", help="the validation data's name, as stored (default: the sets' names)")
+    s.add_argument("--batch-size", type=int, **d(evaluate, "batch_size"))
+    s.add_argument("--num-workers", type=int, **d(evaluate, "num_workers"))
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    pixel_budget(s)
+    s.set_defaults(func=cmd_calibrate)
+
     s = sub.add_parser("synth", help="generate the built-in synthetic benchmark (offline, deterministic)")
     for name, text in (("out", "output folder"), ("seed", "random seed"), ("size", "image side in pixels "
                        "(multiple of 4)"), ("train_per_class", "training images per class"),
@@ -192,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def inference_options(s: argparse.ArgumentParser) -> None:
         s.add_argument("--threshold", type=float, **d(I, "threshold"), help="label is fake when score >= threshold")
+        s.add_argument("--operating-point", metavar="POINT",
+                       help="fpr1, fpr5 or eer: the threshold a calibrated checkpoint chose on its validation data "
+                            "(at 1%%/5%% false-positive rate, or the equal error rate; fakescope calibrate); "
+                            "a number: a fixed threshold")
         s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
         s.add_argument("--batch-size", type=int, **d(I, "batch_size"),
                        help="images, frames or clips per forward pass")

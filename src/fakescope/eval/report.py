@@ -13,7 +13,8 @@ import numpy as np
 from fakescope.utils.paths import safe_name
 
 COLUMNS = [("n", "n"), ("auc", "AUC"), ("ap", "AP"), ("acc", "Acc"), ("eer", "EER"), ("real_acc", "Real acc"),
-           ("fake_acc", "Fake acc"), ("video_auc", "Video AUC"), ("skipped", "Skipped")]
+           ("fake_acc", "Fake acc"), ("tpr_at_fpr1", "TPR@1%FPR"), ("tpr_at_fpr5", "TPR@5%FPR"), ("ece", "ECE"),
+           ("video_auc", "Video AUC"), ("skipped", "Skipped")]
 
 
 def _fmt(v: Any) -> str:
@@ -100,6 +101,25 @@ def plot_histogram(sc, path: Path, threshold: float) -> None:
     plt.close(fig)
 
 
+def plot_reliability(scored: Sequence, path: Path, bins: int = 15) -> None:
+    """Reliability diagram: per bin of predicted P(fake), the fraction that is fake; the diagonal is perfect."""
+    from fakescope.metrics.calibration import expected_calibration_error, reliability
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="perfectly calibrated")
+    for sc in scored:
+        conf, frac, count = reliability(sc.labels, sc.scores, bins)
+        keep = count > 0
+        ece = expected_calibration_error(sc.labels, sc.scores, bins)
+        ax.plot(conf[keep], frac[keep], marker="o", ms=3, lw=1.2, label=f"{sc.name} (ECE {ece:.3f})")
+    ax.set(xlabel="predicted P(fake)", ylabel="fraction fake", title="reliability", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_robustness(kind: str, rows: list[dict[str, Any]], path: Path, metric: str = "auc") -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -145,6 +165,7 @@ def write_report(results: dict[str, Any], scored: Sequence, out: Path) -> None:
     _write_csv(out / "metrics.csv", header, rows)
 
     plot_roc(scored, plots / "roc.png")
+    plot_reliability(scored, plots / "reliability.png")
     hist_files = []
     for sc in scored:
         f = plots / f"hist_{safe_name(sc.name)}.png"
@@ -191,6 +212,8 @@ figure{{display:inline-block;margin:4px}}img{{max-width:100%}}</style></head>
 threshold {results['threshold']}. Scores are P(fake); label 1 = fake.</p>
 <h2>Metrics</h2>{_html_table(header, rows)}
 <h2>ROC curves</h2><img src="plots/roc.png" alt="ROC curves">
+<h2>Calibration</h2><p>Per bin of predicted P(fake), the fraction of samples that are fake (ECE: expected
+calibration error, 15 bins).</p><img src="plots/reliability.png" alt="reliability diagram">
 <h2>Score histograms</h2>{hist_html}
 {"<h2>Robustness</h2>" + "".join(rob_html) if rob_html else ""}
 {skipped_html}

@@ -46,6 +46,7 @@ from fakescope.faces import FacePipeline
 from fakescope.inference.backends import load_model
 from fakescope.inference.inputs import Missing, decode_input, describe, iter_inputs
 from fakescope.inference.records import RECORD_FIELDS
+from fakescope.metrics.calibration import OPERATING_POINTS, TARGET_FPR, apply_temperature
 from fakescope.media.video import FrameStream, VideoReadError, even_indices, probe
 from fakescope.preprocess import VIDEO_FRAMES, FaceCropConfig
 
@@ -54,7 +55,9 @@ from fakescope.preprocess import VIDEO_FRAMES, FaceCropConfig
 class InferenceOptions:
     """The options of :class:`Detector` (and of ``fakescope detect`` and ``serve``), with their defaults.
 
-    ``threshold``: ``label`` is ``fake`` when ``score >= threshold``. ``batch_size``: model inputs per forward
+    ``threshold``: ``label`` is ``fake`` when ``score >= threshold``. ``operating_point``: ``eer``, ``fpr1`` or
+    ``fpr5`` take the threshold the checkpoint's calibration chose on its validation data (``fakescope
+    calibrate``), a number is a fixed threshold (as ``threshold``). ``batch_size``: model inputs per forward
     pass (images, frames or clips). ``faces``: ``auto`` follows the checkpoint's face stage; ``on`` forces one
     (the checkpoint's, else ``prepare``'s default), ``off`` scores whole images. ``num_frames``: frames sampled
     from a video for image detectors. ``max_clips``: clips scored per video for clip detectors.
@@ -62,6 +65,7 @@ class InferenceOptions:
     """
 
     threshold: float = 0.5
+    operating_point: str | None = None
     batch_size: int = 32
     faces: str = "auto"
     num_frames: int = VIDEO_FRAMES  # as prepare samples them, so detect scores the frames it cropped
@@ -77,6 +81,14 @@ class InferenceOptions:
             raise ConfigError("num_frames and max_clips must be at least 1")
         if self.faces not in ("auto", "on", "off"):
             raise ConfigError(f"faces='{self.faces}': choose auto, on or off")
+        if self.operating_point is not None and self.operating_point not in OPERATING_POINTS:
+            try:
+                value = float(self.operating_point)
+            except ValueError:
+                value = -1.0
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"operating point '{self.operating_point}': choose {', '.join(OPERATING_POINTS)} "
+                                  "or a threshold in [0, 1]")
 
 
 @dataclass
@@ -146,7 +158,8 @@ class Detector:
         self.source = source
         self.backend = backend
         self.device = device
-        self.threshold = float(opt.threshold)
+        self.calibration = config.get("calibration")
+        self.threshold, self.operating_point, self.threshold_source = _threshold(opt, self.calibration, source)
         self.batch_size = int(opt.batch_size)
         self.num_frames = int(opt.num_frames)
         self.max_clips = int(opt.max_clips)
@@ -203,7 +216,9 @@ class Detector:
                     "fakescope_version"), "modality": self.modality, "input_size": self.preprocess.input_size,
                 "policy": self.preprocess.policy, "clip_len": self.preprocess.clip_len, "faces": self.faces,
                 "face_stage": None if self.face is None else self.face.model_dump(mode="json"),
-                "threshold": self.threshold, "backend": self.backend, "device": self.device,
+                "threshold": self.threshold, "operating_point": self.operating_point,
+                "threshold_source": self.threshold_source, "calibrated": bool(self.calibration),
+                "backend": self.backend, "device": self.device,
                 "demonstration": self.demonstration, "demonstration_note": self.demonstration_note,
                 "labels": self.config.get("labels", {"0": "real", "1": "fake"})}
 
@@ -279,7 +294,8 @@ class Detector:
 
     def _new_record(self, path: str) -> dict[str, Any]:
         rec = dict.fromkeys(RECORD_FIELDS)
-        rec.update(path=path, threshold=self.threshold, model=self.name, model_version=self.version,
+        rec.update(path=path, threshold=self.threshold, operating_point=self.operating_point,
+                   threshold_source=self.threshold_source, model=self.name, model_version=self.version,
                    backend=self.backend, demonstration=self.demonstration)
         return rec
 
@@ -478,6 +494,23 @@ class Detector:
             return
         rec["score"] = round(float(score), 6)
         rec["label"] = "fake" if score >= self.threshold else "real"
+        if self.calibration:
+            rec["calibrated_score"] = round(float(apply_temperature(score, self.calibration["temperature"])), 6)
+
+
+def _threshold(opt: InferenceOptions, calibration: dict | None, source: str) -> tuple[float, str, str]:
+    """``(threshold, operating point, where it comes from)`` for the options and the checkpoint's calibration."""
+    op = opt.operating_point
+    if op in OPERATING_POINTS:
+        if not calibration:
+            raise ConfigError(f"{source}: operating point '{op}' needs a calibrated checkpoint: run "
+                              "`fakescope calibrate CHECKPOINT --data VALIDATION_DATA` first (or give a threshold)")
+        c = calibration
+        what = "the equal error rate" if op == "eer" else f"{round(TARGET_FPR[op] * 100)}% false-positive rate"
+        return (float(c["thresholds"][op]), op,
+                f"{what} on {c['data']} ({c['n_real']} real, {c['n_fake']} fake; {c.get('fitted', '')})")
+    value = float(op) if op is not None else float(opt.threshold)
+    return value, "fixed", "fixed threshold"
 
 
 def _message(exc: Exception, path: str) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-RECORD_FIELDS = ("path", "kind", "score", "label", "threshold", "faces_found", "frame_scores", "frame_indices",
-                 "frame_times", "clip_scores", "model", "model_version", "backend", "demonstration", "error",
-                 "seconds")
+# score: the model's P(fake); calibrated_score: the same after the checkpoint's temperature scaling (null without
+# calibration); operating_point: how the threshold was chosen (fixed, eer, fpr1, fpr5) and threshold_source: on what
+RECORD_FIELDS = ("path", "kind", "score", "calibrated_score", "label", "threshold", "operating_point",
+                 "threshold_source", "faces_found", "frame_scores", "frame_indices", "frame_times", "clip_scores",
+                 "model", "model_version", "backend", "demonstration", "error", "seconds")
 
 
 def csv_row(rec: dict[str, Any]) -> dict[str, Any]:

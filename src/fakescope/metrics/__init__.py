@@ -13,6 +13,11 @@ Conventions: label 1 = fake (the positive class), scores are P(fake).
   frame (or clip) scores. Videos are grouped by their full id, never by a folder
   basename (``Deepfakes/000`` and ``Face2Face/000`` are different videos).
 
+* ``tpr_at_fpr1`` / ``tpr_at_fpr5``: the fraction of fakes caught when at most 1% / 5% of reals are flagged
+  (the ROC curve's TPR at that FPR), the figures trust-and-safety teams read.
+* ``ece``: expected calibration error of the scores as probabilities (15 bins;
+  :mod:`fakescope.metrics.calibration`).
+
 A metric that is undefined (AUC on one class only) is ``None`` (``null`` in JSON).
 """
 
@@ -24,6 +29,8 @@ from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from fakescope.metrics.calibration import expected_calibration_error, tpr_at_fpr
 
 METRIC_KEYS = ("n", "auc", "ap", "acc", "eer", "real_acc", "fake_acc")
 
@@ -84,6 +91,9 @@ def compute_metrics(labels: Sequence[int], scores: Sequence[float], video_ids: S
     out["eer"] = equal_error_rate(y, s)
     out["real_acc"] = float((pred[y == 0] == 0).mean()) if (y == 0).any() else None
     out["fake_acc"] = float((pred[y == 1] == 1).mean()) if (y == 1).any() else None
+    out["tpr_at_fpr1"] = tpr_at_fpr(y, s, 0.01)
+    out["tpr_at_fpr5"] = tpr_at_fpr(y, s, 0.05)
+    out["ece"] = expected_calibration_error(y, s)
     if video_ids is not None and any(v not in (None, "") for v in video_ids):
         vs, vy, ids = video_scores(s, y, video_ids)
         out["n_videos"] = len(ids)
@@ -93,7 +103,8 @@ def compute_metrics(labels: Sequence[int], scores: Sequence[float], video_ids: S
 
 def mean_metrics(per_set: dict[str, dict]) -> dict[str, float | None]:
     """Unweighted mean over test sets of every metric that is defined in all of them."""
-    keys = [k for k in ("auc", "ap", "acc", "eer", "real_acc", "fake_acc", "video_auc")
+    keys = [k for k in ("auc", "ap", "acc", "eer", "real_acc", "fake_acc", "tpr_at_fpr1", "tpr_at_fpr5", "ece",
+                        "video_auc")
             if any(k in m for m in per_set.values())]
     out: dict[str, float | None] = {}
     for k in keys:
