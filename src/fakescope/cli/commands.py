@@ -195,7 +195,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise FakescopeError("--devices/--num-nodes: the processes write their records to --out; give one")
     ranks = launch(args.devices, args.num_nodes, args.device)
     detector = Detector.from_pretrained(args.model, backend=args.backend, onnx=args.onnx, device=ranks.device,
-                                        weights_file=args.weights_file, **_inference_options(args))
+                                        weights_file=args.weights_file, explain=args.explain,
+                                        **_inference_options(args))
     skipped: list[str] = []
     bar = None
     if ranks.main and show_progress({"on": True, "off": False}.get(args.progress, "auto")):

@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: csv for an --out ending in .csv, parquet (a folder of shards of "
                         f"{PARQUET_ROWS:,} records; needs pyarrow) for one ending in .parquet, else jsonl")
     s.add_argument("--overwrite", action="store_true", help="replace --out instead of continuing it")
+    s.add_argument("--explain", metavar="DIR", help="write a Grad-CAM overlay PNG per input (and a score timeline "
+                                                    "per video) into DIR; the record's explanation lists them")
     s.add_argument("--num-workers", type=int, default=0,
                    help="DataLoader worker processes that decode, crop faces and preprocess while the model "
                         "scores (0: all in the main process)")

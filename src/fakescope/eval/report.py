@@ -120,6 +120,33 @@ def plot_reliability(scored: Sequence, path: Path, bins: int = 15) -> None:
     plt.close(fig)
 
 
+def plot_spectra(scored: Sequence, path: Path) -> bool:
+    """The average log-magnitude spectrum of each test set's real and fake images (up to 256 each, centre crops of
+    at most 128 px): a generator's periodic fingerprint shows as peaks. ``False`` when no set has images that large."""
+    from fakescope.media.spectrum import mean_log_spectrum
+
+    rows = []
+    for sc in scored:
+        paths = np.asarray(sc.paths, dtype=object)
+        pair = [mean_log_spectrum(list(paths[sc.labels == k])) for k in (0, 1)]
+        if any(p is not None for p in pair):
+            rows.append((sc.name, pair))
+    if not rows:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), 2, figsize=(4.4, 2.2 * len(rows)), squeeze=False)
+    for (name, pair), row in zip(rows, axes):
+        for spec, ax, kind in zip(pair, row, ("real", "fake")):
+            if spec is not None:
+                ax.imshow(spec, cmap="magma")
+            ax.set_title(f"{name}: {kind}", fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def plot_robustness(kind: str, rows: list[dict[str, Any]], path: Path, metric: str = "auc") -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -166,6 +193,7 @@ def write_report(results: dict[str, Any], scored: Sequence, out: Path) -> None:
 
     plot_roc(scored, plots / "roc.png")
     plot_reliability(scored, plots / "reliability.png")
+    spectra = plot_spectra(scored, plots / "spectra.png")
     hist_files = []
     for sc in scored:
         f = plots / f"hist_{safe_name(sc.name)}.png"
@@ -215,6 +243,9 @@ threshold {results['threshold']}. Scores are P(fake); label 1 = fake.</p>
 <h2>Calibration</h2><p>Per bin of predicted P(fake), the fraction of samples that are fake (ECE: expected
 calibration error, 15 bins).</p><img src="plots/reliability.png" alt="reliability diagram">
 <h2>Score histograms</h2>{hist_html}
+{'<h2>Average spectra</h2><p>Log-magnitude Fourier spectrum averaged over each set&#39;s real and fake images '
+ '(centre crops of at most 128 px): periodic generator fingerprints show as peaks.</p>'
+ '<img src="plots/spectra.png" alt="average spectra">' if spectra else ''}
 {"<h2>Robustness</h2>" + "".join(rob_html) if rob_html else ""}
 {skipped_html}
 </body></html>

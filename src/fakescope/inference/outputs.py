@@ -255,7 +255,7 @@ def parquet_schema():
              "operating_point": s, "threshold_source": s, "faces_found": i64,
              "frame_scores": pa.list_(f64), "frame_indices": pa.list_(i64), "frame_times": pa.list_(f64),
              "clip_scores": pa.list_(f64), "model": s, "model_version": s, "backend": s,
-             "demonstration": pa.bool_(), "error": s, "seconds": f64}
+             "demonstration": pa.bool_(), "error": s, "seconds": f64, "explanation": pa.list_(s)}
     return pa.schema([(k, types[k]) for k in RECORD_FIELDS])
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -49,6 +50,7 @@ from fakescope.inference.records import RECORD_FIELDS
 from fakescope.metrics.calibration import OPERATING_POINTS, TARGET_FPR, apply_temperature
 from fakescope.media.video import FrameStream, VideoReadError, even_indices, probe
 from fakescope.preprocess import VIDEO_FRAMES, FaceCropConfig
+from fakescope.utils.paths import safe_name
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class InferenceOptions:
     (the checkpoint's, else ``prepare``'s default), ``off`` scores whole images. ``num_frames``: frames sampled
     from a video for image detectors. ``max_clips``: clips scored per video for clip detectors.
     ``face_detector_weights``: the face detector's weights file or folder, where they are not installed.
+    ``explain``: a folder where each scored input gets a Grad-CAM overlay PNG (the model input, its highest
+    scoring frame for a video) and, for a video, its score timeline; the record's ``explanation`` lists them.
     """
 
     threshold: float = 0.5
@@ -71,6 +75,7 @@ class InferenceOptions:
     num_frames: int = VIDEO_FRAMES  # as prepare samples them, so detect scores the frames it cropped
     max_clips: int = 4
     face_detector_weights: str | None = None
+    explain: str | None = None
 
     def check(self) -> None:
         if not 0.0 <= float(self.threshold) <= 1.0:
@@ -181,6 +186,11 @@ class Detector:
             face = None
         self.face: FaceCropConfig | None = face
         # a missing face detector is a setup problem: say so now, not once per file
+        self.explain = None if opt.explain is None else Path(opt.explain)
+        if self.explain is not None:
+            if backend != "torch":
+                raise ConfigError("explanations (Grad-CAM) need the PyTorch backend, not onnx")
+            self.explain.mkdir(parents=True, exist_ok=True)
         self.face_pipeline = None if face is None else FacePipeline(
             face, weights=opt.face_detector_weights, device=device if backend == "torch" else "cpu")
 
@@ -469,12 +479,35 @@ class Detector:
                     rec["error"] = f"{rec['path']}: {failure}"
                 else:
                     self._fill_scores(job, flat[offset:offset + n])
+                    if self.explain is not None and rec["error"] is None:
+                        self._explain(job, flat[offset:offset + n])
                 offset += n
             rec["seconds"] = round(time.perf_counter() - job.started, 4)
             if job.details is not None:
                 rec["details"] = job.details
             job.inputs = None
             yield rec
+
+    def _explain(self, job: _Job, scores: list[float]) -> None:
+        """Write the Grad-CAM overlay of the job's highest-scoring model input (and a video's timeline)."""
+        from fakescope.inference.visual import cam_overlay, score_timeline
+        from fakescope.models.explain import grad_cam
+
+        rec = job.record
+        stem = self.explain / safe_name(rec["path"])
+        written = []
+        try:
+            if self.modality != "clip":
+                best = int(np.argmax(scores))
+                cam = grad_cam(self.model, job.inputs[best:best + 1].to(self.device))[0].cpu().numpy()
+                cam_overlay(job.inputs[best].permute(1, 2, 0).numpy(), cam).save(f"{stem}.cam.png")
+                written.append(f"{stem}.cam.png")
+            if rec["kind"] == "video":
+                score_timeline(rec, self.threshold).save(f"{stem}.timeline.png")
+                written.append(f"{stem}.timeline.png")
+        except Exception as exc:  # an explanation that cannot be made never costs the score
+            written.append(f"(no explanation: {type(exc).__name__}: {exc})")
+        rec["explanation"] = written
 
     def _fill_scores(self, job: _Job, scores: list[float]) -> None:
         rec = job.record

@@ -9,7 +9,7 @@ from typing import Any
 # calibration); operating_point: how the threshold was chosen (fixed, eer, fpr1, fpr5) and threshold_source: on what
 RECORD_FIELDS = ("path", "kind", "score", "calibrated_score", "label", "threshold", "operating_point",
                  "threshold_source", "faces_found", "frame_scores", "frame_indices", "frame_times", "clip_scores",
-                 "model", "model_version", "backend", "demonstration", "error", "seconds")
+                 "model", "model_version", "backend", "demonstration", "error", "seconds", "explanation")
 
 
 def csv_row(rec: dict[str, Any]) -> dict[str, Any]:

@@ -1,26 +1,46 @@
-"""Pictures for the web page: the log-magnitude spectrum of an image."""
+"""Pictures for the web page and ``detect --explain``: the log-magnitude spectrum of an image, Grad-CAM overlays
+and a video's score timeline."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from fakescope.media.image import array_to_pil
+from fakescope.media.spectrum import log_spectrum  # noqa: F401  (re-exported: the web page's spectrum)
 
 
-def log_spectrum(image: Image.Image | np.ndarray, max_side: int = 512) -> np.ndarray:
-    """Log-magnitude Fourier spectrum of the image's luminance, centred, scaled to uint8 ``[H, W]``.
+def cam_overlay(pixels: np.ndarray, cam: np.ndarray, min_side: int = 256, alpha: float = 0.45) -> Image.Image:
+    """The model input (uint8 ``[H, W, 3]``) with its heatmap (``[H, W]`` in [0, 1]) in the jet colours over it,
+    enlarged to at least ``min_side`` pixels."""
+    from matplotlib import colormaps
 
-    The centre crop of at most ``max_side`` pixels is used (generator fingerprints are local and periodic,
-    and the crop keeps this cheap); a Hann window keeps the image border from drawing a cross.
-    """
-    img = image if isinstance(image, Image.Image) else array_to_pil(image)
-    g = np.asarray(img.convert("L"), dtype=np.float64)
-    h, w = g.shape
-    s_h, s_w = min(h, max_side), min(w, max_side)
-    top, left = (h - s_h) // 2, (w - s_w) // 2
-    g = g[top:top + s_h, left:left + s_w]
-    g = (g - g.mean()) * np.outer(np.hanning(s_h), np.hanning(s_w))
-    mag = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(g))))
-    lo, hi = np.percentile(mag, 1), np.percentile(mag, 99.9)
-    return np.clip((mag - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
+    heat = colormaps["jet"](np.clip(cam, 0, 1))[..., :3] * 255
+    out = (1 - alpha) * pixels.astype(np.float64) + alpha * heat
+    img = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+    scale = max(1, -(-min_side // min(img.size)))
+    return img.resize((img.size[0] * scale, img.size[1] * scale), Image.Resampling.NEAREST)
+
+
+def score_timeline(record: dict, threshold: float) -> Image.Image:
+    """A video record's per-frame (and per-clip) scores over time, with the threshold, as an image."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = record.get("frame_times") or record.get("frame_indices") or []
+    y = [np.nan if v is None else v for v in (record.get("frame_scores") or [])]
+    fig, ax = plt.subplots(figsize=(6, 2.4))
+    ax.plot(x[:len(y)], y, marker="o", ms=3, lw=1.2, label="frame score")
+    ax.axhline(threshold, color="#c33", lw=1, ls="--", label=f"threshold {threshold:g}")
+    ax.set(xlabel="time (s)" if record.get("frame_times") else "frame", ylabel="P(fake)", ylim=(-0.02, 1.02),
+           title=f"score {record.get('score')}")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")

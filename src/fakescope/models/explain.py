@@ -3,9 +3,11 @@
 Grad-CAM (Selvaraju et al., ICCV 2017): with ``A`` the activations of a convolutional layer (``[C, h, w]``) and
 ``y`` the fake logit, the map is ``ReLU(sum_c w_c A_c)`` with ``w_c`` the spatial mean of ``dy/dA_c``
 (their Eq. 1-2), upsampled to the input and scaled to [0, 1] per image. The layer is the model's
-``cam_layer`` (a dotted module name) where it names one, else its last ``Conv2d`` whose output is still a
-spatial map (for SFCL-HCMF, the last convolution of the spatial stream; for CNNDetection, NPR,
-EfficientNet-B4 and Xception, the last convolution of the backbone).
+``cam_layer`` (a dotted module name) where it names one, else the last ``Conv2d`` the forward pass runs whose
+output is still a spatial map (for CNNDetection, NPR, EfficientNet-B4 and Xception at their input sizes, the
+last convolution of the backbone). FSSNet's map comes from the last convolution it runs (its fusion), not from
+attention; SFCL-HCMF's from the last convolution of its fusion modules. The CLIP detector (UniversalFakeDetect)
+runs its frozen backbone without gradients and is refused.
 """
 
 from __future__ import annotations
@@ -17,31 +19,39 @@ from torch import Tensor, nn
 from fakescope.errors import ConfigError
 
 
-def cam_layer(model: nn.Module) -> nn.Module:
-    """The layer Grad-CAM reads for ``model``."""
+def cam_layer(model: nn.Module) -> nn.Module | None:
+    """The layer Grad-CAM reads for ``model`` when it names one (``cam_layer``, a dotted module name); ``None``:
+    the last convolution run in the forward pass whose output is still a spatial map."""
     name = getattr(model, "cam_layer", None)
-    if isinstance(name, str):
-        return model.get_submodule(name)
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise ConfigError(f"{type(model).__name__} has no convolution: Grad-CAM needs a convolutional detector")
-    return convs[-1]
+    return model.get_submodule(name) if isinstance(name, str) else None
 
 
 @torch.enable_grad()
 def grad_cam(model, x: Tensor, layer: nn.Module | None = None) -> Tensor:
     """Heatmaps ``[N, H, W]`` in [0, 1] for the model inputs ``x`` (``[N, 3, H, W]`` uint8 or float pixels)."""
     layer = layer or cam_layer(model)
-    store: dict[str, Tensor] = {}
-    hook = layer.register_forward_hook(lambda mod, inp, out: store.__setitem__("a", out))
+    convs = [layer] if layer is not None else [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ConfigError(f"{type(model).__name__} has no convolution: Grad-CAM needs a convolutional detector")
+    seen: list[Tensor] = []  # outputs in the order the forward pass ran them
+
+    def keep(mod, inp, out) -> None:
+        if isinstance(out, Tensor) and out.dim() == 4 and min(out.shape[-2:]) >= 2:
+            seen.append(out)
+
+    hooks = [m.register_forward_hook(keep) for m in convs]
     try:
-        logits = model(model.normalize(x)).reshape(len(x), -1)[:, 0]
+        xin = model.normalize(x).detach().requires_grad_(True)  # a graph also through frozen backbones
+        logits = model(xin).reshape(len(x), -1)[:, 0]
     finally:
-        hook.remove()
-    acts = store.get("a")
-    if acts is None or acts.dim() != 4 or min(acts.shape[-2:]) < 2:
-        raise ConfigError(f"{type(model).__name__}: the Grad-CAM layer gives no spatial map "
-                          f"({None if acts is None else tuple(acts.shape)})")
+        for h in hooks:
+            h.remove()
+    if not seen:
+        raise ConfigError(f"{type(model).__name__}: no convolution gives a spatial map at this input size")
+    acts = seen[-1]
+    if not (acts.requires_grad and logits.requires_grad):
+        raise ConfigError(f"{type(model).__name__}: no gradient reaches its convolutions (a backbone run without "
+                          "gradients): Grad-CAM cannot explain it")
     grads = torch.autograd.grad(logits.sum(), acts)[0]
     weights = grads.mean(dim=(2, 3), keepdim=True)  # Eq. 1: w_c = mean over the map of dy/dA_c
     cam = F.relu((weights * acts).sum(dim=1, keepdim=True))  # Eq. 2
