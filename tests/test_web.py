@@ -183,3 +183,35 @@ def test_web_page_says_when_the_model_is_a_demonstration(browser, media, tmp_pat
             if demo:
                 assert "Demonstration model" in banner.text and "synthetic data" in banner.text
                 browser.save_screenshot(str(_shots(tmp_path) / "web_demo_banner.png"))
+
+
+def test_web_page_shows_provenance_operating_point_and_where_it_looked(browser, tmp_path):
+    """A calibrated checkpoint at its 5%-FPR operating point scores an image with a signed C2PA manifest: the page
+    shows the manifest (apart from the score), the threshold and the data that chose it, and the Grad-CAM
+    overlay."""
+    pytest.importorskip("c2pa", reason="pip install c2pa-python (the provenance extra)")
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    from c2pa_signing import sign_image
+
+    ck = make_checkpoint(tmp_path / "ck", "simple_cnn_tiny")
+    config = json.loads((ck / "config.json").read_text())  # what fakescope calibrate writes (values made up)
+    config["calibration"] = {"temperature": 2.0, "thresholds": {"eer": 0.5, "fpr1": 0.6, "fpr5": 0.55},
+                             "data": "web-test val", "n": 200, "n_real": 100, "n_fake": 100, "fitted": "today"}
+    (ck / "config.json").write_text(json.dumps(config))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        tmp_path / "a.jpg", quality=90)
+    signed = sign_image(tmp_path / "a.jpg", tmp_path / "signed.jpg")
+    det = Detector.from_pretrained(ck, device="cpu", operating_point="fpr5")
+    with LiveServer(create_app(det, ServeSettings(max_upload_mb=5))) as url:
+        assert _upload(browser, url, signed) == "done"
+        prov = browser.find_element(By.ID, "provenance").text
+        assert "C2PA manifest (Valid" in prov and "trainedAlgorithmicMedia" in prov and "fakescope-test" in prov
+        op = browser.find_element(By.ID, "operating-point").text
+        assert "threshold 0.55" in op and "fpr5" in op and "web-test val" in op and "calibrated P(fake)" in op
+        assert browser.find_element(By.ID, "cam-fig").is_displayed() and _image_loaded(browser, "cam")
+        browser.save_screenshot(str(_shots(tmp_path) / "web_evidence.png"))

@@ -239,7 +239,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _inference_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"threshold": args.threshold, "operating_point": args.operating_point, "batch_size": args.batch_size,
+    return {"threshold": args.threshold, "operating_point": args.operating_point, "provenance": args.provenance,
+            "batch_size": args.batch_size,
             "faces": args.faces,
             "num_frames": args.num_frames, "max_clips": args.max_clips}
 

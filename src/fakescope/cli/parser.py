@@ -223,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                             "(image detectors)")
         s.add_argument("--max-clips", type=int, **d(I, "max_clips"), help="clips scored per video (clip detectors)")
         s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+        s.add_argument("--no-provenance", dest="provenance", action="store_false",
+                       help="do not read C2PA manifests and generator metadata into the records' provenance")
         s.add_argument("--weights-file", help="a pretrained name's official weights file, downloaded by hand "
                                               "(checked like a download)")
         pixel_budget(s)

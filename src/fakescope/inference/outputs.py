@@ -127,7 +127,10 @@ def read_records(path: str | os.PathLike, fmt: str | None = None) -> Iterator[di
     if fmt == "parquet":
         pq = _pyarrow()
         for shard in parquet_shards(path):
-            yield from pq.read_table(shard).to_pylist()
+            for rec in pq.read_table(shard).to_pylist():
+                if isinstance(rec.get("provenance"), str):  # stored as JSON text
+                    rec["provenance"] = json.loads(rec["provenance"])
+                yield rec
         return
     if not path.exists():
         return
@@ -215,7 +218,7 @@ class Output:
 
     def write(self, rec: dict[str, Any]) -> None:
         if self.fmt == "parquet":
-            self._rows.append({k: clean_text(v) if isinstance(v, str) else v
+            self._rows.append({k: clean_text(v) if isinstance(v, str) else json.dumps(v) if isinstance(v, dict) else v
                                for k, v in ((k, rec.get(k)) for k in RECORD_FIELDS)})
             if len(self._rows) >= PARQUET_ROWS:
                 self._flush_parquet()
@@ -255,7 +258,8 @@ def parquet_schema():
              "operating_point": s, "threshold_source": s, "faces_found": i64,
              "frame_scores": pa.list_(f64), "frame_indices": pa.list_(i64), "frame_times": pa.list_(f64),
              "clip_scores": pa.list_(f64), "model": s, "model_version": s, "backend": s,
-             "demonstration": pa.bool_(), "error": s, "seconds": f64, "explanation": pa.list_(s)}
+             "demonstration": pa.bool_(), "error": s, "seconds": f64, "explanation": pa.list_(s),
+             "provenance": s}  # JSON text
     return pa.schema([(k, types[k]) for k in RECORD_FIELDS])
 
 

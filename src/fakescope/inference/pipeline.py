@@ -48,6 +48,7 @@ from fakescope.inference.backends import load_model
 from fakescope.inference.inputs import Missing, decode_input, describe, iter_inputs
 from fakescope.inference.records import RECORD_FIELDS
 from fakescope.metrics.calibration import OPERATING_POINTS, TARGET_FPR, apply_temperature
+from fakescope.media.provenance import read_provenance
 from fakescope.media.video import FrameStream, VideoReadError, even_indices, probe
 from fakescope.preprocess import VIDEO_FRAMES, FaceCropConfig
 from fakescope.utils.paths import safe_name
@@ -66,6 +67,8 @@ class InferenceOptions:
     ``face_detector_weights``: the face detector's weights file or folder, where they are not installed.
     ``explain``: a folder where each scored input gets a Grad-CAM overlay PNG (the model input, its highest
     scoring frame for a video) and, for a video, its score timeline; the record's ``explanation`` lists them.
+    ``provenance``: read what each file says of its origin into the record's ``provenance``
+    (:mod:`fakescope.media.provenance`); the service reads it from the upload.
     """
 
     threshold: float = 0.5
@@ -76,6 +79,7 @@ class InferenceOptions:
     max_clips: int = 4
     face_detector_weights: str | None = None
     explain: str | None = None
+    provenance: bool = True
 
     def check(self) -> None:
         if not 0.0 <= float(self.threshold) <= 1.0:
@@ -186,6 +190,7 @@ class Detector:
             face = None
         self.face: FaceCropConfig | None = face
         # a missing face detector is a setup problem: say so now, not once per file
+        self.provenance = bool(opt.provenance)
         self.explain = None if opt.explain is None else Path(opt.explain)
         if self.explain is not None:
             if backend != "torch":
@@ -316,6 +321,11 @@ class Detector:
             job.record.update(extra)
         try:
             kind, payload = decode_input(x, path)
+            if self.provenance and isinstance(x, (str, os.PathLike)):
+                try:
+                    job.record["provenance"] = read_provenance(x)
+                except Exception as exc:  # metadata that cannot be read never costs the score
+                    job.record["provenance"] = {"found": False, "summary": f"not read ({type(exc).__name__}: {exc})"}
             if details:
                 job.details = {"input": None, "faces": []}
             if kind == "image":
@@ -481,6 +491,8 @@ class Detector:
                     self._fill_scores(job, flat[offset:offset + n])
                     if self.explain is not None and rec["error"] is None:
                         self._explain(job, flat[offset:offset + n])
+                    if job.details is not None and rec["error"] is None:
+                        job.details["cam"] = self._cam_picture(job, flat[offset:offset + n])
                 offset += n
             rec["seconds"] = round(time.perf_counter() - job.started, 4)
             if job.details is not None:
@@ -488,19 +500,34 @@ class Detector:
             job.inputs = None
             yield rec
 
+    def _cam_picture(self, job: _Job, scores: list[float]) -> Image.Image | None:
+        """The Grad-CAM overlay of the job's highest-scoring model input; ``None`` where there is none (clip
+        models, the ONNX backend, a model Grad-CAM cannot explain)."""
+        from fakescope.inference.visual import cam_overlay
+        from fakescope.models.explain import grad_cam
+
+        if self.modality == "clip" or self.backend != "torch":
+            return None
+        best = int(np.argmax(scores))
+        try:
+            cam = grad_cam(self.model, job.inputs[best:best + 1].to(self.device))[0].cpu().numpy()
+        except ConfigError:
+            return None
+        return cam_overlay(job.inputs[best].permute(1, 2, 0).numpy(), cam)
+
     def _explain(self, job: _Job, scores: list[float]) -> None:
         """Write the Grad-CAM overlay of the job's highest-scoring model input (and a video's timeline)."""
-        from fakescope.inference.visual import cam_overlay, score_timeline
-        from fakescope.models.explain import grad_cam
+        from fakescope.inference.visual import score_timeline
 
         rec = job.record
         stem = self.explain / safe_name(rec["path"])
         written = []
         try:
             if self.modality != "clip":
-                best = int(np.argmax(scores))
-                cam = grad_cam(self.model, job.inputs[best:best + 1].to(self.device))[0].cpu().numpy()
-                cam_overlay(job.inputs[best].permute(1, 2, 0).numpy(), cam).save(f"{stem}.cam.png")
+                picture = self._cam_picture(job, scores)
+                if picture is None:
+                    raise ConfigError(f"Grad-CAM cannot explain {self.name}")
+                picture.save(f"{stem}.cam.png")
                 written.append(f"{stem}.cam.png")
             if rec["kind"] == "video":
                 score_timeline(rec, self.threshold).save(f"{stem}.timeline.png")

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 # score: the model's P(fake); calibrated_score: the same after the checkpoint's temperature scaling (null without
-# calibration); operating_point: how the threshold was chosen (fixed, eer, fpr1, fpr5) and threshold_source: on what
+# calibration); operating_point: how the threshold was chosen (fixed, eer, fpr1, fpr5) and threshold_source: on what;
+# provenance: what the file says of its origin (C2PA, XMP, generator metadata, camera), apart from the score
 RECORD_FIELDS = ("path", "kind", "score", "calibrated_score", "label", "threshold", "operating_point",
                  "threshold_source", "faces_found", "frame_scores", "frame_indices", "frame_times", "clip_scores",
-                 "model", "model_version", "backend", "demonstration", "error", "seconds", "explanation")
+                 "model", "model_version", "backend", "demonstration", "error", "seconds", "explanation", "provenance")
 
 
 def csv_row(rec: dict[str, Any]) -> dict[str, Any]:

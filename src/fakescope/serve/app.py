@@ -210,13 +210,14 @@ def png_data_url(arr: np.ndarray | Image.Image, max_side: int = 320) -> str:
 def _web_details(details: dict[str, Any] | None, limit: int) -> dict[str, Any]:
     from fakescope.inference.visual import log_spectrum
 
-    out: dict[str, Any] = {"input_png": None, "spectrum_png": None, "face_pngs": []}
+    out: dict[str, Any] = {"input_png": None, "spectrum_png": None, "face_pngs": [], "cam_png": None}
     if not details:
         return out
     if details.get("input") is not None:
         out["input_png"] = png_data_url(details["input"])
         out["spectrum_png"] = png_data_url(log_spectrum(details["input"]))
     out["face_pngs"] = [png_data_url(f, 128) for f in details.get("faces", [])[:limit]]
+    out["cam_png"] = None if details.get("cam") is None else png_data_url(details["cam"])
     return out
 
 
@@ -312,6 +313,10 @@ def create_app(detector, settings: ServeSettings | None = None):
         kind, obj = sniff(data)
         try:
             record = detector.predict(obj, name=filename, details=details)
+            if getattr(detector, "provenance", False):  # from the upload's bytes (the decoded image has lost them)
+                from fakescope.media.provenance import read_provenance
+
+                record["provenance"] = read_provenance(data)
         finally:
             if kind == "video":
                 os.unlink(obj)
