@@ -99,3 +99,32 @@ def test_a_sets_average_spectrum_shows_a_periodic_fingerprint_as_peaks(tmp_path)
     assert spec.shape == (64, 64)
     peak = spec[32, 32 + 16]
     assert peak >= 250 and peak > spec[32 + 10, 32 + 16] + 50  # the fingerprint stands out of the noise floor
+
+
+def test_fssnet_is_explained_by_the_attention_its_forward_pass_uses(monkeypatch):
+    """FSSNet's map is SBCA's spatial-to-frequency attention (eq. 6): the weights that the forward pass's own
+    softmax(Q K^T / sqrt(d)) gives, averaged over heads and queries."""
+    import fakescope.models.fssnet as fss
+    from fakescope.models.explain import explain
+
+    torch.manual_seed(0)
+    model = create_model("fssnet_tiny").eval()
+    seen = []
+    real_sdpa = fss.F.scaled_dot_product_attention
+
+    def spy(q, k, v, *a, **kw):
+        if q.shape[-2] == 4:  # SBCA's 2 x 2 patch grid (the DINOv2 blocks also have the CLS token: 5)
+            seen.append(torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1))
+        return real_sdpa(q, k, v, *a, **kw)
+
+    monkeypatch.setattr(fss.F, "scaled_dot_product_attention", spy)
+    x = torch.randint(0, 255, (3, 3, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        model(model.normalize(x))
+    monkeypatch.undo()
+    assert len(seen) == 2  # s2f (eq. 6, spatial queries) runs first, then f2s (eq. 7)
+    expected = seen[0].mean(dim=(1, 2)).reshape(3, 2, 2)
+    got = model.attention_map(model.normalize(x))
+    assert torch.allclose(got, expected, atol=1e-6) and torch.allclose(got.sum(dim=(1, 2)), torch.ones(3))
+    heat = explain(model, x)
+    assert heat.shape == (3, 28, 28) and float(heat.min()) == 0.0 and float(heat.max()) == 1.0

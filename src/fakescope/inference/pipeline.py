@@ -501,16 +501,16 @@ class Detector:
             yield rec
 
     def _cam_picture(self, job: _Job, scores: list[float]) -> Image.Image | None:
-        """The Grad-CAM overlay of the job's highest-scoring model input; ``None`` where there is none (clip
-        models, the ONNX backend, a model Grad-CAM cannot explain)."""
+        """The heatmap overlay of the job's highest-scoring model input (Grad-CAM; FSSNet: its SBCA attention);
+        ``None`` where there is none (clip models, the ONNX backend, a model that cannot be explained)."""
         from fakescope.inference.visual import cam_overlay
-        from fakescope.models.explain import grad_cam
+        from fakescope.models.explain import explain
 
         if self.modality == "clip" or self.backend != "torch":
             return None
         best = int(np.argmax(scores))
         try:
-            cam = grad_cam(self.model, job.inputs[best:best + 1].to(self.device))[0].cpu().numpy()
+            cam = explain(self.model, job.inputs[best:best + 1].to(self.device))[0].cpu().numpy()
         except ConfigError:
             return None
         return cam_overlay(job.inputs[best].permute(1, 2, 0).numpy(), cam)

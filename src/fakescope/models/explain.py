@@ -5,8 +5,9 @@ Grad-CAM (Selvaraju et al., ICCV 2017): with ``A`` the activations of a convolut
 (their Eq. 1-2), upsampled to the input and scaled to [0, 1] per image. The layer is the model's
 ``cam_layer`` (a dotted module name) where it names one, else the last ``Conv2d`` the forward pass runs whose
 output is still a spatial map (for CNNDetection, NPR, EfficientNet-B4 and Xception at their input sizes, the
-last convolution of the backbone). FSSNet's map comes from the last convolution it runs (its fusion), not from
-attention; SFCL-HCMF's from the last convolution of its fusion modules. The CLIP detector (UniversalFakeDetect)
+last convolution of the backbone). SFCL-HCMF's map comes from the last convolution of its fusion modules. FSSNet is
+explained by its own attention instead (:func:`explain`): where SBCA's spatial queries looked in the frequency
+stream (``FSSNet.attention_map``). The CLIP detector (UniversalFakeDetect)
 runs its frozen backbone without gradients and is refused.
 """
 
@@ -58,3 +59,18 @@ def grad_cam(model, x: Tensor, layer: nn.Module | None = None) -> Tensor:
     cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
     peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
     return (cam / peak).detach()
+
+
+def explain(model, x: Tensor) -> Tensor:
+    """Heatmaps ``[N, H, W]`` in [0, 1]: the model's own attention map where it has one (FSSNet's SBCA),
+    upsampled to the input; else :func:`grad_cam`."""
+    if hasattr(model, "attention_map"):
+        try:
+            att = model.attention_map(model.normalize(x))
+        except ValueError:  # an ablation without SBCA
+            return grad_cam(model, x)
+        att = F.interpolate(att[:, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
+        lo = att.flatten(1).amin(dim=1)[:, None, None]
+        span = (att.flatten(1).amax(dim=1)[:, None, None] - lo).clamp_min(1e-12)
+        return ((att - lo) / span).detach()
+    return grad_cam(model, x)

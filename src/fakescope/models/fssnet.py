@@ -381,6 +381,25 @@ class FSSNet(DetectorModel):
             return self.aff(f_rgb, f_freq)                                     # eq. (11): F_final
         return 0.5 * (f_rgb + f_freq)                                          # B9 "w/o AFF"
 
+    @torch.no_grad()
+    def attention_map(self, x: Tensor) -> Tensor:
+        """Where SBCA's spatial queries looked in the frequency stream (eq. 6): ``softmax(Q K^T / sqrt(d))``
+        averaged over heads and queries, a distribution over the patch grid, ``[B, h, w]`` (sums to 1).
+
+        ``x``: normalised pixels, as :meth:`forward` takes them. Needs both streams and SBCA.
+        """
+        if self.cfg.streams != "both" or not self.cfg.sbca:
+            raise ValueError("the SBCA attention map needs both streams and SBCA")
+        f_rgb = self.patch_map(self.backbone_rgb, x)
+        f_freq = self.patch_map(self.backbone_freq, self.frequency_copy(x))
+        att = self.sbca.s2f
+        b, _, h, w = f_rgb.shape
+        d = att.head_dim
+        q = torch.stack([conv(f_rgb) for conv in att.q], dim=1).flatten(3).transpose(-2, -1)  # eq. (8)
+        k = torch.stack([conv(f_freq) for conv in att.kv], dim=1)[:, :, :d].flatten(3).transpose(-2, -1)  # (9)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / d ** 0.5, dim=-1)  # [B, heads, h*w, h*w]
+        return weights.mean(dim=(1, 2)).reshape(b, h, w)
+
     def forward_features(self, x: Tensor) -> Tensor:
         """``F_final`` pooled over positions (B5: average or max), ``[B, D]`` (D = backbone width)."""
         f = self.features(x)
