@@ -194,9 +194,24 @@ def test_face_model_scores_the_face_crop_of_a_real_photo(tmp_path, media):
     face = max(mtcnn.detect([frame])[0], key=lambda f: f.area)
     crop = crop_box(frame, face.box, size=256, margin=1.3)
     assert rec["score"] == pytest.approx(reference_score(det, Image.fromarray(crop)), abs=1e-5)
+    assert rec["face_boxes"] == [[0.0] + [round(float(v), 1) for v in face.box]]  # the face scored, as found
     assert len(rec["details"]["faces"]) == 1 and rec["details"]["faces"][0].shape == (256, 256, 3)
     # the crop holds the face: MTCNN finds it again inside the crop
     assert mtcnn.detect([rec["details"]["faces"][0]])[0]
+
+
+@needs_mtcnn
+def test_explain_draws_the_scored_face_on_the_photo(tmp_path, media):
+    ck = make_checkpoint(tmp_path / "sfcl", "sfcl_hcmf_tiny")
+    det = Detector.from_pretrained(ck, device="cpu", explain=str(tmp_path / "ex"))
+    rec = det.predict(str(media["face"]))
+    cam, faces = rec["explanation"]
+    assert cam.endswith(".cam.png") and faces.endswith(".faces.png")
+    drawn = np.asarray(Image.open(faces).convert("RGB")).astype(int)
+    x1, y1, x2, y2 = (round(v) for v in rec["face_boxes"][0][1:])
+    assert drawn.shape[:2] == np.asarray(Image.open(media["face"])).shape[:2]  # small photo: not resized
+    edge = drawn[y1, x1 + 2:x2 - 2]  # the box's top edge is drawn in red
+    assert (edge[:, 0] > 200).mean() > 0.9 and (edge[:, 1] < 80).mean() > 0.9
 
 
 @needs_mtcnn

@@ -255,7 +255,7 @@ def parquet_schema():
 
     f64, i64, s = pa.float64(), pa.int64(), pa.string()
     types = {"path": s, "kind": s, "score": f64, "calibrated_score": f64, "label": s, "threshold": f64,
-             "operating_point": s, "threshold_source": s, "faces_found": i64,
+             "operating_point": s, "threshold_source": s, "faces_found": i64, "face_boxes": pa.list_(pa.list_(f64)),
              "frame_scores": pa.list_(f64), "frame_indices": pa.list_(i64), "frame_times": pa.list_(f64),
              "clip_scores": pa.list_(f64), "model": s, "model_version": s, "backend": s,
              "demonstration": pa.bool_(), "error": s, "seconds": f64, "explanation": pa.list_(s),

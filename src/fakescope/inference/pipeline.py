@@ -354,6 +354,7 @@ class Detector:
             if not result.frames_with_face:
                 raise DataError(f"{path}: no face found (this detector scores face crops)")
             crop = result.faces[0][0].crop  # the main face (track 0)
+            job.record["face_boxes"] = [_box(result.faces[0][0])]
             self._keep_face(job, crop)
             img = Image.fromarray(crop)
         job.inputs = self._pre(img).unsqueeze(0)
@@ -412,6 +413,7 @@ class Detector:
             result = faces.finish()
             job.n_frames = len(result.indices)
             job.record["faces_found"] = result.found
+            job.record["face_boxes"] = [_box(f[0]) for f in result.faces if f]
             for frame_faces in result.faces:  # the video's main face in every frame, as prepare crops it
                 if frame_faces:
                     main = frame_faces[0]
@@ -429,7 +431,7 @@ class Detector:
         total = len(video) if isinstance(video, list) else probe(video).num_frames
         indices: list[int] = []
         times: list[float] = []
-        tensors, owners, faces_found = [], [], 0
+        tensors, owners, faces_found, boxes = [], [], 0, []
         for start in _windows(total, t, self.max_clips):
             clip_job = _Job(self._new_record(path), 0.0)
             frames = list(self._frames(clip_job, video, t, start=start))
@@ -446,6 +448,7 @@ class Detector:
                 if chosen is None:
                     continue  # no face anywhere in this clip
                 pixels = [self.face_pipeline.crop(frame, face) for frame, face in zip(pixels, chosen)]
+                boxes += [[float(i)] + [round(float(v), 1) for v in face.box] for (i, _), face in zip(frames, chosen)]
                 for crop in pixels:
                     self._keep_face(job, crop)
             pil = [Image.fromarray(f) for f in pixels]
@@ -456,6 +459,7 @@ class Detector:
         job.record.update(frame_indices=indices, frame_times=times or None)
         if self.face_pipeline is not None:
             job.record["faces_found"] = faces_found
+            job.record["face_boxes"] = boxes
         if not tensors:
             raise DataError(f"{path}: no face found in the {len(indices)} frames read (this detector scores "
                             "face crops)")
@@ -532,6 +536,11 @@ class Detector:
             if rec["kind"] == "video":
                 score_timeline(rec, self.threshold).save(f"{stem}.timeline.png")
                 written.append(f"{stem}.timeline.png")
+            elif rec.get("face_boxes") and os.path.isfile(rec["path"]):  # the face scored, on the image
+                from fakescope.inference.visual import draw_boxes
+
+                draw_boxes(rec["path"], [b[1:] for b in rec["face_boxes"]]).save(f"{stem}.faces.png")
+                written.append(f"{stem}.faces.png")
         except Exception as exc:  # an explanation that cannot be made never costs the score
             written.append(f"(no explanation: {type(exc).__name__}: {exc})")
         rec["explanation"] = written
@@ -571,6 +580,11 @@ def _threshold(opt: InferenceOptions, calibration: dict | None, source: str) -> 
                 f"{what} on {c['data']} ({c['n_real']} real, {c['n_fake']} fake; {c.get('fitted', '')})")
     value = float(op) if op is not None else float(opt.threshold)
     return value, "fixed", "fixed threshold"
+
+
+def _box(crop) -> list[float]:
+    """``[frame index, x1, y1, x2, y2]`` of a scored face, in the frame's pixels."""
+    return [float(crop.index)] + [round(float(v), 1) for v in crop.face.box]
 
 
 def _message(exc: Exception, path: str) -> str:

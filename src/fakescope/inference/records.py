@@ -7,9 +7,10 @@ from typing import Any
 
 # score: the model's P(fake); calibrated_score: the same after the checkpoint's temperature scaling (null without
 # calibration); operating_point: how the threshold was chosen (fixed, eer, fpr1, fpr5) and threshold_source: on what;
+# face_boxes: the faces scored, [frame index, x1, y1, x2, y2] in the frame's pixels (face-stage models);
 # provenance: what the file says of its origin (C2PA, XMP, generator metadata, camera), apart from the score
 RECORD_FIELDS = ("path", "kind", "score", "calibrated_score", "label", "threshold", "operating_point",
-                 "threshold_source", "faces_found", "frame_scores", "frame_indices", "frame_times", "clip_scores",
+                 "threshold_source", "faces_found", "face_boxes", "frame_scores", "frame_indices", "frame_times", "clip_scores",
                  "model", "model_version", "backend", "demonstration", "error", "seconds", "explanation", "provenance")
 
 

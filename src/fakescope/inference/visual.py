@@ -44,3 +44,18 @@ def score_timeline(record: dict, threshold: float) -> Image.Image:
     plt.close(fig)
     buf.seek(0)
     return Image.open(buf).convert("RGB")
+
+
+def draw_boxes(path: str, boxes: list[list[float]], max_side: int = 640) -> Image.Image:
+    """The image at ``path`` with ``boxes`` (``x1, y1, x2, y2`` in its pixels) drawn, at most ``max_side``."""
+    from PIL import ImageDraw
+
+    from fakescope.media.image import open_image
+
+    img = open_image(path).copy()
+    draw = ImageDraw.Draw(img)
+    width = max(2, round(max(img.size) / 300))
+    for box in boxes:
+        draw.rectangle([float(v) for v in box], outline=(255, 40, 40), width=width)
+    img.thumbnail((max_side, max_side))
+    return img
