@@ -1,5 +1,6 @@
-"""Signing a C2PA manifest in tests: a throw-away ES256 test CA and signer certificate made with
-``cryptography`` at run time (no key is stored in the repository), and ``c2pa-python``'s Builder."""
+"""Signing a C2PA manifest in tests with ``c2pa-python``'s Builder: by default with the test certificate the
+bindings' own tests and examples use (``tests/fixtures/c2pa``, see its SOURCE.md); ``generated=True`` signs with a
+throw-away ES256 test CA made at run time with ``cryptography`` instead."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ from pathlib import Path
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
 
-def make_signer():
-    """A c2pa Signer whose certificate chain is a fresh test CA and an end-entity certificate it issued."""
+FIXTURES = Path(__file__).parent / "fixtures" / "c2pa"
+
+
+def make_signer(generated: bool = False):
+    """A c2pa Signer: the bindings' ES256 test credentials, or (``generated``) a fresh test CA and an end-entity
+    certificate it issued."""
     import c2pa
+
+    if not generated:
+        return c2pa.Signer.from_info(c2pa.C2paSignerInfo(
+            alg=b"es256", sign_cert=(FIXTURES / "es256_certs.pem").read_bytes(),
+            private_key=(FIXTURES / "es256_private.key").read_bytes(), ta_url=None))
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -50,7 +60,8 @@ def make_signer():
     return c2pa.Signer.from_info(c2pa.C2paSignerInfo(alg=b"es256", sign_cert=chain, private_key=key, ta_url=None))
 
 
-def sign_image(src: Path, dest: Path, source_type: str = TRAINED, generator: str = "fakescope-test") -> Path:
+def sign_image(src: Path, dest: Path, source_type: str = TRAINED, generator: str = "fakescope-test",
+               generated: bool = False) -> Path:
     """``src`` (a JPEG or PNG) with a signed manifest whose action ``c2pa.created`` has ``source_type``."""
     import c2pa
 
@@ -59,5 +70,5 @@ def sign_image(src: Path, dest: Path, source_type: str = TRAINED, generator: str
                     {"action": "c2pa.created", "digitalSourceType": source_type}]}}]}
     mime = "image/png" if src.suffix.lower() == ".png" else "image/jpeg"
     with open(src, "rb") as s, open(dest, "w+b") as d:
-        c2pa.Builder(json.dumps(manifest)).sign(make_signer(), mime, s, d)
+        c2pa.Builder(json.dumps(manifest)).sign(make_signer(generated), mime, s, d)
     return dest

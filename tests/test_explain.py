@@ -60,6 +60,47 @@ def test_the_heatmap_peaks_inside_the_re_synthesised_rectangle():
     assert inside >= 0.8 and inside > 3 * chance, (inside, chance)  # measured: 0.99
 
 
+def flickering(sampler: CropSampler, n: int, rng, frames: int = 8):
+    """``n`` still clips (a photo crop, light noise per frame) and ``n`` with one ``RECT`` square whose brightness
+    flickers (+-15% on alternate frames): uint8 ``[2n, T, 3, S, S]``, labels, corners of the squares."""
+    base = torch.from_numpy(np.stack([sampler.sample() for _ in range(2 * n)])).permute(0, 3, 1, 2).float() / 255
+    x = base[:, None].repeat(1, frames, 1, 1, 1) + torch.randn(2 * n, frames, 3, SIZE, SIZE) * 0.01
+    gain = torch.tensor([1.15 if t % 2 else 0.85 for t in range(frames)])[:, None, None, None]
+    corners = []
+    for i in range(n, 2 * n):
+        r, c = (rng.integers(0, (SIZE - RECT) // 4 + 1, 2) * 4).tolist()
+        x[i, :, :, r:r + RECT, c:c + RECT] *= gain
+        corners.append((r, c))
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8), torch.cat([torch.zeros(n), torch.ones(n)]), corners
+
+
+def test_the_clip_models_heatmap_peaks_inside_the_flickering_region():
+    """SDR (a clip model) trained briefly to tell flickering clips from still ones: the Grad-CAM of its I3D
+    encoder, averaged over time, peaks inside the flickering square."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    photos = [load_photo(n) for n in ("chelsea", "astronaut", "coffee", "rocket", "flower", "china")]
+    sampler = CropSampler(photos, SIZE, rng)
+    model = create_model("sdr_tiny")
+    assert model.preprocess.clip_len == 8 and model.preprocess.input_size == SIZE
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    x, y, _ = flickering(sampler, 128, rng)
+    for _ in range(20):  # ~30 s on 2 CPU cores
+        model.train()
+        for idx in torch.randperm(len(x)).split(16):
+            loss = model.compute_loss(model.normalize(x[idx]), y[idx]).total
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    xt, _, corners = flickering(sampler, 50, rng)
+    cam = grad_cam(model, xt[50:])
+    peaks = [divmod(int(c.argmax()), SIZE) for c in cam]
+    inside = np.mean([r <= pr < r + RECT and c <= pc < c + RECT for (pr, pc), (r, c) in zip(peaks, corners)])
+    chance = RECT * RECT / SIZE ** 2
+    assert inside >= 0.8 and inside > 3 * chance, (inside, chance)  # measured: 0.98
+
+
 def test_transformer_detectors_without_gradients_are_refused():
     with pytest.raises(ConfigError, match="Grad-CAM"):
         grad_cam(create_model("univfd_tiny").eval(), torch.zeros(1, 3, 32, 32, dtype=torch.uint8))

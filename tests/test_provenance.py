@@ -24,12 +24,14 @@ def photo(path, size=64, seed=0, **save):
     return path
 
 
-def test_a_signed_manifest_is_read_back_and_a_tampered_copy_fails_validation(tmp_path):
-    signed = sign_image(photo(tmp_path / "a.jpg", quality=90), tmp_path / "signed.jpg")
+@pytest.mark.parametrize("generated", [False, True], ids=["bindings-test-certificate", "generated-test-ca"])
+def test_a_signed_manifest_is_read_back_and_a_tampered_copy_fails_validation(tmp_path, generated):
+    signed = sign_image(photo(tmp_path / "a.jpg", quality=90), tmp_path / "signed.jpg", generated=generated)
     p = read_provenance(signed)
     c = p["c2pa"]
     assert p["found"] and c["validation_state"] in ("Valid", "Trusted")
-    assert c["claim_generator"] == ["fakescope-test"] and c["signer"]["common_name"] == "fakescope test signer"
+    signer = "fakescope test signer" if generated else "C2PA Signer"
+    assert c["claim_generator"] == ["fakescope-test"] and c["signer"]["common_name"] == signer
     assert c["actions"] == [{"action": "c2pa.created", "digitalSourceType": TRAINED}]
     assert "trainedAlgorithmicMedia" in p["summary"]
     data = bytearray(signed.read_bytes())

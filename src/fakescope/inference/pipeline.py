@@ -510,14 +510,17 @@ class Detector:
         from fakescope.inference.visual import cam_overlay
         from fakescope.models.explain import explain
 
-        if self.modality == "clip" or self.backend != "torch":
+        if self.backend != "torch":
             return None
         best = int(np.argmax(scores))
         try:
             cam = explain(self.model, job.inputs[best:best + 1].to(self.device))[0].cpu().numpy()
         except ConfigError:
             return None
-        return cam_overlay(job.inputs[best].permute(1, 2, 0).numpy(), cam)
+        pixels = job.inputs[best]
+        if pixels.dim() == 4:  # a clip: the map (averaged over time) over its middle frame
+            pixels = pixels[len(pixels) // 2]
+        return cam_overlay(pixels.permute(1, 2, 0).numpy(), cam)
 
     def _explain(self, job: _Job, scores: list[float]) -> None:
         """Write the Grad-CAM overlay of the job's highest-scoring model input (and a video's timeline)."""
@@ -527,12 +530,11 @@ class Detector:
         stem = self.explain / safe_name(rec["path"])
         written = []
         try:
-            if self.modality != "clip":
-                picture = self._cam_picture(job, scores)
-                if picture is None:
-                    raise ConfigError(f"Grad-CAM cannot explain {self.name}")
-                picture.save(f"{stem}.cam.png")
-                written.append(f"{stem}.cam.png")
+            picture = self._cam_picture(job, scores)
+            if picture is None:
+                raise ConfigError(f"Grad-CAM cannot explain {self.name}")
+            picture.save(f"{stem}.cam.png")
+            written.append(f"{stem}.cam.png")
             if rec["kind"] == "video":
                 score_timeline(rec, self.threshold).save(f"{stem}.timeline.png")
                 written.append(f"{stem}.timeline.png")

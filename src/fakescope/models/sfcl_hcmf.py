@@ -286,6 +286,7 @@ class SFCLHCMF(DetectorModel):
     config_class = SFCLHCMFConfig
     input_domain = "face"  # face crops (FF++, Celeb-DF v2, DFDC): inference detects and crops the face first
     channels, bands = 3, 64
+    cam_layer = "spatial"  # Grad-CAM reads the spatial stream (fakescope.models.explain)
 
     def __init__(self, cfg: SFCLHCMFConfig) -> None:
         super().__init__(cfg)
