@@ -13,12 +13,13 @@ import hashlib
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from fakescope.errors import DataError
+from fakescope.errors import ConfigError, DataError
 from fakescope.inference.records import RECORD_FIELDS, csv_row
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -150,14 +151,18 @@ def _pyarrow():
 class Output:
     """An open ``detect`` output that appends records; :meth:`done` are the paths already in it."""
 
-    def __init__(self, path: str | os.PathLike, fmt: str, *, overwrite: bool = False,
+    def __init__(self, path: str | os.PathLike | None, fmt: str, *, overwrite: bool = False,
                  expect: dict[str, Any] | None = None, fields: tuple[str, ...] = RECORD_FIELDS) -> None:
-        self.path = Path(path)
+        self.path = None if path is None else Path(path)  # None: standard output (nothing to resume)
         self.fields = fields  # JSON lines: the keys written
         self.fmt = fmt
         self.previous = 0  # records found from an earlier run
         paths: list[str] = []
-        if fmt == "parquet":
+        if self.path is None:
+            if fmt == "parquet":
+                raise ConfigError("--format parquet needs --out (a folder of shards)")
+            self._start_text(sys.stdout, header=True)
+        elif fmt == "parquet":
             self._open_parquet(overwrite, paths, expect)
         else:
             self._open_text(overwrite, paths, expect)
@@ -187,11 +192,15 @@ class Output:
         raw = open(self.path, mode)
         raw.truncate(end)  # a torn last record (a run killed while writing it) is cut off and written again
         raw.seek(end)
-        self._fh = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        self._start_text(io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline=""),
+                         header=end == 0)
+
+    def _start_text(self, fh, header: bool) -> None:
+        self._fh = fh
         self._csv = None
         if self.fmt == "csv":
             self._csv = csv.DictWriter(self._fh, fieldnames=list(RECORD_FIELDS))
-            if end == 0:
+            if header:
                 self._csv.writeheader()
                 self._fh.flush()
 
@@ -246,7 +255,7 @@ class Output:
     def close(self) -> None:
         if self.fmt == "parquet":
             self._flush_parquet()
-        else:
+        elif self.path is not None:
             self._fh.close()
 
 

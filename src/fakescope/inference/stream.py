@@ -14,9 +14,7 @@ continued by running the same command again, and the inputs shared out over seve
 from __future__ import annotations
 
 import heapq
-import json
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -24,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 from fakescope.errors import ConfigError
 from fakescope.inference.inputs import Missing, iter_inputs
 from fakescope.inference.outputs import Output, PathSet, output_format, read_jsonl, read_records
-from fakescope.inference.records import RECORD_FIELDS, csv_row
+from fakescope.inference.records import RECORD_FIELDS
 from fakescope.utils.distributed import Ranks
 
 INDEX = "input_index"  # the field a part file adds to each record: the input's number in the input stream
@@ -53,32 +51,6 @@ class DetectSummary:
             setattr(self, rec["label"], getattr(self, rec["label"]) + 1)
 
 
-class _Stdout:
-    """Records to standard output (no resume, one process)."""
-
-    def __init__(self, fmt: str) -> None:
-        import csv
-
-        self.done = PathSet()
-        self.previous = 0
-        self._csv = None
-        if fmt == "parquet":
-            raise ConfigError("--format parquet needs --out (a folder of shards)")
-        if fmt == "csv":
-            self._csv = csv.DictWriter(sys.stdout, fieldnames=list(RECORD_FIELDS))
-            self._csv.writeheader()
-
-    def write(self, rec: dict[str, Any]) -> None:
-        if self._csv is not None:
-            self._csv.writerow(csv_row(rec))
-        else:
-            sys.stdout.write(json.dumps({k: rec.get(k) for k in RECORD_FIELDS}) + "\n")
-        sys.stdout.flush()
-
-    def close(self) -> None:
-        pass
-
-
 def parts_folder(out: str | Path) -> Path:
     out = Path(out)
     return out.parent / (out.name + ".parts")
@@ -102,8 +74,8 @@ def detect_files(detector, paths: Sequence[str], out: str | None, fmt: str | Non
     if out is None:
         if ranks.world > 1:
             raise ConfigError("several processes (--devices) write their records to --out; give one")
-        output: Any = _Stdout(fmt)
-        done = PathSet()
+        output = Output(None, fmt)  # standard output
+        done = output.done
     elif ranks.world == 1:
         if overwrite:
             shutil.rmtree(parts_folder(out), ignore_errors=True)
@@ -119,7 +91,7 @@ def detect_files(detector, paths: Sequence[str], out: str | None, fmt: str | Non
         parts_folder(out).mkdir(parents=True, exist_ok=True)
         output = Output(parts_folder(out) / f"w{ranks.world}-r{ranks.rank}.jsonl", "jsonl", expect=expect,
                         fields=RECORD_FIELDS + (INDEX,))
-    summary = DetectSummary(previous=getattr(output, "previous", 0))
+    summary = DetectSummary(previous=output.previous)
 
     def mine() -> Iterator[tuple[Any, str, dict | None]]:
         for i, (p, err) in enumerate(iter_inputs(paths, skipped)):
