@@ -5,10 +5,13 @@
   and the actions with their ``digitalSourceType`` (e.g. ``trainedAlgorithmicMedia``, IPTC's term for media
   made by a generative model).
 * **IPTC/XMP** ``DigitalSourceType`` in the file's XMP packet.
-* **Generator metadata** that image tools write: PNG text chunks of the Stable Diffusion web UIs (``parameters``),
-  ComfyUI (``prompt``, ``workflow``), NovelAI (``Software``, ``Comment``, ``Source``, ``Description``), InvokeAI
-  (``invokeai_metadata``, ``invokeai_graph``, ``sd-metadata``, ``Dream``); EXIF ``Software``,
+* **Generator metadata**: text that names a generative tool (:data:`GENERATOR_KEYS`, :data:`GENERATOR_PATTERNS`),
+  in ``generator_metadata`` (raw key: value) and ``generators`` (which tool, from which key). It is read from
+  the PNG text chunks tools write (``parameters``, ``prompt``, ``workflow``, ``Software``, ``Comment``, ``Source``,
+  ``Description``, InvokeAI's and Fooocus' keys), a JPEG/GIF comment (``comment``) and EXIF ``Software``,
   ``ImageDescription`` and ``UserComment`` (where web UIs put parameters in JPEGs).
+* **Other metadata**: whatever of those names no generator ("File written by Adobe Photoshop 5.0",
+  "GIMP 2.10", a camera's description), in ``other_metadata`` (raw key: value).
 * **Camera** EXIF ``Make`` and ``Model``.
 
 A file whose metadata was stripped gives ``found: false`` and the summary "none found": absence proves nothing.
@@ -23,8 +26,78 @@ from typing import Any
 
 from PIL import Image
 
-GENERATOR_TEXT_KEYS = ("parameters", "prompt", "workflow", "Software", "Comment", "Source", "Description",
-                       "invokeai_metadata", "invokeai_graph", "sd-metadata", "Dream", "generation_data")
+# Text keys that by themselves say which tool wrote the file: (key, generator, where the convention is documented).
+GENERATOR_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("invokeai_metadata", "InvokeAI", "invoke-ai/InvokeAI: PNG text chunks of its image files service (3.x and later)"),
+    ("invokeai_graph", "InvokeAI", "invoke-ai/InvokeAI: PNG text chunks of its image files service (3.x and later)"),
+    ("invokeai_workflow", "InvokeAI", "invoke-ai/InvokeAI: PNG text chunks of its image files service (3.x and later)"),
+    ("sd-metadata", "InvokeAI", "invoke-ai/InvokeAI 2.x: PNG 'sd-metadata' (JSON)"),
+    ("Dream", "InvokeAI", "lstein/stable-diffusion dream.py, InvokeAI's predecessor: PNG 'Dream' (its dream> line)"),
+    ("fooocus_scheme", "Fooocus", "lllyasviel/Fooocus modules/meta_parser.py: PNG 'fooocus_scheme' by 'parameters'"),
+)
+
+# Values that name a generative tool: (regular expression, generator, where the convention is documented).
+# Searched (case-insensitive; ``(?-i:...)`` where the case matters) in the first SCAN_CHARS characters of every
+# value read; the first match names it.
+# The names are the tools' own, as they write them into EXIF Software (tag 0x0131, Exif 2.3, CIPA DC-008) or the
+# PNG spec's predefined Software/Source/Description/Comment keywords; words that are also common nouns or names
+# (Firefly, Runway, Sora, Imagen, Leonardo) are only taken with the company or a version beside them.
+GENERATOR_PATTERNS: tuple[tuple[str, str, str], ...] = (
+    (r"\bSteps: \d+,[^\n]{0,200}?\b(?:Sampler|CFG scale|Seed): ", "Stable Diffusion web UI",
+     "AUTOMATIC1111/stable-diffusion-webui infotext (modules/processing.py), saved by modules/images.py as PNG "
+     "'parameters' or JPEG/WebP EXIF UserComment, read back by its PNG Info tab; Forge and SD.Next keep it"),
+    (r'"class_type"\s*:', "ComfyUI",
+     "comfyanonymous/ComfyUI SaveImage node: PNG 'prompt' (the API graph, nodes with class_type) and 'workflow'; "
+     "SaveAnimatedWEBP writes them as 'prompt:{...}'/'workflow:{...}' into EXIF Model/Make"),
+    (r'"(?:last_node_id|lastNodeId)"\s*:|^[^{]*\{(?=[\s\S]*"nodes"\s*:\s*\[)(?=[\s\S]*"links"\s*:)', "ComfyUI",
+     "comfyanonymous/ComfyUI SaveImage node: PNG 'workflow' (the editor's LiteGraph graph: last_node_id, nodes, "
+     "links)"),
+    (r'"sui_image_params"\s*:', "SwarmUI", "mcmonkeyprojects/SwarmUI: its image metadata JSON (sui_image_params)"),
+    (r"\bJob ID: [0-9a-f]{8}-[0-9a-f]{4}-", "Midjourney",
+     "Midjourney's PNG Description: the prompt, its parameters and 'Job ID: <uuid>'"),
+    (r"trainedAlgorithmicMedia\b", "IPTC trainedAlgorithmicMedia",
+     "IPTC NewsCodes Digital Source Type vocabulary, cv.iptc.org/newscodes/digitalsourcetype/ "
+     "(trainedAlgorithmicMedia, compositeWithTrainedAlgorithmicMedia)"),
+    (r'(?s)^\s*\{(?=.*"(?:steps|num_inference_steps|sampling_iterations)"\s*:)'
+     r'(?=.*"(?:sampler|sampler_name|seed|scale|cfg_scale|cfg|guidance_scale|uc)"\s*:)', "generation parameters JSON",
+     "a JSON object with a step count and a sampler, seed or guidance scale: NovelAI's PNG Comment, Fooocus' "
+     "'parameters', Cremage's 'generation_data'"),
+    (r"\bNovelAI\b", "NovelAI", "NovelAI's PNG chunks: Software 'NovelAI', Source = model ('NovelAI Diffusion ...')"),
+    (r"\bInvokeAI\b", "InvokeAI", "invoke-ai/InvokeAI: its name in Software/metadata"),
+    (r"\bComfyUI\b", "ComfyUI", "comfyanonymous/ComfyUI: its name"),
+    (r"\bAUTOMATIC1111\b|\bstable-diffusion-webui\b|\bSD\.Next\b", "Stable Diffusion web UI",
+     "AUTOMATIC1111/stable-diffusion-webui, vladmandic/sdnext: their names"),
+    (r"\bFooocus\b", "Fooocus", "lllyasviel/Fooocus: its name"),
+    (r"\bstable[ _-]?diffusion\b|\bSDXL\b|\bstability[ .]?ai\b|\bDreamStudio\b", "Stable Diffusion",
+     "Stability AI's model and product names (NovelAI's Source names its SD-based models 'Stable Diffusion ...')"),
+    (r"\bmidjourney\b", "Midjourney", "Midjourney: its name"),
+    (r"\bDALL[-\u00b7\u2010 ]E\b|\bDALL-?E[ -]?[23]\b|\bgpt-image-\d\b", "OpenAI DALL-E / GPT image",
+     "OpenAI's model names (DALL-E, DALL\u00b7E 3, gpt-image-1)"),
+    (r"\bAdobe Firefly\b", "Adobe Firefly", "Adobe Firefly: its name"),
+    (r"\b(?:Google|Vertex AI) Imagen\b|\bimagen-[2-4]\.\d", "Google Imagen", "Google's Imagen model names"),
+    (r"\bgemini-[\d.]+-(?:flash|pro)-image\b|\bNano Banana\b", "Google Gemini image", "Google's Gemini image models"),
+    (r"\bFLUX\.[12]\b|\bflux[-_ ](?:dev|schnell|pro|kontext)\b|\bBlack Forest Labs\b", "FLUX",
+     "Black Forest Labs' model names (FLUX.1 [dev]/[schnell]/[pro])"),
+    (r"\bLeonardo[. ]?Ai\b", "Leonardo.Ai", "Leonardo.Ai: its name"),
+    (r"\bIdeogram(?:\.ai| AI)\b|(?-i:\bIdeogram\b)", "Ideogram", "Ideogram: its name"),
+    (r"\bRunway ?ML\b|\bRunway Gen-?\d\b", "Runway", "Runway (RunwayML, Gen-2/3/4): its names"),
+    (r"\bOpenAI Sora\b|(?-i:\bSora [12]\b)", "Sora", "OpenAI Sora: its name"),
+    (r"\bKling ?AI\b|(?-i:\bKling [12](?:\.\d)?\b)", "Kling", "Kuaishou's Kling: its name"),
+    (r"\bPika ?Labs\b|\bpika\.art\b", "Pika", "Pika Labs: its name"),
+    (r"\bGoogle Veo\b|\bveo-[23]\.\d", "Google Veo", "Google's Veo model names"),
+    (r"\bKandinsky[ -]?\d", "Kandinsky", "ai-forever Kandinsky model names"),
+    (r"\bCraiyon\b|\bNightCafe\b|\bPlayground ?AI\b|\bBing Image Creator\b|\bImage Creator from Microsoft\b",
+     "image generation service", "Craiyon, NightCafe, Playground AI, Bing Image Creator: their names"),
+    (r"\bDeepFaceLab\b|\bDeepFaceLive\b", "DeepFaceLab", "iperov/DeepFaceLab, DeepFaceLive: their names"),
+    (r"\bfaceswap\b|\bFaceFusion\b", "face swap tool", "deepfakes/faceswap, facefusion/facefusion: their names"),
+)
+_KEY_GENERATORS = {k: name for k, name, _ in GENERATOR_KEYS}
+_GENERATOR_RES = [(re.compile(p, re.I), name) for p, name, _ in GENERATOR_PATTERNS]
+SCAN_CHARS = 1 << 16  # what names a tool comes early (a ComfyUI workflow can run to megabytes)
+
+# The text keys read (PNG text chunks, Pillow's ``comment`` of a JPEG COM segment or a GIF comment extension)
+TEXT_KEYS = ("parameters", "prompt", "workflow", "Software", "Comment", "comment", "Source", "Description",
+             "generation_data", *_KEY_GENERATORS)
 EXIF_TAGS = {0x0131: "Software", 0x010E: "ImageDescription", 0x010F: "Make", 0x0110: "Model"}
 EXIF_USER_COMMENT = 0x9286
 MAX_VALUE = 2000  # characters kept of a long value (a ComfyUI workflow is tens of kB)
@@ -32,10 +105,37 @@ _XMP_DST = re.compile(rb"DigitalSourceType(?:>|=\")\s*([^<\"]+)")
 _XMP_PACKET = re.compile(rb"<x:xmpmeta.*?</x:xmpmeta>", re.S)
 
 
-def _short(v: Any) -> str:
+def _text(v: Any) -> str:
     text = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-    text = text.replace("\x00", "")
+    return text.replace("\x00", "")
+
+
+def _short(v: Any) -> str:
+    text = _text(v)
     return text if len(text) <= MAX_VALUE else text[:MAX_VALUE] + f"... ({len(text)} characters)"
+
+
+def generator_of(key: str, value: str) -> str | None:
+    """The generative tool that ``value`` (under the raw ``key``) names, or ``None``."""
+    if key in _KEY_GENERATORS and value.strip():
+        return _KEY_GENERATORS[key]
+    head = value[:SCAN_CHARS]
+    return next((name for rx, name in _GENERATOR_RES if rx.search(head)), None)
+
+
+def _user_comment(raw: Any) -> str:
+    """EXIF UserComment: an 8-byte character code (ASCII, UNICODE, JIS or undefined), then the text."""
+    if not isinstance(raw, bytes):
+        return _text(raw)
+    code, body = raw[:8], raw[8:]
+    if code.startswith(b"UNICODE"):  # UTF-16; Exif says big-endian, some writers use little-endian
+        if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return _text(body.decode("utf-16", "replace"))
+        big = body[0:64:2].count(0) >= body[1:64:2].count(0)  # ASCII characters have their zero byte first
+        return _text(body.decode("utf-16-be" if big else "utf-16-le", "replace"))
+    if code.startswith(b"JIS"):
+        return _text(body.decode("cp932", "replace"))
+    return _text(body if code.startswith(b"ASCII") or not code.strip(b"\0 ") else raw)
 
 
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff", "GIF": "image/gif",
@@ -113,36 +213,51 @@ def read_provenance(source: str | Path | bytes, max_bytes: int = 256 << 20) -> d
             data = fh.read() if whole else fh.read(4 << 20)
     c2 = read_c2pa(data, name) if whole else {
         "available": True, "note": f"not read: the file is larger than {max_bytes >> 20} MB"}
-    out: dict[str, Any] = {"c2pa": c2, "digital_source_type": [], "generator_metadata": {}, "camera": {}}
+    out: dict[str, Any] = {"c2pa": c2, "digital_source_type": [], "generator_metadata": {}, "generators": [],
+                           "other_metadata": {}, "camera": {}}
     for packet in _XMP_PACKET.findall(data[: 4 << 20]):  # metadata lives in the first megabytes
         out["digital_source_type"] += [m.decode("utf-8", "replace").strip() for m in _XMP_DST.findall(packet)]
+    fmt = ""
+
+    def keep(key: str, value: str, camera: bool = False) -> None:
+        tool = generator_of(key, value)
+        if tool:
+            out["generator_metadata"][key] = _short(value)
+            out["generators"].append({"name": tool, "key": key, "where": _where(fmt, key)})
+        else:
+            (out["camera"] if camera else out["other_metadata"])[key] = _short(value)
+
     try:
         with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format or ""
             text = getattr(img, "text", None) or {}
             info = {**{k: v for k, v in img.info.items() if isinstance(v, (str, bytes))}, **text}
-            for k in GENERATOR_TEXT_KEYS:
-                if k in info:
-                    out["generator_metadata"][k] = _short(info[k])
+            for k in TEXT_KEYS:
+                if k in info and _text(info[k]).strip():
+                    keep(k, _text(info[k]))
             exif = img.getexif()
             for tag, key in EXIF_TAGS.items():
-                if tag in exif and str(exif[tag]).strip():
-                    (out["camera"] if key in ("Make", "Model") else out["generator_metadata"])[
-                        f"EXIF {key}"] = _short(exif[tag]).strip()
+                if tag in exif and _text(exif[tag]).strip():
+                    keep(f"EXIF {key}", _text(exif[tag]).strip(), camera=key in ("Make", "Model"))
             comment = exif.get_ifd(0x8769).get(EXIF_USER_COMMENT)
-            if comment:
-                value = comment[8:] if isinstance(comment, bytes) and comment[:8].strip(b"\0 ") else comment
-                out["generator_metadata"]["EXIF UserComment"] = _short(value).strip()
+            if comment and _user_comment(comment).strip():
+                keep("EXIF UserComment", _user_comment(comment).strip())
     except Exception:  # not an image PIL opens (a video): the other readers still report
         pass
     c2 = out["c2pa"] or {}
     found = bool(c2.get("validation_state") or out["digital_source_type"] or out["generator_metadata"]
-                 or out["camera"])
+                 or out["other_metadata"] or out["camera"])
     out["found"] = found
-    out["summary"] = _summary(out) if found else "none found"
+    out["summary"] = _summary(out, fmt) if found else "none found"
     return out
 
 
-def _summary(p: dict[str, Any]) -> str:
+def _where(fmt: str, key: str) -> str:
+    """A raw key with the container it came from: ``PNG parameters``, ``JPEG comment``, ``EXIF Software``."""
+    return key if key.startswith("EXIF ") or not fmt else f"{fmt} {key}"
+
+
+def _summary(p: dict[str, Any], fmt: str = "") -> str:
     parts = []
     c2 = p["c2pa"] or {}
     if c2.get("validation_state"):
@@ -153,8 +268,13 @@ def _summary(p: dict[str, Any]) -> str:
                      + f"; claim generator {by})")
     if p["digital_source_type"]:
         parts.append("XMP DigitalSourceType " + ", ".join(t.rsplit("/", 1)[-1] for t in p["digital_source_type"]))
-    if p["generator_metadata"]:
-        parts.append("generator metadata: " + ", ".join(p["generator_metadata"]))
+    if p["generators"]:
+        by_tool: dict[str, list[str]] = {}
+        for g in p["generators"]:
+            by_tool.setdefault(g["name"], []).append(g["where"])
+        parts.append("generator metadata: " + ", ".join(f"{t} ({', '.join(w)})" for t, w in by_tool.items()))
+    if p["other_metadata"]:
+        parts.append("other metadata: " + ", ".join(_where(fmt, k) for k in p["other_metadata"]))
     if p["camera"]:
         parts.append("camera: " + " ".join(p["camera"].values()))
     return "; ".join(parts)
