@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
+    # huggingface_hub prints through a handler of its own: its records must not reach the root handler too
+    logging.getLogger("huggingface_hub").propagate = False
     console.VERBOSE = args.verbose
     _bytes_safe_stdout()
     try:

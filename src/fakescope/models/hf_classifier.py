@@ -44,9 +44,12 @@ class HFClassifier(DetectorModel):
         from transformers import AutoConfig, AutoModelForImageClassification
 
         if cfg.pretrained:
+            from fakescope.models.hub import hub_cache, hub_model
+
+            hub_model(classifier_hub_model(cfg))  # cached, or downloaded once the Hub answers; else an error at once
             try:
-                self.classifier = AutoModelForImageClassification.from_pretrained(cfg.hub_name,
-                                                                                  revision=cfg.revision)
+                self.classifier = AutoModelForImageClassification.from_pretrained(
+                    cfg.hub_name, revision=cfg.revision, local_files_only=True, cache_dir=str(hub_cache()))
             except Exception as exc:
                 raise WeightsUnavailableError(
                     f"could not load the image classifier '{cfg.hub_name}' from the Hugging Face hub "
@@ -79,6 +82,14 @@ class HFClassifier(DetectorModel):
         fake = z.masked_fill(~self._fake, float("-inf")).logsumexp(dim=1)
         other = z.masked_fill(self._fake, float("-inf")).logsumexp(dim=1)
         return fake - other
+
+
+def classifier_hub_model(cfg: HFClassifierConfig):
+    """The :class:`~fakescope.models.hub.HubModel` of a pretrained ``hf_classifier``."""
+    from fakescope.models.hub import HubModel
+
+    return HubModel(cfg.hub_name, cfg.revision, role="the whole classifier (transformers "
+                                                  "AutoModelForImageClassification)")
 
 
 register_variant(

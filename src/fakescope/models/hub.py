@@ -7,12 +7,20 @@ when its byte size and SHA-256 are those the entry declares. A file that fails t
 download, another file at the same address) is moved aside (``<name>.rejected``), never used. With no
 network, or ``HF_HUB_OFFLINE=1``, a missing file is an error naming the URL and the exact path to put the
 file at.
+
+Transformers models that a detector builds from the Hub by name (a backbone, a whole classifier:
+:class:`HubModel`) are looked up in the Hugging Face cache first, without the network; when one is missing,
+one metadata request with a short timeout (:data:`PROBE_TIMEOUT`) tells whether the Hub answers before
+anything is downloaded. huggingface_hub's own download retries a failed request five times with backoff
+(about 25 s), so with no network it is never reached: a missing model is an error at once, naming its files
+and where they go in the cache (:func:`hub_recipe`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import urllib.error
 import urllib.request
 import warnings
@@ -23,6 +31,8 @@ from fakescope.errors import WeightsUnavailableError
 
 HF_PREFIX = "hf-hub:"
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "README.md")
+PROBE_TIMEOUT = 3.0  # seconds for the one request that tells whether the Hub answers
+WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")  # a transformers repository's weights, preferred first
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,46 @@ class RemoteFile:
     sha256: str | None = None
     source: str = ""  # where the size and hash were read (e.g. a Git LFS pointer file)
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A transformers model that a detector loads from the Hugging Face Hub by name."""
+
+    repo: str  # user/name
+    revision: str | None = None  # a commit; None: the repository's main branch, whatever it holds
+    role: str = "model"  # what it is to the detector, in words ("the backbone (transformers CLIPVisionModel)")
+    files: tuple[str, ...] = ("config.json",)  # all of them
+    weights: tuple[str, ...] = WEIGHTS_NAMES  # one of them: the first the repository has
+
+    @property
+    def folder(self) -> str:
+        """Its folder in the Hugging Face cache."""
+        return "models--" + self.repo.replace("/", "--")
+
+
+class NotDownloadable(WeightsUnavailableError):
+    """``need`` (a :class:`RemoteFile` or :class:`HubModel`) is not here and cannot be downloaded now: ``why``;
+    ``unreachable``: the network, not the file, is the reason (so nothing else is worth trying)."""
+
+    def __init__(self, need: RemoteFile | HubModel, path: Path, why: str, *, unreachable: bool = False,
+                 offline: bool = False, hint: str = "") -> None:
+        self.need, self.path, self.why, self.unreachable, self.offline = need, path, why, unreachable, offline
+        super().__init__(f"{_name(need)} is not here and cannot be downloaded: {why}. {recipe(need, path)}{hint}")
+
+
+def _name(need: RemoteFile | HubModel) -> str:
+    return need.filename if isinstance(need, RemoteFile) else f"{need.repo} ({need.role})"
+
+
+def recipe(need: RemoteFile | HubModel, path: Path) -> str:
+    """How to put ``need`` at ``path`` by hand."""
+    if isinstance(need, HubModel):
+        return hub_recipe(need)
+    known = ", ".join(x for x in (f"{need.size:,} bytes" if need.size else "",
+                                  f"SHA-256 {need.sha256}" if need.sha256 else "") if x)
+    return (f"Download it from {need.urls[0]}{f' ({known})' if known else ''} and put it at {path}, or pass its "
+            "path with --weights-file (Python: weights_file=...)")
 
 
 def home() -> Path:
@@ -51,6 +101,17 @@ def home() -> Path:
 
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the network is not there (no DNS, refused, timed out), not that a file is missing."""
+    while isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else OSError(str(exc.reason))
+    if isinstance(exc, (socket.gaierror, ConnectionError, TimeoutError, socket.timeout)):
+        return True
+    kinds = {k.__module__.split(".")[0] + "." + k.__name__ for k in type(exc).__mro__}
+    return bool(kinds & {"httpx2.NetworkError", "httpx2.TimeoutException", "httpx.NetworkError",
+                         "httpx.TimeoutException", "requests.ConnectionError", "requests.Timeout"})
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -112,26 +173,22 @@ def fetch(remote: RemoteFile, *, progress: bool = True, local_file: str | Path |
         verify(path, remote)
         return path
     if offline():
-        raise WeightsUnavailableError(_missing(remote, path, "HF_HUB_OFFLINE is set, so nothing is downloaded"))
+        raise NotDownloadable(remote, path, "HF_HUB_OFFLINE is set, so nothing is downloaded", offline=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + f".part-{os.getpid()}")
-    errors = []
+    errors, network = [], []
     for url in remote.urls:
         try:
             _download(url, part, remote.size, progress)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             errors.append(f"{url}: {exc}")
+            network.append(unreachable(exc))
             part.unlink(missing_ok=True)
             continue
         os.replace(part, path)
         verify(path, remote)
         return path
-    raise WeightsUnavailableError(_missing(remote, path, "the download failed (" + "; ".join(errors) + ")"))
-
-
-def _missing(remote: RemoteFile, path: Path, why: str) -> str:
-    return (f"{remote.filename} is not here and cannot be downloaded: {why}. Download it from {remote.urls[0]} "
-            f"and put it at {path}, or pass its path with --weights-file (Python: weights_file=...)")
+    raise NotDownloadable(remote, path, "the download failed (" + "; ".join(errors) + ")", unreachable=all(network))
 
 
 def _download(url: str, dest: Path, size: int | None, progress: bool) -> None:
@@ -155,6 +212,92 @@ def parse_hub_id(spec: str) -> tuple[str, str | None]:
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise WeightsUnavailableError(f"{spec}: a Hub id is hf-hub:user/name or hf-hub:user/name@revision")
     return repo, revision or None
+
+
+def hub_cache() -> Path:
+    """The Hugging Face cache (``$HF_HUB_CACHE``, default ``$HF_HOME/hub``)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_cached(model: HubModel) -> Path | None:
+    """The snapshot folder holding all of ``model``'s files at its revision, or None (the cache only)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(name: str) -> Path | None:
+        found = try_to_load_from_cache(model.repo, name, revision=model.revision, cache_dir=str(hub_cache()))
+        return Path(found) if isinstance(found, str) and Path(found).is_file() else None
+
+    if not all(cached(name) for name in model.files):
+        return None
+    return next((found.parent for found in map(cached, model.weights) if found), None)
+
+
+def hub_model(model: HubModel, *, network: bool = True, hint: str = "") -> Path:
+    """``model``'s snapshot folder in the Hugging Face cache, downloaded once.
+
+    From the cache when it is there (no network). Otherwise, offline (``HF_HUB_OFFLINE``) or with
+    ``network=False``, :class:`NotDownloadable` at once; with a network, one metadata request
+    (:data:`PROBE_TIMEOUT`) first: if the Hub does not answer, :class:`NotDownloadable` (never
+    huggingface_hub's download, whose retries take about 25 s when the network is not there)."""
+    from huggingface_hub import HfApi, constants, hf_hub_download
+
+    found = hub_cached(model)
+    if found is not None:
+        return found
+    where = hub_cache() / model.folder
+    if offline() or constants.HF_HUB_OFFLINE:
+        raise NotDownloadable(model, where, "HF_HUB_OFFLINE is set, so nothing is downloaded", offline=True,
+                              hint=hint)
+    if not network:
+        raise NotDownloadable(model, where, "the network is not reachable (see above), so it was not tried",
+                              unreachable=True, hint=hint)
+    try:
+        info = HfApi().model_info(model.repo, revision=model.revision, timeout=PROBE_TIMEOUT)
+    except Exception as exc:
+        down = unreachable(exc)  # huggingface_hub's OfflineModeIsEnabled is a ConnectionError
+        why = "the Hugging Face Hub does not answer" if down else "the Hugging Face Hub refused it"
+        raise NotDownloadable(model, where, f"{why} ({_short(exc)})", unreachable=down, hint=hint) from None
+    present = {s.rfilename for s in info.siblings or ()}
+    weights = next((w for w in model.weights if w in present), None)
+    absent = [f for f in model.files if f not in present] + ([] if weights else [" or ".join(model.weights)])
+    if absent:
+        raise NotDownloadable(model, where, f"the repository has no {', '.join(absent)} at revision "
+                              f"{model.revision or 'main'}", hint=hint)
+    try:  # the Hub answered: huggingface_hub's download, with its retries for a network that drops mid-way
+        for name in (*model.files, weights):
+            hf_hub_download(model.repo, name, revision=model.revision, cache_dir=str(hub_cache()))
+    except Exception as exc:
+        raise NotDownloadable(model, where, f"the download failed ({_short(exc)})", unreachable=unreachable(exc),
+                              hint=hint) from None
+    found = hub_cached(model)
+    if found is None:  # pragma: no cover - the download wrote elsewhere
+        raise NotDownloadable(model, where, "downloaded, but not found in the cache afterwards", hint=hint)
+    return found
+
+
+def hub_recipe(model: HubModel) -> str:
+    """Where ``model``'s files go in the Hugging Face cache, and how to get them there by hand."""
+    names = [*model.files, model.weights[0]]
+    folder = hub_cache() / model.folder
+    if model.revision:
+        rev, cli_rev = model.revision, f" --revision {model.revision}"
+        where = f"{folder / 'snapshots' / model.revision}/"
+    else:
+        rev, cli_rev = "main (not pinned)", ""
+        where = f"{folder / 'snapshots' / 'COMMIT'}/ and write COMMIT (main's commit hash) to {folder / 'refs/main'}"
+    alternatives = f" (or {', '.join(model.weights[1:])} where the repository has no {model.weights[0]})" \
+        if len(model.weights) > 1 else ""
+    return (f"Put {' and '.join(names)}{alternatives} of https://huggingface.co/{model.repo} at revision {rev} in "
+            f"{where}. Or, on a machine with network, run `hf download {model.repo} {' '.join(names)}{cli_rev} "
+            f"--cache-dir DIR` (older huggingface_hub: huggingface-cli download, same arguments) and copy "
+            f"DIR/{model.folder} to {hub_cache()}/")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def hub_checkpoint(spec: str) -> Path:

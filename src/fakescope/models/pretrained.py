@@ -32,8 +32,9 @@ from fakescope.errors import CheckpointError, WeightsUnavailableError
 from fakescope.models.base import DetectorModel
 from fakescope.models.checkpoint import CONFIG, WEIGHTS, load, resolve, save
 from fakescope.models.convert import CONVERTERS, unwrap_state
-from fakescope.models.hub import HF_PREFIX, RemoteFile, fetch, home, hub_checkpoint, reject, sha256_of
-from fakescope.models.registry import create_model
+from fakescope.models.hub import (HF_PREFIX, HubModel, NotDownloadable, RemoteFile, fetch, home, hub_cache,
+                                  hub_checkpoint, hub_model, offline, recipe, reject, sha256_of)
+from fakescope.models.registry import create_model, resolve_model_config
 from fakescope.models.weights import load_state_strict
 from fakescope.registry import Registry
 from fakescope.schema import Strict
@@ -151,18 +152,68 @@ def _card(entry: PretrainedEntry, record: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------ resolution
+def hub_models(entry: PretrainedEntry) -> list[HubModel]:
+    """The transformers models that building ``entry``'s network loads from the Hub by name (its pretrained
+    backbone, or the whole classifier), read from its model config."""
+    from fakescope.models.hf_classifier import HFClassifierConfig, classifier_hub_model
+    from fakescope.models.weights import backbone_hub_model
+
+    cfg = resolve_model_config(entry.arch, entry.model)
+    if not cfg.pretrained or cfg.weights:
+        return []
+    if isinstance(cfg, HFClassifierConfig):
+        return [classifier_hub_model(cfg)]
+    backbone = getattr(cfg, "backbone", None)
+    return [backbone_hub_model(backbone)] if isinstance(backbone, str) else []
+
+
 def pretrained_checkpoint(name: str, *, weights_file: str | Path | None = None, progress: bool = True) -> Path:
-    """The converted checkpoint folder of pretrained detector ``name`` (downloaded and converted once)."""
+    """The converted checkpoint folder of pretrained detector ``name`` (downloaded and converted once).
+
+    Everything it needs (the official file, Hub models) is gathered first; what cannot be had is one error
+    naming all of it and where each goes. With no network that takes one failed request (offline: none)."""
     entry = pretrained_entry(name)
     out = home() / "checkpoints" / name
     if (out / CONFIG).is_file() and (out / WEIGHTS).is_file() and weights_file is None:
         done = json.loads((out / CONFIG).read_text()).get("pretrained", {})
         if entry.file is None or done.get("sha256") == entry.file.sha256:
             return out
-    path = None
+    path, missing, here = None, [], []
     if entry.file is not None:
-        path = fetch(entry.file, progress=progress, local_file=weights_file)
+        try:
+            path = fetch(entry.file, progress=progress, local_file=weights_file)
+            here.append(f"{entry.file.filename} ({path})")
+        except NotDownloadable as exc:
+            missing.append(exc)
+    for model in hub_models(entry):
+        try:  # the network is tried once: after a request that found none, the rest is only looked up
+            here.append(f"{model.repo} ({hub_model(model, network=not any(m.unreachable for m in missing))})")
+        except NotDownloadable as exc:
+            missing.append(exc)
+    if missing:
+        raise WeightsUnavailableError(_not_here(entry, missing, here, out))
     return convert(entry, path, out, move_aside=weights_file is None)
+
+
+def _not_here(entry: PretrainedEntry, missing: list[NotDownloadable], here: list[str], out: Path) -> str:
+    """One error for everything ``entry`` lacks: each file, where it goes, and how to get it there."""
+    off = offline() or any(m.offline for m in missing)
+    why = ("HF_HUB_OFFLINE is set, so nothing is downloaded" if off else
+           "no network" if any(m.unreachable for m in missing) else "they cannot be downloaded")
+    lines = [f"{entry.name} cannot be loaded ({why}). It needs, and does not have:"]
+    for i, m in enumerate(missing, 1):
+        what = (f"{m.need.filename}, the detector weights (the official release)" if isinstance(m.need, RemoteFile)
+                else f"{m.need.repo}, {m.need.role}")
+        detail = "" if off else f" It cannot be downloaded: {m.why}."
+        lines.append(f"  {i}. {what}.{detail} {recipe(m.need, m.path)}.")
+    if here:
+        lines.append(f"  Already here: {'; '.join(here)}.")
+    lines.append(f"  Or, on a machine with network, load {entry.name} once (`fakescope detect ANY_IMAGE -m "
+                 f"{entry.name}`), then copy its $FAKESCOPE_HOME/checkpoints/{entry.name} folder (the converted "
+                 f"checkpoint, every weight included: nothing more is needed) to {out}, or pass that folder to -m. "
+                 f"Files are looked for under FAKESCOPE_HOME (here {home()}) and the Hugging Face cache, HF_HOME/hub "
+                 f"(here {hub_cache()}): set those variables to use copies kept elsewhere.")
+    return "\n".join(lines)
 
 
 def resolve_checkpoint(spec: str | Path, *, weights_file: str | Path | None = None) -> Path:

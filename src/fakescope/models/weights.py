@@ -5,9 +5,11 @@ Loading rules (open_clip style: fail loudly):
 * ``weights`` set: load from that local folder (``save_pretrained`` layout) or
   weights file (``.safetensors``; ``.bin``/``.pt``/``.pth`` read with
   ``weights_only=True``). Missing or unexpected keys are an error.
-* ``pretrained`` true and no ``weights``: download by hub name. If that fails
-  (offline, no such repo), raise :class:`WeightsUnavailableError`; never fall
-  back to random weights silently.
+* ``pretrained`` true and no ``weights``: by hub name, from the Hugging Face
+  cache or downloaded (:func:`fakescope.models.hub.hub_model`: with no network
+  or offline an error at once, naming the files and where they go). If that
+  fails, raise :class:`WeightsUnavailableError`; never fall back to random
+  weights silently.
 * neither: random initialisation with the hub model's own architecture (from
   the table below), optionally shrunk by ``overrides`` for tests.
 """
@@ -101,9 +103,15 @@ def hf_backbone(
     if weights:
         return _from_local(weights, hub_name, config_cls, model_cls, {**arch, **overrides})
     if pretrained:
+        from fakescope.models.hub import hub_cache, hub_model
+
+        # from the cache, or downloaded after one quick check that the Hub answers: never transformers' own
+        # download, which retries for about 25 s with no network
+        hub_model(backbone_hub_model(hub_name, family),
+                  hint=". Or give a local copy with `weights: /path` (a save_pretrained folder or a .safetensors file)")
         try:
-            return model_cls.from_pretrained(hub_name)
-        except Exception as exc:  # network errors, missing repo, auth...
+            return model_cls.from_pretrained(hub_name, local_files_only=True, cache_dir=str(hub_cache()))
+        except Exception as exc:  # a file in the cache that does not load
             raise WeightsUnavailableError(
                 f"could not load pretrained weights '{hub_name}' from the Hugging Face hub ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else exc!r}). Give a local copy with `weights: /path` "
@@ -113,6 +121,15 @@ def hf_backbone(
     if family == "efficientnet":
         _kaiming_init(model)
     return model
+
+
+def backbone_hub_model(hub_name: str, family: str | None = None):
+    """The :class:`~fakescope.models.hub.HubModel` that ``hf_backbone(hub_name, pretrained=True)`` loads."""
+    from fakescope.models.hub import HubModel
+
+    family = family or HUB_ARCHITECTURES.get(hub_name, (None,))[0]
+    kind = f"transformers {_FAMILIES[family][1]}" if family in _FAMILIES else "transformers"
+    return HubModel(hub_name, role=f"the backbone ({kind})")
 
 
 def _kaiming_init(model: nn.Module) -> None:
