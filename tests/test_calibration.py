@@ -86,15 +86,38 @@ def test_detect_uses_the_operating_point_and_says_which(calibrated, tiny_synth, 
     assert main(["detect", *map(str, files), "-m", str(calibrated), "--operating-point", "fpr5", "-o", str(out),
                  "--progress", "off"]) == 0
     recs = [json.loads(line) for line in out.read_text().splitlines()]
-    for r in recs:
-        assert r["threshold"] == cal["thresholds"]["fpr5"] and r["operating_point"] == "fpr5"
+    t = cal["temperature"]
+    for r in recs:  # the threshold on the calibrated scale, to 4 significant digits, rounded up
+        exact = float(apply_temperature(cal["thresholds"]["fpr5"], t))
+        assert r["threshold"] >= exact and r["threshold"] == pytest.approx(exact, rel=1e-3)
+        assert len(f"{r['threshold']:.10e}".split("e")[0].rstrip("0").replace(".", "")) <= 4
+        assert r["operating_point"] == "fpr5" and r["calibrated"] is True
         assert "5% false-positive rate on tiny val" in r["threshold_source"]
+        # the label is decided on the number shown as P(fake), the calibrated one
+        assert r["score"] == pytest.approx(float(apply_temperature(r["model_score"], t)), rel=1e-5)
         assert r["label"] == ("fake" if r["score"] >= r["threshold"] else "real")
-        assert r["calibrated_score"] == pytest.approx(float(apply_temperature(r["score"], cal["temperature"])),
-                                                      abs=2e-6)
+        # and it is the label the model's own score gets at the model-scale threshold (calibration is monotone)
+        assert r["label"] == ("fake" if r["model_score"] >= cal["thresholds"]["fpr5"] else "real") or \
+            abs(r["model_score"] - cal["thresholds"]["fpr5"]) < 1e-3 * cal["thresholds"]["fpr5"]
     assert main(["detect", str(files[0]), "-m", str(calibrated), "--operating-point", "0.3"]) == 0
     rec = json.loads(capsys.readouterr().out.splitlines()[0])
     assert (rec["threshold"], rec["operating_point"]) == (0.3, "fixed")
+    assert "calibrated P(fake)" in rec["threshold_source"]
+
+
+def test_a_calibrated_checkpoint_defaults_to_its_own_operating_point(calibrated, tiny_synth, capsys):
+    cal = json.loads((calibrated / "config.json").read_text())["calibration"]
+    f = next((tiny_synth / "val").rglob("*.png"))
+    assert main(["detect", str(f), "-m", str(calibrated)]) == 0
+    rec = json.loads(capsys.readouterr().out.splitlines()[0])
+    point = cal["default_operating_point"]
+    assert point == ("fpr5" if cal["n_real"] < 100 else "fpr1")
+    assert rec["operating_point"] == point and rec["threshold_source"].startswith("the checkpoint's default")
+    assert rec["threshold"] == pytest.approx(float(apply_temperature(cal["thresholds"][point], cal["temperature"])),
+                                             rel=1e-3)
+    assert main(["detect", str(f), "-m", str(calibrated), "--threshold", "0.5"]) == 0  # an explicit choice wins
+    rec = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert (rec["operating_point"], rec["threshold"]) == ("fixed", 0.5)
 
 
 def test_an_uncalibrated_checkpoint_says_how_to_calibrate(tmp_path, tiny_synth, capsys):
@@ -105,4 +128,5 @@ def test_an_uncalibrated_checkpoint_says_how_to_calibrate(tmp_path, tiny_synth, 
     assert main(["detect", str(f), "-m", str(ckpt), "--operating-point", "fpr2"]) == 2
     assert main(["detect", str(f), "-m", str(ckpt)]) == 0
     rec = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert (rec["operating_point"], rec["calibrated_score"], rec["threshold"]) == ("fixed", None, 0.5)
+    assert (rec["operating_point"], rec["calibrated"], rec["threshold"]) == ("fixed", False, 0.5)
+    assert rec["score"] == rec["model_score"]

@@ -196,3 +196,35 @@ def test_serve_binds_loopback_by_default_and_loads_once(monkeypatch, tmp_path):
     assert main(["serve", str(ck), "--port", "8123", "--max-upload-mb", "2", "--device", "cpu"]) == 0
     assert calls["host"] == "127.0.0.1" and calls["port"] == 8123 and len(loads) == 1
     assert calls["app"].state.settings.max_upload_bytes == 2 * 1024 * 1024
+
+
+def test_query_parameters_each_work_and_an_unknown_one_is_a_422(tmp_path, media):
+    """Every documented query parameter of POST /v1/detect does what it says; a misspelt one is not ignored."""
+    import json
+
+    ck = make_checkpoint(tmp_path / "cal")
+    config = json.loads((ck / "config.json").read_text())  # what fakescope calibrate writes (values made up)
+    config["calibration"] = {"temperature": 1.0, "thresholds": {"eer": 0.5, "fpr1": 0.999, "fpr5": 0.001},
+                             "data": "val", "n": 400, "n_real": 200, "n_fake": 200, "fitted": "today"}
+    (ck / "config.json").write_text(json.dumps(config))
+    det = Detector.from_pretrained(ck, device="cpu")
+    data = media["face"].read_bytes()
+    with TestClient(create_app(det)) as c:
+        default = post(c, "a.png", data).json()
+        assert default["operating_point"] == "fpr1" and default["threshold"] == 0.999  # the checkpoint's default
+        assert default["label"] == "real" and default["score"] < 0.999
+        low = post(c, "a.png", data, operating_point="fpr5").json()
+        assert (low["operating_point"], low["threshold"], low["label"]) == ("fpr5", 0.001, "fake")
+        assert low["score"] == default["score"]  # the operating point moves the threshold, never the score
+        fixed = post(c, "a.png", data, operating_point="0.25").json()
+        assert (fixed["operating_point"], fixed["threshold"]) == ("fixed", 0.25)
+        assert fixed["label"] == ("fake" if fixed["score"] >= 0.25 else "real")
+        assert det.threshold == 0.999  # one request's choice does not stick to the service
+        assert "details" in post(c, "a.png", data, details="true").json()
+        raw = c.post("/v1/detect", params={"filename": "named.png"}, content=data).json()
+        assert raw["path"] == "named.png" and raw["error"] is None
+        for params, word in (({"operating_piont": "fpr1"}, "operating_piont"), ({"threshold": "0.3"}, "threshold"),
+                             ({"operating_point": "fpr2"}, "fpr2"), ({"operating_point": "7"}, "operating_point"),
+                             ({"details": "maybe"}, "details")):
+            r = c.post("/v1/detect", params=params, files={"file": ("a.png", data, "image/png")})
+            assert r.status_code == 422 and word in r.json()["error"], (params, r.json())

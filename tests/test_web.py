@@ -141,7 +141,9 @@ def test_web_page_scores_an_image_and_a_video(browser, media, tmp_path):
         label = browser.find_element(By.ID, "label").text
         assert label in ("real", "fake")
         expected = det.predict(media["face"])
-        assert f"P(fake) = {expected['score']:.4f}" == browser.find_element(By.ID, "score").text
+        sign = "≥" if expected["label"] == "fake" else "<"
+        assert browser.find_element(By.ID, "score").text == f"P(fake) = {expected['score']} {sign} threshold 0.5"
+        assert label == expected["label"]
         assert _image_loaded(browser, "input-view") and _image_loaded(browser, "spectrum")
         faces = browser.find_elements(By.CSS_SELECTOR, "#faces img")
         if face:
@@ -187,8 +189,8 @@ def test_web_page_says_when_the_model_is_a_demonstration(browser, media, tmp_pat
 
 def test_web_page_shows_provenance_operating_point_and_where_it_looked(browser, tmp_path):
     """A calibrated checkpoint at its 5%-FPR operating point scores an image with a signed C2PA manifest: the page
-    shows the manifest (apart from the score), the threshold and the data that chose it, and the Grad-CAM
-    overlay."""
+    shows the manifest (apart from the score), the calibrated P(fake) against the threshold on the same scale and
+    the data that chose it, the region the model scored, and the Grad-CAM overlay."""
     pytest.importorskip("c2pa", reason="pip install c2pa-python (the provenance extra)")
     import json
 
@@ -203,7 +205,7 @@ def test_web_page_shows_provenance_operating_point_and_where_it_looked(browser, 
     config["calibration"] = {"temperature": 2.0, "thresholds": {"eer": 0.5, "fpr1": 0.6, "fpr5": 0.55},
                              "data": "web-test val", "n": 200, "n_real": 100, "n_fake": 100, "fitted": "today"}
     (ck / "config.json").write_text(json.dumps(config))
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)).save(
         tmp_path / "a.jpg", quality=90)
     signed = sign_image(tmp_path / "a.jpg", tmp_path / "signed.jpg")
     det = Detector.from_pretrained(ck, device="cpu", operating_point="fpr5")
@@ -212,6 +214,16 @@ def test_web_page_shows_provenance_operating_point_and_where_it_looked(browser, 
         prov = browser.find_element(By.ID, "provenance").text
         assert "C2PA manifest (Valid" in prov and "trainedAlgorithmicMedia" in prov and "fakescope-test" in prov
         op = browser.find_element(By.ID, "operating-point").text
-        assert "threshold 0.55" in op and "fpr5" in op and "web-test val" in op and "calibrated P(fake)" in op
+        # the threshold on the calibrated scale (sigmoid(logit(0.55) / 2) = 0.525056, 4 digits rounded up), and
+        # the label decided on the number shown beside it
+        assert "threshold 0.5251" in op and "fpr5" in op and "web-test val" in op
+        label, score = browser.find_element(By.ID, "label").text, browser.find_element(By.ID, "score").text
+        shown = float(score.split("P(fake) = ")[1].split()[0])
+        assert score.startswith("calibrated P(fake) = ") and score.endswith("threshold 0.5251")
+        assert label == ("fake" if shown >= 0.5251 else "real") and ("≥" in score) == (label == "fake")
+        # what the model saw, and the warning that it was a small part of the upload
+        assert "centre 32 x 32 of 128 x 128" in browser.find_element(By.ID, "region").text
+        warning = browser.find_element(By.ID, "warnings")
+        assert warning.is_displayed() and "6.2% of the image" in warning.text
         assert browser.find_element(By.ID, "cam-fig").is_displayed() and _image_loaded(browser, "cam")
         browser.save_screenshot(str(_shots(tmp_path) / "web_evidence.png"))

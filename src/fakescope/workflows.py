@@ -95,4 +95,10 @@ def run_quickstart(data_dir: str = "data/synth", output_dir: str = "runs", confi
             echo(f"trained on '{synth.train_generator}'; mean AUC over the {len(unseen)} unseen generators: "
                  f"{sum(unseen) / len(unseen):.4f}")
     echo(f"quickstart finished in {minutes:.1f} min")
+    model = result.checkpoint
+    echo("next: score your own files, or serve the model with its web page (a demonstration model: it was trained "
+         "on the synthetic benchmark only)\n"
+         f"  fakescope detect YOUR_FILES_OR_FOLDERS -m {model} --explain explain/\n"
+         f"  fakescope serve {model}        # then open http://127.0.0.1:8000/\n"
+         f"  report: {result.run_dir / 'eval' / 'report.html'}")
     return {"minutes": minutes, "evaluation": ev, "checkpoint": str(result.checkpoint)}

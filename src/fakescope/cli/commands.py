@@ -63,8 +63,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from fakescope.eval.calibrate import calibrate_checkpoint
 
     calibrate_checkpoint(args.checkpoint, args.data, batch_size=args.batch_size, num_workers=args.num_workers,
-                         device=args.device, name=args.name, echo=_echo)
-    _echo("use it with: fakescope detect FILES -m CHECKPOINT --operating-point fpr1 (or fpr5, eer)")
+                         device=args.device, name=args.name, default_point=args.default_operating_point, echo=_echo)
+    _echo(f"detect and serve now use it: fakescope detect FILES -m {args.checkpoint} (or --operating-point fpr1, "
+          "fpr5, eer, or a number)")
     return 0
 
 
@@ -218,7 +219,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if not ranks.main:
         return 0
     print(f"fakescope detect: {summary.total} input(s): {summary.fake} fake, {summary.real} real, "
-          f"{summary.failed} failed (model {detector.name}, threshold {detector.threshold:g})"
+          f"{summary.failed} failed (model {detector.name}, threshold {detector.threshold:.4g} on the "
+          f"{'calibrated ' if detector.temperature is not None else ''}P(fake), {detector.operating_point})"
           + (f"; records in {args.out}" if args.out else "")
           + (f"; {summary.previous} record(s) were there from an earlier run and their inputs were skipped"
              if summary.previous else ""), file=sys.stderr)

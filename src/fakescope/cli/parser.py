@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint", help="checkpoint folder (or training run folder)")
     s.add_argument("--data", nargs="+", required=True, metavar="PATH", help="validation folders or manifest CSVs")
     s.add_argument("--name", help="the validation data's name, as stored (default: the sets' names)")
+    s.add_argument("--default-operating-point", choices=["eer", "fpr1", "fpr5"],
+                   help="the operating point detect and serve use when given none (default: fpr1, or fpr5 when "
+                        "the data have under 100 reals)")
     s.add_argument("--batch-size", type=int, **d(evaluate, "batch_size"))
     s.add_argument("--num-workers", type=int, **d(evaluate, "num_workers"))
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -205,11 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
 
     def inference_options(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--threshold", type=float, **d(I, "threshold"), help="label is fake when score >= threshold")
+        s.add_argument("--threshold", type=float, help="label is fake when score >= threshold (score: P(fake), "
+                                                            "calibrated where the checkpoint is; default: the "
+                                                            "checkpoint's operating point, else 0.5)")
         s.add_argument("--operating-point", metavar="POINT",
                        help="fpr1, fpr5 or eer: the threshold a calibrated checkpoint chose on its validation data "
                             "(at 1%%/5%% false-positive rate, or the equal error rate; fakescope calibrate); "
-                            "a number: a fixed threshold")
+                            "a number: a fixed threshold. Default: the checkpoint's own (fakescope calibrate "
+                            "--default-operating-point), else 0.5")
         s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
         s.add_argument("--batch-size", type=int, **d(I, "batch_size"),
                        help="images, frames or clips per forward pass")

@@ -108,6 +108,26 @@ class Preprocessor:
             left, top = (w - s) // 2, (h - s) // 2
         return Geometry(resize, (left, top, left + s, top + s), self._flip(rng))
 
+    def region(self, size: tuple[int, int]) -> dict:
+        """What evaluation preprocessing keeps of an image of ``size`` (w, h): the box it scores in the image's own
+        pixels, the share of the image's area, and a sentence ("centre 64 x 64 of 512 x 600")."""
+        w, h = size
+        s = self.pp.input_size
+        if self.pp.policy == "resize":
+            box, text = (0, 0, w, h), f"the whole {w} x {h}" + (f", resized to {s} x {s}" if (w, h) != (s, s) else "")
+        else:
+            geo = self.draw_geometry(size, random.Random(0))  # evaluation: deterministic, no flip drawn
+            rw, rh = geo.resize or (w, h)
+            left, top, right, bottom = geo.box
+            box = tuple(round(v) for v in (left * w / rw, top * h / rh, right * w / rw, bottom * h / rh))
+            bw, bh = box[2] - box[0], box[3] - box[1]
+            text = (f"centre {bw} x {bh} of {w} x {h}" + (f", resized to {s} x {s}" if (bw, bh) != (s, s) else "")
+                    if (bw, bh) != (w, h) else f"the whole {w} x {h}" + (
+                        f", resized to {s} x {s}" if (w, h) != (s, s) else ""))
+        fraction = (box[2] - box[0]) * (box[3] - box[1]) / max(1, w * h)
+        return {"policy": self.pp.policy, "input_size": s, "image_size": [w, h], "box": list(box),
+                "fraction": round(fraction, 4), "text": text}
+
     def _flip(self, rng: random.Random) -> bool:
         return bool(self.augment is not None and self.augment.hflip and rng.random() < 0.5)
 

@@ -3,8 +3,9 @@ checkpoint (``config.json``, section ``calibration``) for ``detect --operating-p
 
 What is stored: the temperature ``T`` (``calibrated = sigmoid(logit(score) / T)``), the thresholds at the equal
 error rate and at 1% and 5% false-positive rate on the validation data (on the model's own score scale: the
-calibration is monotone, so the same samples fall on each side), the data's name and size per class, and the
-expected calibration error before and after (:mod:`fakescope.metrics.calibration`).
+calibration is monotone, so the same samples fall on each side; detect and serve show them on the calibrated
+scale), the operating point used when none is asked for, the data's name and size per class, and the expected
+calibration error before and after (:mod:`fakescope.metrics.calibration`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fakescope.config import DataSource
-from fakescope.errors import DataError
+from fakescope.errors import ConfigError, DataError
 from fakescope.eval.evaluate import _as_sources, pick_device, score_source
-from fakescope.metrics.calibration import (TARGET_FPR, apply_temperature, expected_calibration_error,
-                                           fit_temperature, operating_points)
+from fakescope.metrics.calibration import (OPERATING_POINTS, TARGET_FPR, apply_temperature,
+                                           default_operating_point, expected_calibration_error, fit_temperature,
+                                           operating_points, shown_threshold)
 
 
-def fit_calibration(labels: Sequence[int], scores: Sequence[float], data: str) -> dict[str, Any]:
-    """The ``calibration`` section for these validation scores (both classes needed)."""
+def fit_calibration(labels: Sequence[int], scores: Sequence[float], data: str,
+                    default_point: str | None = None) -> dict[str, Any]:
+    """The ``calibration`` section for these validation scores (both classes needed). ``default_point``: the
+    operating point detect and serve use when given none (default: ``fpr1``, ``fpr5`` under 100 reals)."""
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=np.float64)
     n_real, n_fake = int((y == 0).sum()), int((y == 1).sum())
@@ -33,7 +37,9 @@ def fit_calibration(labels: Sequence[int], scores: Sequence[float], data: str) -
                         f"{n_fake} fake)")
     t = fit_temperature(y, s)
     small = [name for name, target in TARGET_FPR.items() if target * n_real < 1]
-    return {
+    if default_point is not None and default_point not in OPERATING_POINTS:
+        raise ConfigError(f"default operating point '{default_point}': choose {', '.join(OPERATING_POINTS)}")
+    cal = {
         "temperature": t,
         "thresholds": operating_points(y, s),
         "data": data, "n": int(y.size), "n_real": n_real, "n_fake": n_fake,
@@ -43,11 +49,13 @@ def fit_calibration(labels: Sequence[int], scores: Sequence[float], data: str) -
         # with fewer than 100 reals, the 1%-FPR threshold lets no validation real through: it is only an estimate
         "too_few_reals_for": small,
     }
+    cal["default_operating_point"] = default_point or default_operating_point(cal)
+    return cal
 
 
 def calibrate_checkpoint(checkpoint: str | Path, sources: Sequence[DataSource | str], *, batch_size: int = 64,
                          num_workers: int = 2, device: str | None = None, name: str | None = None,
-                         echo: Callable[[str], None] = print) -> dict[str, Any]:
+                         default_point: str | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Score ``sources`` (validation data) with the checkpoint, fit, and write the section into its config."""
     from fakescope.models.checkpoint import CONFIG, load, resolve
 
@@ -64,13 +72,14 @@ def calibrate_checkpoint(checkpoint: str | Path, sources: Sequence[DataSource | 
         if sc.skipped:
             echo(f"  warning: {src.name}: {len(sc.skipped)} unreadable sample(s) skipped")
     data = name or ", ".join(s.name or s.path for s in srcs)
-    cal = fit_calibration(np.concatenate(labels), np.concatenate(scores), data)
+    cal = fit_calibration(np.concatenate(labels), np.concatenate(scores), data, default_point)
     config = json.loads((folder / CONFIG).read_text())
     config["calibration"] = cal
     (folder / CONFIG).write_text(json.dumps(config, indent=2, default=str))
-    thr = ", ".join(f"{k} {v:.4f}" for k, v in cal["thresholds"].items())
+    thr = ", ".join(f"{k} {shown_threshold(v, cal['temperature']):.4g}" for k, v in cal["thresholds"].items())
     echo(f"calibrated {folder} on {data} ({cal['n_real']} real, {cal['n_fake']} fake): temperature "
-         f"{cal['temperature']:.3f}, ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}; thresholds {thr}")
+         f"{cal['temperature']:.3f}, ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}; thresholds on the "
+         f"calibrated P(fake): {thr}; default operating point {cal['default_operating_point']}")
     if cal["too_few_reals_for"]:
         echo(f"  note: under {int(1 / min(TARGET_FPR.values()))} real samples: "
              f"{', '.join(cal['too_few_reals_for'])} is only an estimate")

@@ -390,7 +390,7 @@ def _write_scores(path: Path, sc: Scored) -> None:
             if len(sc.orig_sizes):
                 ow, oh = (int(v) for v in sc.orig_sizes[i])
                 extra += [ow, oh, int(min(ow, oh) < sc.input_size)]
-            w.writerow([p, int(y), f"{s:.6f}", v or ""] + extra)
+            w.writerow([p, int(y), f"{s:.7g}", v or ""] + extra)
 
 
 def load_results(out_dir: str | Path) -> dict[str, Any]:

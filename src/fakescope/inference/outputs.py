@@ -129,8 +129,9 @@ def read_records(path: str | os.PathLike, fmt: str | None = None) -> Iterator[di
         pq = _pyarrow()
         for shard in parquet_shards(path):
             for rec in pq.read_table(shard).to_pylist():
-                if isinstance(rec.get("provenance"), str):  # stored as JSON text
-                    rec["provenance"] = json.loads(rec["provenance"])
+                for key in ("provenance", "region"):  # stored as JSON text
+                    if isinstance(rec.get(key), str):
+                        rec[key] = json.loads(rec[key])
                 yield rec
         return
     if not path.exists():
@@ -263,12 +264,12 @@ def parquet_schema():
     import pyarrow as pa
 
     f64, i64, s = pa.float64(), pa.int64(), pa.string()
-    types = {"path": s, "kind": s, "score": f64, "calibrated_score": f64, "label": s, "threshold": f64,
+    types = {"path": s, "kind": s, "score": f64, "label": s, "threshold": f64, "calibrated": pa.bool_(), "model_score": f64,
              "operating_point": s, "threshold_source": s, "faces_found": i64, "face_boxes": pa.list_(pa.list_(f64)),
              "frame_scores": pa.list_(f64), "frame_indices": pa.list_(i64), "frame_times": pa.list_(f64),
-             "clip_scores": pa.list_(f64), "model": s, "model_version": s, "backend": s,
+             "clip_scores": pa.list_(f64), "region": s, "warnings": pa.list_(s), "model": s, "model_version": s, "backend": s,
              "demonstration": pa.bool_(), "error": s, "seconds": f64, "explanation": pa.list_(s),
-             "provenance": s}  # JSON text
+             "provenance": s}  # region, provenance: JSON text
     return pa.schema([(k, types[k]) for k in RECORD_FIELDS])
 
 

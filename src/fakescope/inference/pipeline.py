@@ -22,8 +22,9 @@ The pipeline follows the checkpoint's own preprocessing (``model.config.preproce
 * **Clip detectors** (SDR): windows of ``clip_len`` consecutive frames (at most ``max_clips``, spread over
   the video; a shorter video is padded with its last frame); the video's score is the mean of the clip scores.
 
-Every input gives one record (:data:`~fakescope.inference.records.RECORD_FIELDS`): ``score`` is P(fake),
-``label`` is ``fake`` when ``score >= threshold``. A file that cannot be read or scored gets ``error`` (naming the
+Every input gives one record (:data:`~fakescope.inference.records.RECORD_FIELDS`): ``score`` is P(fake) (the
+calibrated probability where the checkpoint is calibrated; ``model_score`` is the network's own), ``label`` is
+``fake`` when ``score >= threshold``, on that same scale. A file that cannot be read or scored gets ``error`` (naming the
 problem) and no score; the other files go on.
 """
 
@@ -47,21 +48,26 @@ from fakescope.faces import FacePipeline
 from fakescope.inference.backends import load_model
 from fakescope.inference.inputs import Missing, decode_input, describe, iter_inputs
 from fakescope.inference.records import RECORD_FIELDS
-from fakescope.metrics.calibration import OPERATING_POINTS, TARGET_FPR, apply_temperature
+from fakescope.metrics.calibration import (OPERATING_POINTS, TARGET_FPR, default_operating_point, round_sig,
+                                           shown_score, shown_threshold)
 from fakescope.media.provenance import read_provenance
 from fakescope.media.video import FrameStream, VideoReadError, even_indices, probe
 from fakescope.preprocess import VIDEO_FRAMES, FaceCropConfig
 from fakescope.utils.paths import safe_name
 
 
+MIN_REGION = 0.25  # a record warns when the model scored less than this share of the picture
+
+
 @dataclass(frozen=True)
 class InferenceOptions:
     """The options of :class:`Detector` (and of ``fakescope detect`` and ``serve``), with their defaults.
 
-    ``threshold``: ``label`` is ``fake`` when ``score >= threshold``. ``operating_point``: ``eer``, ``fpr1`` or
-    ``fpr5`` take the threshold the checkpoint's calibration chose on its validation data (``fakescope
-    calibrate``), a number is a fixed threshold (as ``threshold``). ``batch_size``: model inputs per forward
-    pass (images, frames or clips). ``faces``: ``auto`` follows the checkpoint's face stage; ``on`` forces one
+    ``threshold``: ``label`` is ``fake`` when ``score >= threshold`` (``score``: the P(fake) shown, calibrated where
+    the checkpoint is). ``operating_point``: ``eer``, ``fpr1`` or ``fpr5`` take the threshold the checkpoint's
+    calibration chose on its validation data (``fakescope calibrate``), a number is a fixed threshold (as
+    ``threshold``). Neither given: a calibrated checkpoint's default operating point, else 0.5.
+    ``batch_size``: model inputs per forward pass (images, frames or clips). ``faces``: ``auto`` follows the checkpoint's face stage; ``on`` forces one
     (the checkpoint's, else ``prepare``'s default), ``off`` scores whole images. ``num_frames``: frames sampled
     from a video for image detectors. ``max_clips``: clips scored per video for clip detectors.
     ``face_detector_weights``: the face detector's weights file or folder, where they are not installed.
@@ -71,7 +77,7 @@ class InferenceOptions:
     (:mod:`fakescope.media.provenance`); the service reads it from the upload.
     """
 
-    threshold: float = 0.5
+    threshold: float | None = None
     operating_point: str | None = None
     batch_size: int = 32
     faces: str = "auto"
@@ -82,7 +88,7 @@ class InferenceOptions:
     provenance: bool = True
 
     def check(self) -> None:
-        if not 0.0 <= float(self.threshold) <= 1.0:
+        if self.threshold is not None and not 0.0 <= float(self.threshold) <= 1.0:
             raise ConfigError(f"threshold must lie in [0, 1], got {self.threshold}")
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
@@ -110,6 +116,7 @@ class _Job:
     frame_of_input: list[list[int]] = field(default_factory=list)  # input n -> positions in the frame list
     n_frames: int = 0
     details: dict[str, Any] | None = None
+    canvases: list[np.ndarray] | None = None  # per model input, the picture it came from (explanations only)
 
     def pin_memory(self) -> "_Job":  # the DataLoader's pin-memory thread calls this
         if self.inputs is not None:
@@ -167,8 +174,10 @@ class Detector:
         self.source = source
         self.backend = backend
         self.device = device
-        self.calibration = config.get("calibration")
-        self.threshold, self.operating_point, self.threshold_source = _threshold(opt, self.calibration, source)
+        self.calibration = config.get("calibration") or None
+        self.temperature = float(self.calibration["temperature"]) if self.calibration else None
+        self.threshold, self.operating_point, self.threshold_source = self.operating(opt.operating_point,
+                                                                                     opt.threshold)
         self.batch_size = int(opt.batch_size)
         self.num_frames = int(opt.num_frames)
         self.max_clips = int(opt.max_clips)
@@ -198,6 +207,22 @@ class Detector:
             self.explain.mkdir(parents=True, exist_ok=True)
         self.face_pipeline = None if face is None else FacePipeline(
             face, weights=opt.face_detector_weights, device=device if backend == "torch" else "cpu")
+
+    def operating(self, operating_point: str | None = None, threshold: float | None = None
+                  ) -> tuple[float, str, str]:
+        """``(threshold, operating point, its source)`` for these choices (:class:`InferenceOptions`'); the
+        service's per-request ``operating_point`` goes through here too."""
+        opt = InferenceOptions(operating_point=operating_point, threshold=threshold)
+        opt.check()
+        return _threshold(opt.operating_point, opt.threshold, self.calibration, self.source)
+
+    def relabel(self, record: dict[str, Any], operating_point: str | None) -> dict[str, Any]:
+        """``record`` at another operating point (its score does not change)."""
+        thr, op, src = self.operating(operating_point)
+        record.update(threshold=thr, operating_point=op, threshold_source=src)
+        if record.get("score") is not None:
+            record["label"] = label_of(record["score"], thr)
+        return record
 
     @property
     def faces(self) -> bool:
@@ -348,6 +373,8 @@ class Detector:
                             f"{self.preprocess.clip_len} frames; give it a video, not an image")
         if job.details is not None:
             job.details["input"] = np.asarray(img)
+        self._note_region(job, img.size)
+        self._keep_canvas(job, img)
         if self.face_pipeline is not None:
             result = self.face_pipeline.run([(0, np.asarray(img))])
             job.record["faces_found"] = result.found
@@ -400,7 +427,11 @@ class Detector:
             for n, (i, frame) in enumerate(self._frames(job, video, self.num_frames)):
                 if job.details is not None and n == 0:
                     job.details["input"] = frame
-                tensors.append(self._pre(Image.fromarray(frame)))
+                pil = Image.fromarray(frame)
+                if n == 0:
+                    self._note_region(job, pil.size, "frame")
+                self._keep_canvas(job, pil)
+                tensors.append(self._pre(pil))
                 owners.append([n])
             job.n_frames = len(tensors)
         else:  # frames go through the face pipeline one by one; only the crops are kept
@@ -408,6 +439,8 @@ class Detector:
             for n, (i, frame) in enumerate(self._frames(job, video, self.num_frames)):
                 if job.details is not None and n == 0:
                     job.details["input"] = frame
+                if n == 0:
+                    self._note_region(job, (frame.shape[1], frame.shape[0]), "frame")
                 position[i] = n
                 faces.add(i, frame)
             result = faces.finish()
@@ -451,7 +484,11 @@ class Detector:
                 boxes += [[float(i)] + [round(float(v), 1) for v in face.box] for (i, _), face in zip(frames, chosen)]
                 for crop in pixels:
                     self._keep_face(job, crop)
+            if not tensors:
+                self._note_region(job, (frames[0][1].shape[1], frames[0][1].shape[0]), "frame")
             pil = [Image.fromarray(f) for f in pixels]
+            if self.face_pipeline is None:
+                self._keep_canvas(job, pil[len(pil) // 2])  # the map of a clip is drawn over its middle frame
             pil += [pil[-1]] * (t - len(pil))  # a video shorter than a clip: repeat its last frame
             tensors.append(self._pre.clip(pil))
             owners.append(span)
@@ -465,6 +502,29 @@ class Detector:
                             "face crops)")
         job.inputs = torch.stack(tensors)
         job.frame_of_input = owners
+
+    def _note_region(self, job: _Job, size: tuple[int, int], what: str = "image") -> None:
+        """The record's ``region``: what of the picture (w, h) the model scores; a warning when under 25% of it."""
+        if self.face_pipeline is not None:
+            w, h = size
+            s = self.preprocess.input_size
+            job.record["region"] = {"policy": "face", "input_size": s, "image_size": [w, h], "box": None,
+                                    "fraction": None, "text": f"face crops ({self.face.crop}, margin "
+                                    f"{self.face.margin:g}) of {w} x {h}, resized to {s} x {s}; boxes in face_boxes"}
+            return
+        region = self._pre.region(size)
+        job.record["region"] = region
+        if region["fraction"] < MIN_REGION:
+            job.record["warnings"] = [f"the model saw {region['fraction']:.1%} of the {what} ({region['text']}; "
+                                      f"policy {region['policy']}): the rest was not scored"]
+
+    def _keep_canvas(self, job: _Job, img: Image.Image, max_side: int = 640) -> None:
+        """Keep the picture a model input came from, at most ``max_side`` pixels, for its explanation."""
+        if self.explain is None and job.details is None:
+            return
+        small = img.convert("RGB")
+        small.thumbnail((max_side, max_side))
+        job.canvases = (job.canvases or []) + [np.asarray(small)]
 
     @torch.inference_mode()
     def _score(self, x: torch.Tensor) -> torch.Tensor:
@@ -501,13 +561,13 @@ class Detector:
             rec["seconds"] = round(time.perf_counter() - job.started, 4)
             if job.details is not None:
                 rec["details"] = job.details
-            job.inputs = None
+            job.inputs = job.canvases = None
             yield rec
 
     def _cam_picture(self, job: _Job, scores: list[float]) -> Image.Image | None:
         """The heatmap overlay of the job's highest-scoring model input (Grad-CAM; FSSNet: its SBCA attention);
         ``None`` where there is none (clip models, the ONNX backend, a model that cannot be explained)."""
-        from fakescope.inference.visual import cam_overlay
+        from fakescope.inference.visual import cam_on_image, cam_overlay
         from fakescope.models.explain import explain
 
         if self.backend != "torch":
@@ -517,6 +577,11 @@ class Detector:
             cam = explain(self.model, job.inputs[best:best + 1].to(self.device))[0].cpu().numpy()
         except ConfigError:
             return None
+        region = job.record.get("region") or {}
+        if job.canvases and region.get("box") and best < len(job.canvases):  # over the whole picture, region marked
+            canvas = job.canvases[best]
+            scale = canvas.shape[1] / region["image_size"][0]
+            return cam_on_image(canvas, cam, [v * scale for v in region["box"]])
         pixels = job.inputs[best]
         if pixels.dim() == 4:  # a clip: the map (averaged over time) over its middle frame
             pixels = pixels[len(pixels) // 2]
@@ -555,33 +620,53 @@ class Detector:
             per_frame: list[float | None] = [None] * job.n_frames
             for s, span in zip(scores, job.frame_of_input):
                 for i in span:
-                    per_frame[i] = round(s, 6)
+                    per_frame[i] = round_sig(s)
             if self.modality == "clip":
-                rec["clip_scores"] = [round(s, 6) for s in scores]
+                rec["clip_scores"] = [round_sig(s) for s in scores]
             rec["frame_scores"] = per_frame
             score = float(np.mean(scores))
         if not math.isfinite(score):
             rec["error"] = f"{rec['path']}: the model returned a non-finite score"
             return
-        rec["score"] = round(float(score), 6)
-        rec["label"] = "fake" if score >= self.threshold else "real"
-        if self.calibration:
-            rec["calibrated_score"] = round(float(apply_temperature(score, self.calibration["temperature"])), 6)
+        # one number is shown as P(fake) and decides the label: calibrated where the checkpoint is (frame and clip
+        # scores on the same scale, so a timeline is read against the same threshold)
+        rec["model_score"] = round_sig(score)
+        rec["score"] = shown_score(score, self.temperature)
+        rec["calibrated"] = self.temperature is not None
+        if self.temperature is not None:
+            for key in ("frame_scores", "clip_scores"):
+                if rec.get(key):
+                    rec[key] = [None if v is None else shown_score(v, self.temperature) for v in rec[key]]
+        rec["label"] = label_of(rec["score"], self.threshold)
 
 
-def _threshold(opt: InferenceOptions, calibration: dict | None, source: str) -> tuple[float, str, str]:
-    """``(threshold, operating point, where it comes from)`` for the options and the checkpoint's calibration."""
-    op = opt.operating_point
+def label_of(score: float, threshold: float) -> str:
+    """The label of a shown P(fake) at a threshold on the same scale."""
+    return "fake" if score >= threshold else "real"
+
+
+def _threshold(operating_point: str | None, threshold: float | None, calibration: dict | None, source: str
+               ) -> tuple[float, str, str]:
+    """``(threshold, operating point, where it comes from)``, the threshold on the scale of the shown P(fake)
+    (calibrated where the checkpoint is). No choice given: a calibrated checkpoint's default operating point, else
+    the fixed 0.5."""
+    op = operating_point
+    if op is None and threshold is None and calibration:
+        op = default_operating_point(calibration)
+        default = "the checkpoint's default operating point: "
+    else:
+        default = ""
     if op in OPERATING_POINTS:
         if not calibration:
             raise ConfigError(f"{source}: operating point '{op}' needs a calibrated checkpoint: run "
                               "`fakescope calibrate CHECKPOINT --data VALIDATION_DATA` first (or give a threshold)")
         c = calibration
         what = "the equal error rate" if op == "eer" else f"{round(TARGET_FPR[op] * 100)}% false-positive rate"
-        return (float(c["thresholds"][op]), op,
-                f"{what} on {c['data']} ({c['n_real']} real, {c['n_fake']} fake; {c.get('fitted', '')})")
-    value = float(op) if op is not None else float(opt.threshold)
-    return value, "fixed", "fixed threshold"
+        return (shown_threshold(float(c["thresholds"][op]), c["temperature"]), op,
+                f"{default}{what} on {c['data']} ({c['n_real']} real, {c['n_fake']} fake; {c.get('fitted', '')})")
+    value = float(op) if op is not None else 0.5 if threshold is None else float(threshold)
+    scale = "calibrated P(fake)" if calibration else "P(fake)"
+    return value, "fixed", f"fixed threshold on the {scale}"
 
 
 def _box(crop) -> list[float]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# score: the model's P(fake); calibrated_score: the same after the checkpoint's temperature scaling (null without
-# calibration); operating_point: how the threshold was chosen (fixed, eer, fpr1, fpr5) and threshold_source: on what;
+# score: the P(fake) shown and labelled: the checkpoint's temperature-scaled probability where it is calibrated
+# (calibrated: true), else the model's own; model_score: the model's own P(fake); threshold: on the scale of score;
+# region: what part of the input the model saw; operating_point: how the threshold was chosen (fixed, eer, fpr1, fpr5) and threshold_source: on what;
 # face_boxes: the faces scored, [frame index, x1, y1, x2, y2] in the frame's pixels (face-stage models);
 # provenance: what the file says of its origin (C2PA, XMP, generator metadata, camera), apart from the score
-RECORD_FIELDS = ("path", "kind", "score", "calibrated_score", "label", "threshold", "operating_point",
+RECORD_FIELDS = ("path", "kind", "score", "label", "threshold", "calibrated", "model_score", "operating_point",
                  "threshold_source", "faces_found", "face_boxes", "frame_scores", "frame_indices", "frame_times", "clip_scores",
-                 "model", "model_version", "backend", "demonstration", "error", "seconds", "explanation", "provenance")
+                 "region", "warnings", "model", "model_version", "backend", "demonstration", "error", "seconds", "explanation",
+                 "provenance")
 
 
 def csv_row(rec: dict[str, Any]) -> dict[str, Any]:

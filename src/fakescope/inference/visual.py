@@ -21,6 +21,31 @@ def cam_overlay(pixels: np.ndarray, cam: np.ndarray, min_side: int = 256, alpha:
     return img.resize((img.size[0] * scale, img.size[1] * scale), Image.Resampling.NEAREST)
 
 
+def cam_on_image(image: np.ndarray, cam: np.ndarray, box: list[int] | tuple[int, ...], max_side: int = 640,
+                 alpha: float = 0.45) -> Image.Image:
+    """The whole image (uint8 ``[H, W, 3]``) with the heatmap of the region the model scored laid over that region
+    (``box``: ``x1, y1, x2, y2`` in the image's pixels) and the region outlined; the rest of the image is shown
+    dimmed, as the model never saw it. At most ``max_side`` pixels."""
+    from matplotlib import colormaps
+    from PIL import ImageDraw
+
+    img = Image.fromarray(image).convert("RGB")
+    scale = min(1.0, max_side / max(img.size))
+    size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+    img = img.resize(size, Image.Resampling.BILINEAR)
+    x1, y1, x2, y2 = (round(v * scale) for v in box)
+    x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+    out = np.asarray(img, dtype=np.float64) * 0.55  # outside the region: dimmed
+    heat = Image.fromarray((np.clip(cam, 0, 1) * 255).astype(np.uint8)).resize((x2 - x1, y2 - y1),
+                                                                               Image.Resampling.BILINEAR)
+    colour = colormaps["jet"](np.asarray(heat) / 255.0)[..., :3] * 255
+    inside = np.asarray(img, dtype=np.float64)[y1:y2, x1:x2]
+    out[y1:y2, x1:x2] = (1 - alpha) * inside + alpha * colour[: inside.shape[0], : inside.shape[1]]
+    pic = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+    ImageDraw.Draw(pic).rectangle([x1, y1, x2 - 1, y2 - 1], outline=(255, 255, 255), width=max(1, round(max(size) / 256)))
+    return pic
+
+
 def score_timeline(record: dict, threshold: float) -> Image.Image:
     """A video record's per-frame (and per-clip) scores over time, with the threshold, as an image."""
     import io

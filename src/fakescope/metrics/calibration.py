@@ -5,8 +5,9 @@ Label 1 = fake (the positive class), scores are P(fake). A *false positive* is a
 
 * Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017): the calibrated
   probability is ``sigmoid(logit(p) / T)``, ``T`` fitted by minimising the negative log-likelihood on validation
-  data. It is monotone, so it moves no sample across a threshold chosen on the same scores: thresholds are kept
-  on the model's own score scale and the calibrated probability is reported beside it.
+  data. It is monotone, so it moves no sample across a threshold chosen on the same scores: the checkpoint
+  stores thresholds on the model's own score scale, and inference maps them onto the calibrated one
+  (:func:`shown_threshold`), the scale of the P(fake) a user is shown and the label is decided on.
 * ``threshold_at_fpr(y, s, 0.01)``: the lowest threshold at which at most 1% of the real validation samples
   score ``>=`` it (its FPR on that data is at most the target, and as close to it as the ties allow).
 * ``threshold_at_eer``: the ROC threshold where FPR and FNR are closest.
@@ -18,14 +19,15 @@ Label 1 = fake (the positive class), scores are P(fake). A *false positive* is a
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn.metrics import roc_curve
 
 TARGET_FPR = {"fpr1": 0.01, "fpr5": 0.05}
 OPERATING_POINTS = ("eer", "fpr1", "fpr5")
-EPS = 1e-7
+EPS = 1e-12  # float32 sigmoid outputs reach 1e-12 and below; clipping them flattens the calibrated tail
 
 
 def _arrays(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -44,6 +46,47 @@ def logit(p: np.ndarray | float) -> np.ndarray:
 def apply_temperature(p: np.ndarray | float, temperature: float) -> np.ndarray:
     """``sigmoid(logit(p) / T)``."""
     return 1.0 / (1.0 + np.exp(-logit(p) / float(temperature)))
+
+
+def _to_sig(x: float, digits: int, rounding: str) -> float:
+    x = float(x)
+    if x == 0 or not math.isfinite(x):
+        return x
+    d = Decimal(repr(x))  # the shortest decimal that reads back as x
+    return float(d.quantize(Decimal(1).scaleb(d.adjusted() - digits + 1), rounding=rounding))
+
+
+def round_sig(x: float, digits: int = 6) -> float:
+    """``x`` to ``digits`` significant digits, rounded down (a P(fake) of 2.3e-09 stays 2.3e-09, not 0.0). Rounded
+    down, a shown score reaches a threshold of fewer digits (:func:`ceil_sig`) exactly when the unrounded one does."""
+    return _to_sig(x, digits, ROUND_FLOOR)
+
+
+def ceil_sig(x: float, digits: int = 4) -> float:
+    """The smallest number of ``digits`` significant digits that is ``>= x``: a threshold printed that way lets no
+    sample through that the exact threshold kept below it. ``x`` is first taken to 12 significant digits, so that
+    float noise (0.0010000000000000002 from a temperature of 1) does not move it up a step."""
+    return _to_sig(float(f"{x:.12g}"), digits, ROUND_CEILING) if x > 0 else float(x)
+
+
+def shown_score(p: float, temperature: float | None) -> float:
+    """The P(fake) shown for the model's score ``p``: calibrated when there is a temperature, 6 significant digits."""
+    return round_sig(float(apply_temperature(p, temperature)) if temperature else float(p))
+
+
+def shown_threshold(model_threshold: float, temperature: float | None) -> float:
+    """A threshold chosen on the model's scores, on the scale of :func:`shown_score`, to 4 significant digits
+    (rounded up). Sample ``p`` is labelled fake when ``shown_score(p) >= shown_threshold(t)``."""
+    return ceil_sig(float(apply_temperature(model_threshold, temperature)) if temperature else model_threshold)
+
+
+def default_operating_point(calibration: dict[str, Any]) -> str:
+    """The operating point a calibrated checkpoint uses unless told otherwise: the one it stores, else 1% FPR, or
+    5% FPR where the validation data had too few reals for a 1% estimate."""
+    stored = calibration.get("default_operating_point")
+    if stored in OPERATING_POINTS:
+        return stored
+    return "fpr5" if "fpr1" in (calibration.get("too_few_reals_for") or []) else "fpr1"
 
 
 def fit_temperature(labels: Sequence[int], scores: Sequence[float]) -> float:

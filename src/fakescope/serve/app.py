@@ -36,9 +36,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from fakescope.errors import FakescopeError
+
 log = logging.getLogger("fakescope.serve")
 
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and headers around the file
+DETECT_QUERY = frozenset({"details", "operating_point", "filename"})  # POST /v1/detect's query; others are a 422
 
 
 @dataclass
@@ -309,10 +312,12 @@ def create_app(detector, settings: ServeSettings | None = None):
                                   f"{settings.max_upload_mb:g} MB")
         return data, os.path.basename(file.filename or "upload")
 
-    def work(data: bytes, filename: str, details: bool) -> dict[str, Any]:
+    def work(data: bytes, filename: str, details: bool, point: str | None = None) -> dict[str, Any]:
         kind, obj = sniff(data)
         try:
             record = detector.predict(obj, name=filename, details=details)
+            if point is not None:
+                detector.relabel(record, point)
             if getattr(detector, "provenance", False):  # from the upload's bytes (the decoded image has lost them)
                 from fakescope.media.provenance import read_provenance
 
@@ -329,8 +334,21 @@ def create_app(detector, settings: ServeSettings | None = None):
         return record
 
     @app.post("/v1/detect")
-    async def detect(request: Request, details: bool = False):
+    async def detect(request: Request, details: bool = False, operating_point: str | None = None,
+                     filename: str | None = None):
+        """Score one upload. Query: ``details`` (pictures for the page), ``operating_point`` (``fpr1``, ``fpr5``,
+        ``eer`` or a threshold, for this request), ``filename`` (the name of a raw-body upload)."""
         from starlette.requests import ClientDisconnect
+
+        unknown = sorted(set(request.query_params) - DETECT_QUERY)
+        if unknown:
+            return error(422, f"unknown query parameter(s): {', '.join(unknown)} (known: "
+                              f"{', '.join(sorted(DETECT_QUERY))})")
+        if operating_point is not None:
+            try:
+                detector.operating(operating_point)
+            except FakescopeError as exc:
+                return error(422, f"operating_point: {exc}")
 
         # a slot first: an upload is read only when it can be scored, so the bodies in memory stay bounded
         if not gate.acquire():
@@ -349,7 +367,7 @@ def create_app(detector, settings: ServeSettings | None = None):
         except BaseException:
             gate.release()
             raise
-        fut = gate.run(work, data, filename, details)
+        fut = gate.run(work, data, filename, details, operating_point)
         try:
             record = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout=settings.timeout_s)
         except asyncio.TimeoutError:

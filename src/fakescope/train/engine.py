@@ -224,7 +224,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     extra, notes = demonstration_record(cfg)
     result.checkpoint = save(module.model.cpu(), run_dir / "model", training=training, validation=validation,
                              extra=extra, notes=notes)
-    echo(f"selected epoch {best_epoch} on {monitor}; checkpoint: {result.checkpoint}")
+    # counted from 1, as the log prints epochs ("epoch 8/8"); summary.json and metrics.csv keep Lightning's 0-based index
+    echo(f"selected epoch {best_epoch + 1}/{trainer.max_epochs} on {monitor}; checkpoint: {result.checkpoint}")
 
     (run_dir / "summary.json").write_text(json.dumps(
         {"best": result.best, "checkpoint": str(result.checkpoint), "epochs_run": result.epochs,
