@@ -7,6 +7,8 @@
 #                                deselected); the web page test runs
 #                                in headless Chromium when Debian's chromium and chromium-driver are installed
 #                                (.ci/run installs them), and skips with the reason otherwise
+#   make test-threads            the model, explanation and verdict tests again under OMP_NUM_THREADS=1 and =2
+#                                (their outcome must not hang on the order of float sums; CI runs it after make test)
 #   make test-slow               the slow tests too
 #   make install EXTRAS=dev,bench  also OpenCV, for benchmarks/prepare_throughput.py
 
@@ -22,8 +24,10 @@ EXTRAS ?= dev
 # torchvision, is never imported; only the weight files are read).
 FACENET_SPEC ?= facenet-pytorch==2.6.0
 PYTEST_ARGS ?=
+# tests that train or run models: run again with one and with two threads by `make test-threads`
+THREAD_TESTS ?= tests/test_explain.py tests/test_golden.py tests/test_verdict.py tests/test_forward_contract.py
 
-.PHONY: install quickstart test test-slow clean
+.PHONY: install quickstart test test-threads test-slow clean
 
 install: $(VENV)/.install-stamp
 
@@ -42,6 +46,10 @@ quickstart: install
 test: install
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-threads: install
+	OMP_NUM_THREADS=1 $(PY) -m pytest $(THREAD_TESTS) $(PYTEST_ARGS)
+	OMP_NUM_THREADS=2 $(PY) -m pytest $(THREAD_TESTS) $(PYTEST_ARGS)
 
 test-slow: install
 	$(VENV)/bin/lint-imports

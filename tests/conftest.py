@@ -16,6 +16,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that changes torch's thread count gives it back, so no test's outcome hangs on the ones before it
+    (the suite is also run with OMP_NUM_THREADS=1 and 2: make test-threads)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_addoption(parser) -> None:
     parser.addoption("--reliability-table", metavar="PATH", default=None,
                      help="write the bad-input corpus outcomes (tests/reliability) as a Markdown table to PATH, "

@@ -48,15 +48,12 @@ from fakescope.faces import FacePipeline
 from fakescope.inference.backends import load_model
 from fakescope.inference.inputs import Missing, decode_input, describe, iter_inputs
 from fakescope.inference.records import RECORD_FIELDS
-from fakescope.metrics.calibration import (OPERATING_POINTS, TARGET_FPR, default_operating_point, round_sig,
-                                           shown_score, shown_threshold)
+from fakescope.inference.verdict import label_of, region_warning, resolve_threshold
+from fakescope.metrics.calibration import OPERATING_POINTS, round_sig, shown_score
 from fakescope.media.provenance import read_provenance
 from fakescope.media.video import FrameStream, VideoReadError, even_indices, probe
 from fakescope.preprocess import VIDEO_FRAMES, FaceCropConfig
 from fakescope.utils.paths import safe_name
-
-
-MIN_REGION = 0.25  # a record warns when the model scored less than this share of the picture
 
 
 @dataclass(frozen=True)
@@ -214,7 +211,7 @@ class Detector:
         service's per-request ``operating_point`` goes through here too."""
         opt = InferenceOptions(operating_point=operating_point, threshold=threshold)
         opt.check()
-        return _threshold(opt.operating_point, opt.threshold, self.calibration, self.source)
+        return resolve_threshold(opt.operating_point, opt.threshold, self.calibration, self.source)
 
     def relabel(self, record: dict[str, Any], operating_point: str | None) -> dict[str, Any]:
         """``record`` at another operating point (its score does not change)."""
@@ -514,9 +511,9 @@ class Detector:
             return
         region = self._pre.region(size)
         job.record["region"] = region
-        if region["fraction"] < MIN_REGION:
-            job.record["warnings"] = [f"the model saw {region['fraction']:.1%} of the {what} ({region['text']}; "
-                                      f"policy {region['policy']}): the rest was not scored"]
+        warning = region_warning(region, what)
+        if warning:
+            job.record["warnings"] = [warning]
 
     def _keep_canvas(self, job: _Job, img: Image.Image, max_side: int = 640) -> None:
         """Keep the picture a model input came from, at most ``max_side`` pixels, for its explanation."""
@@ -638,35 +635,6 @@ class Detector:
                 if rec.get(key):
                     rec[key] = [None if v is None else shown_score(v, self.temperature) for v in rec[key]]
         rec["label"] = label_of(rec["score"], self.threshold)
-
-
-def label_of(score: float, threshold: float) -> str:
-    """The label of a shown P(fake) at a threshold on the same scale."""
-    return "fake" if score >= threshold else "real"
-
-
-def _threshold(operating_point: str | None, threshold: float | None, calibration: dict | None, source: str
-               ) -> tuple[float, str, str]:
-    """``(threshold, operating point, where it comes from)``, the threshold on the scale of the shown P(fake)
-    (calibrated where the checkpoint is). No choice given: a calibrated checkpoint's default operating point, else
-    the fixed 0.5."""
-    op = operating_point
-    if op is None and threshold is None and calibration:
-        op = default_operating_point(calibration)
-        default = "the checkpoint's default operating point: "
-    else:
-        default = ""
-    if op in OPERATING_POINTS:
-        if not calibration:
-            raise ConfigError(f"{source}: operating point '{op}' needs a calibrated checkpoint: run "
-                              "`fakescope calibrate CHECKPOINT --data VALIDATION_DATA` first (or give a threshold)")
-        c = calibration
-        what = "the equal error rate" if op == "eer" else f"{round(TARGET_FPR[op] * 100)}% false-positive rate"
-        return (shown_threshold(float(c["thresholds"][op]), c["temperature"]), op,
-                f"{default}{what} on {c['data']} ({c['n_real']} real, {c['n_fake']} fake; {c.get('fitted', '')})")
-    value = float(op) if op is not None else 0.5 if threshold is None else float(threshold)
-    scale = "calibrated P(fake)" if calibration else "P(fake)"
-    return value, "fixed", f"fixed threshold on the {scale}"
 
 
 def _box(crop) -> list[float]:
