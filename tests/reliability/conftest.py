@@ -26,6 +26,16 @@ lack, so a readable video fails with `no-face` there), `eval` (the corpus folder
 `load` (`fakescope.load`, `create_model(weights=...)`, `Detector.from_pretrained(..., weights_file=...)`),
 `train --resume`, `config` (`load_config`).
 
+Outputs (`detect -o`, `eval`'s `scores/*.csv`): every file is valid UTF-8; a file name's bytes that are not
+UTF-8 are written as the four characters `\\xNN` (the same in JSON lines, CSV and Parquet), and a resumed run
+recognises the path. A CSV text cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return (or with `'`)
+gets a leading `'` (OWASP's rule against CSV injection: a spreadsheet shows it as text, never runs it as a formula);
+reading back (resume, `read_records`) takes it off again. A run holds an exclusive lock on its output
+(`OUT.lock`, beside it, holding the run's pid) and appends one whole record per write: a second run on the same
+output is refused at once, naming the output and the pid. Metadata (provenance) is read in time linear in the
+file's size: XMP packets are found by a scan, PNG text chunks by walking the chunk list (no frame is decoded),
+each text chunk within a budget (a longer one is named in `skipped_metadata`, not read).
+
 | kind | entry point | outcome |
 |---|---|---|
 """

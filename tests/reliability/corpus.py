@@ -76,6 +76,15 @@ def gif_header_bomb(side: int = 60000) -> bytes:
     return bytes(gif)
 
 
+def png_text_bomb(side: int = 32, after: bool = False, inflated: int = 2 << 20) -> bytes:
+    """A good PNG with a zTXt chunk ('parameters') that inflates to ``inflated`` bytes, past Pillow's
+    ``MAX_TEXT_CHUNK`` (1 MB), before its image data or (``after``) after it."""
+    png = stored_png(side, 40)
+    bomb = _png_chunk(b"zTXt", b"parameters\0\0" + zlib.compress(b"Steps: 20, " * (inflated // 11 + 1), 9))
+    at = png.rfind(b"IEND") - 4 if after else 33  # before IEND, or right after IHDR
+    return png[:at] + bomb + png[at:]
+
+
 def exif_rotated_jpeg(arr: np.ndarray, orientation: int = 6) -> bytes:
     """``arr`` stored turned so that EXIF ``orientation`` (6: rotate 90 clockwise to view) puts it upright."""
     turned = {6: np.rot90(arr, k=1), 8: np.rot90(arr, k=-1), 3: np.rot90(arr, k=2)}[orientation]
@@ -130,6 +139,10 @@ def build_media(root: Path) -> list[Kind]:
     put("EXIF-rotated photo (Orientation=6)", "0_real/rotated.jpg", exif_rotated_jpeg(noise(48, 64, 8)), "scored")
     put("large JPEG (decoded at reduced size)", "0_real/large.jpg",
         encoded(Image.new("RGB", (3000, 2400), (90, 120, 150)), "JPEG", quality=60), "scored")
+    put("PNG text chunk inflating past Pillow's 1 MB limit, before the image data", "0_real/textbomb_head.png",
+        png_text_bomb(), "scored")
+    put("PNG text chunk inflating past Pillow's 1 MB limit, after the image data", "0_real/textbomb_tail.png",
+        png_text_bomb(after=True), "scored")
     put("PNG bomb 13000x13000 (real data)", "1_fake/bomb13k.png", png_bomb(13000), "error", "pixel budget")
     put("PNG header claiming 30000x30000", "1_fake/bomb30k.png", png_header_bomb(30000), "error", "pixel budget")
     put("GIF header claiming 60000x60000", "1_fake/bomb.gif", gif_header_bomb(), "error",

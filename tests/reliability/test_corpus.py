@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from fakescope.utils.cells import utf8_text
 from reliability.corpus import BUDGET_MP
 
 MEMORY_PER_RUN_MIB = 350  # what the whole corpus may add to detect's memory over the loaded model
@@ -55,15 +56,16 @@ def test_detect_scores_or_names_every_bad_file_and_loses_nothing(media_corpus, r
     proc, added = run_detect(reliability_checkpoint, root, tmp_path / "records.csv", "csv")
     stderr = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 0, stderr[-3000:]
-    # a file name that is not valid UTF-8 comes back as its own bytes: read the CSV the same way
-    with open(tmp_path / "records.csv", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+    # valid UTF-8 throughout (strict reader), a file name that is not UTF-8 included
+    with open(tmp_path / "records.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     by_path = {os.path.relpath(r["path"], root): r for r in rows}
     assert len(by_path) == len(rows), "a file was scored twice (a link loop followed?)"
     expected = [k for k in kinds if k.expect in ("scored", "error")]
-    assert set(by_path) == {k.rel for k in expected}, "every file, and only the files, get a record"
+    # every output is valid UTF-8: a name's undecodable bytes are written \xNN (utils.cells.utf8_text)
+    assert set(by_path) == {utf8_text(k.rel) for k in expected}, "every file, and only the files, get a record"
     for k in expected:
-        rec = by_path[k.rel]
+        rec = by_path[utf8_text(k.rel)]
         if k.expect == "scored":
             assert rec["error"] == "" and 0.0 <= float(rec["score"]) <= 1.0, (k.name, rec["error"])
             outcomes.append((k.name, "detect", "scored"))
@@ -78,7 +80,7 @@ def test_detect_scores_or_names_every_bad_file_and_loses_nothing(media_corpus, r
     assert added < MEMORY_PER_RUN_MIB, f"the corpus took {added:.0f} MiB beyond the loaded model"
     outcomes.append(("whole corpus (memory)", "detect", f"{added:.0f} MiB over the loaded model "
                                                         f"(bound {MEMORY_PER_RUN_MIB} MiB)"))
-    # the same run as JSON lines (here, in this process): valid JSON, \udcXX escapes for names not in UTF-8
+    # the same run as JSON lines (here, in this process): valid JSON, the same \xNN escapes for names not in UTF-8
     from fakescope.cli import main
 
     assert main(["detect", str(root), "-m", str(reliability_checkpoint), "-o", str(tmp_path / "records.jsonl"),
@@ -166,8 +168,7 @@ def test_eval_scores_what_it_can_and_lists_the_rest(media_corpus, reliability_ch
     outcomes.append(("test set path that does not exist", "eval",
                      "listed in failed_sets; the other sets' metrics written"))
     skipped = results["skipped"].get(root.name, [])
-    with open(tmp_path / "eval" / "scores" / f"{root.name}.csv", newline="", encoding="utf-8",
-              errors="surrogateescape") as fh:
+    with open(tmp_path / "eval" / "scores" / f"{root.name}.csv", newline="", encoding="utf-8") as fh:  # strict
         scored = {os.path.relpath(r["path"], root) for r in csv.DictReader(fh)}
     from fakescope.media.image import is_image_file
 
@@ -175,9 +176,9 @@ def test_eval_scores_what_it_can_and_lists_the_rest(media_corpus, reliability_ch
         if k.expect not in ("scored", "error") or not is_image_file(k.rel):
             continue
         if k.expect == "scored":
-            assert k.rel in scored, k.name
+            assert utf8_text(k.rel) in scored, k.name
             outcomes.append((k.name, "eval", "scored"))
         else:
             match = [e for e in skipped if k.rel in e or os.path.basename(k.rel) in e]
-            assert match and k.rel not in scored, (k.name, skipped)
+            assert match and utf8_text(k.rel) not in scored, (k.name, skipped)
             outcomes.append((k.name, "eval", "skipped and listed: " + short(match[0], str(root / k.rel))))

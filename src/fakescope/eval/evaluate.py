@@ -25,6 +25,7 @@ from fakescope.eval.robustness import Perturbation
 from fakescope.utils.console import show_progress
 from fakescope.utils.distributed import Ranks
 from fakescope.utils.paths import safe_name
+from fakescope.utils.cells import csv_cell, utf8_text
 
 
 @dataclass
@@ -192,7 +193,7 @@ def _score_rows(model, ds, todo: np.ndarray, path: Path, *, batch_size: int, num
             it = tqdm(loader, desc=desc, leave=False)
         for batch in it:
             for i, err in batch["skipped"]:
-                w.writerow([int(i), "", "", "", "", " ".join(str(err).split())])  # one line a row
+                w.writerow([int(i), "", "", "", "", utf8_text(" ".join(str(err).split()))])  # one line a row
             if batch["image"] is not None:
                 scores = model.predict_proba(batch["image"].to(device, non_blocking=True)).float().cpu().tolist()
                 sizes = batch["orig_size"].tolist() if "orig_size" in batch else [["", ""]] * len(scores)
@@ -379,7 +380,7 @@ def _video_counts(m: dict[str, Any], sc: Scored) -> None:
 
 def _write_scores(path: Path, sc: Scored) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:  # file names as on disk
+    with open(path, "w", newline="", encoding="utf-8") as fh:  # valid UTF-8; no cell a formula (utils.cells)
         w = csv.writer(fh)
         # clip sets: 'path' is a clip's first frame and 'padded' the repeated frames appended to it
         # image sets: the file's width and height, and whether it was enlarged to the model's input
@@ -390,7 +391,7 @@ def _write_scores(path: Path, sc: Scored) -> None:
             if len(sc.orig_sizes):
                 ow, oh = (int(v) for v in sc.orig_sizes[i])
                 extra += [ow, oh, int(min(ow, oh) < sc.input_size)]
-            w.writerow([p, int(y), f"{s:.7g}", v or ""] + extra)
+            w.writerow([csv_cell(p), int(y), f"{s:.7g}", csv_cell(v or "")] + extra)
 
 
 def load_results(out_dir: str | Path) -> dict[str, Any]:

@@ -21,6 +21,8 @@ import numpy as np
 
 from fakescope.errors import ConfigError, DataError
 from fakescope.inference.records import RECORD_FIELDS, csv_row
+from fakescope.utils.cells import csv_value, utf8_obj, utf8_text
+from fakescope.utils.outlock import OutputLock
 
 FORMATS = ("jsonl", "csv", "parquet")
 PARQUET_ROWS = 10_000  # records per Parquet shard
@@ -34,10 +36,7 @@ def output_format(path: str | None, fmt: str | None) -> str:
     return "csv" if low.endswith(".csv") else "parquet" if low.endswith(".parquet") else "jsonl"
 
 
-def clean_text(text: str) -> str:
-    """``text`` as valid UTF-8: a file name's undecodable bytes (surrogate escapes) become ``\\xNN``, as Parquet
-    stores them."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+clean_text = utf8_text  # a file name's undecodable bytes as \xNN: the same in JSON lines, CSV and Parquet
 
 
 def path_key(path: str) -> int:
@@ -114,7 +113,7 @@ def read_csv(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
     for row in reader:
         if len(row) != len(RECORD_FIELDS):
             return  # torn: an unterminated quote ran to the end of the file
-        yield dict(zip(RECORD_FIELDS, row)), offset
+        yield {k: csv_value(v) for k, v in zip(RECORD_FIELDS, row)}, offset
 
 
 def parquet_shards(folder: Path) -> list[Path]:
@@ -150,7 +149,11 @@ def _pyarrow():
 
 # ---------------------------------------------------------------------------------------------- writing
 class Output:
-    """An open ``detect`` output that appends records; :meth:`done` are the paths already in it."""
+    """An open ``detect`` output that appends records; :meth:`done` are the paths already in it.
+
+    It holds an exclusive lock (:class:`~fakescope.utils.outlock.OutputLock`) from opening to :meth:`close`: a
+    second run on the same output (or the same part of a multi-process run) is refused at once. JSON lines and
+    CSV are appended (``O_APPEND``) one whole record per ``write`` call."""
 
     def __init__(self, path: str | os.PathLike | None, fmt: str, *, overwrite: bool = False,
                  expect: dict[str, Any] | None = None, fields: tuple[str, ...] = RECORD_FIELDS) -> None:
@@ -158,15 +161,23 @@ class Output:
         self.fields = fields  # JSON lines: the keys written
         self.fmt = fmt
         self.previous = 0  # records found from an earlier run
+        self._lock: OutputLock | None = None
+        self._fd: int | None = None
         paths: list[str] = []
         if self.path is None:
             if fmt == "parquet":
                 raise ConfigError("--format parquet needs --out (a folder of shards)")
-            self._start_text(sys.stdout, header=True)
-        elif fmt == "parquet":
-            self._open_parquet(overwrite, paths, expect)
+            self._start_text(None, header=True)
         else:
-            self._open_text(overwrite, paths, expect)
+            self._lock = OutputLock(self.path)
+            try:
+                if fmt == "parquet":
+                    self._open_parquet(overwrite, paths, expect)
+                else:
+                    self._open_text(overwrite, paths, expect)
+            except BaseException:
+                self._lock.release()
+                raise
         self.done = PathSet(paths)
 
     # a record from another model or threshold would be mixed into this one's: refuse
@@ -189,21 +200,31 @@ class Output:
                 paths.append(rec["path"])
             self.previous = len(paths)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        mode = "r+b" if self.path.exists() and not overwrite else "wb"
-        raw = open(self.path, mode)
-        raw.truncate(end)  # a torn last record (a run killed while writing it) is cut off and written again
-        raw.seek(end)
-        self._start_text(io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline=""),
-                         header=end == 0)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.ftruncate(fd, end)  # a torn last record (a run killed while writing it) is cut off and written again
+        self._start_text(fd, header=end == 0)
 
-    def _start_text(self, fh, header: bool) -> None:
-        self._fh = fh
-        self._csv = None
-        if self.fmt == "csv":
-            self._csv = csv.DictWriter(self._fh, fieldnames=list(RECORD_FIELDS))
-            if header:
-                self._csv.writeheader()
-                self._fh.flush()
+    def _start_text(self, fd: int | None, header: bool) -> None:
+        self._fd = fd  # None: standard output
+        self._csv = self.fmt == "csv"
+        if self._csv and header:
+            self._emit(self._csv_line(RECORD_FIELDS))
+
+    @staticmethod
+    def _csv_line(cells) -> str:
+        buf = io.StringIO()
+        csv.writer(buf).writerow(cells)
+        return buf.getvalue()
+
+    def _emit(self, text: str) -> None:
+        """One record (or the header), whole, in one append: records of two writers never interleave."""
+        if self._fd is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[os.write(self._fd, data):]
 
     def _open_parquet(self, overwrite: bool, paths: list[str], expect) -> None:
         pq = _pyarrow()
@@ -228,16 +249,16 @@ class Output:
 
     def write(self, rec: dict[str, Any]) -> None:
         if self.fmt == "parquet":
-            self._rows.append({k: clean_text(v) if isinstance(v, str) else json.dumps(v) if isinstance(v, dict) else v
+            self._rows.append({k: json.dumps(utf8_obj(v)) if isinstance(v, dict) else utf8_obj(v)
                                for k, v in ((k, rec.get(k)) for k in RECORD_FIELDS)})
             if len(self._rows) >= PARQUET_ROWS:
                 self._flush_parquet()
             return
-        if self._csv is not None:
-            self._csv.writerow(csv_row(rec))
+        if self._csv:
+            row = csv_row(rec)
+            self._emit(self._csv_line([row[k] for k in RECORD_FIELDS]))
         else:
-            self._fh.write(json.dumps({k: rec.get(k) for k in self.fields}) + "\n")
-        self._fh.flush()
+            self._emit(json.dumps(utf8_obj({k: rec.get(k) for k in self.fields})) + "\n")
 
     def _flush_parquet(self) -> None:
         if not self._rows:
@@ -254,10 +275,15 @@ class Output:
         self._rows = []
 
     def close(self) -> None:
-        if self.fmt == "parquet":
-            self._flush_parquet()
-        elif self.path is not None:
-            self._fh.close()
+        try:
+            if self.fmt == "parquet":
+                self._flush_parquet()
+            elif self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
 
 def parquet_schema():

@@ -17,11 +17,14 @@ RECORD_FIELDS = ("path", "kind", "score", "label", "threshold", "calibrated", "m
 
 
 def csv_row(rec: dict[str, Any]) -> dict[str, Any]:
-    """A record as a CSV row: lists become JSON text, missing values empty cells."""
+    """A record as a CSV row: lists become JSON text, missing values empty cells; text is valid UTF-8 and never
+    a spreadsheet formula (:func:`fakescope.utils.cells.csv_cell`: ``=cmd.png`` is written ``'=cmd.png``)."""
+    from fakescope.utils.cells import csv_cell, utf8_obj
+
     row = {}
     for k in RECORD_FIELDS:
         v = rec.get(k)
-        row[k] = "" if v is None else json.dumps(v) if isinstance(v, (list, dict)) else v
+        row[k] = "" if v is None else csv_cell(json.dumps(utf8_obj(v)) if isinstance(v, (list, dict)) else v)
     return row
 
 

@@ -3,7 +3,8 @@
 A truncated file is an error, never a half-grey image (``ImageFile.LOAD_TRUNCATED_IMAGES`` stays off). The EXIF
 orientation is applied (a phone photo stored sideways with ``Orientation=6`` comes out as it was taken). The
 pixel budget (:mod:`fakescope.media.limits`) is checked before any pixel is decoded: a JPEG over it is decoded at
-reduced size, any other image over it is refused. An animated GIF (or WebP, TIFF) gives its first frame.
+reduced size, any other image over it is refused. An animated GIF (or WebP, TIFF) gives its first frame. A PNG
+whose text chunks Pillow refuses (one inflating past ``PngImagePlugin.MAX_TEXT_CHUNK``) is decoded without them.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     except Image.DecompressionBombError as exc:
         raise PixelBudgetError(name, _bomb_pixels(exc), detail=" (and over Pillow's decompression-bomb "
                                "limit)") from None
-    except (Image.UnidentifiedImageError, ValueError):
+    except (Image.UnidentifiedImageError, ValueError) as exc:
+        if _text_chunk_limit(exc):
+            return _without_text(source, name)
         return None
     except OSError as exc:
         raise ImageReadError(f"{name}: cannot open ({exc})") from None
@@ -79,9 +82,38 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             return to_rgb(upright(img))
     except PixelBudgetError:
         raise
+    except ValueError as exc:
+        if _text_chunk_limit(exc):
+            return _without_text(source, name)
+        raise ImageReadError(f"{name}: cannot decode the {img.format or ''} image: truncated or corrupt "
+                             f"({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # PIL raises many types for corrupt data
         raise ImageReadError(f"{name}: cannot decode the {img.format or ''} image: truncated or corrupt "
                              f"({type(exc).__name__}: {exc})") from None
+
+
+def _text_chunk_limit(exc: Exception) -> bool:
+    """Pillow's refusal of a PNG text chunk over ``PngImagePlugin.MAX_TEXT_CHUNK`` (or of text over
+    ``MAX_TEXT_MEMORY``): metadata, not the image."""
+    return isinstance(exc, ValueError) and ("MAX_TEXT_CHUNK" in str(exc) or "text chunks" in str(exc))
+
+
+def _without_text(source: str | Path | bytes, name: str) -> Image.Image | None:
+    """A PNG whose text chunks Pillow refuses, decoded without them (the provenance reader names the chunks
+    skipped): the pixels are fine, and the limit stays Pillow's (a text bomb is never inflated)."""
+    from fakescope.utils import pngchunks
+
+    if isinstance(source, bytes):
+        data = source
+    else:
+        with open(source, "rb") as fh:
+            data = fh.read()
+    if not pngchunks.is_png(data):
+        raise ImageReadError(f"{name}: cannot decode the image: a text chunk is over Pillow's size limit")
+    stripped = pngchunks.without_text(data)
+    if stripped == data:
+        raise ImageReadError(f"{name}: cannot decode the PNG image: its text is over Pillow's size limit")
+    return open_image(stripped, name)
 
 
 def _regular_file(path: str | Path, name: str) -> None:

@@ -26,6 +26,8 @@ from typing import Any
 
 from PIL import Image
 
+from fakescope.utils import pngchunks
+
 # Text keys that by themselves say which tool wrote the file: (key, generator, where the convention is documented).
 GENERATOR_KEYS: tuple[tuple[str, str, str], ...] = (
     ("invokeai_metadata", "InvokeAI", "invoke-ai/InvokeAI: PNG text chunks of its image files service (3.x and later)"),
@@ -101,8 +103,47 @@ TEXT_KEYS = ("parameters", "prompt", "workflow", "Software", "Comment", "comment
 EXIF_TAGS = {0x0131: "Software", 0x010E: "ImageDescription", 0x010F: "Make", 0x0110: "Model"}
 EXIF_USER_COMMENT = 0x9286
 MAX_VALUE = 2000  # characters kept of a long value (a ComfyUI workflow is tens of kB)
-_XMP_DST = re.compile(rb"DigitalSourceType(?:>|=\")\s*([^<\"]+)")
-_XMP_PACKET = re.compile(rb"<x:xmpmeta.*?</x:xmpmeta>", re.S)
+XMP_BYTES = 4 << 20  # XMP packets are looked for in the first megabytes (where metadata lives)
+MAX_XMP_VALUE = 512  # bytes of one DigitalSourceType value
+
+
+def xmp_packets(data: bytes, limit: int = XMP_BYTES) -> list[tuple[int, int]]:
+    """``(start, end)`` of every ``<x:xmpmeta ...</x:xmpmeta>`` packet in ``data[:limit]``, each from an opener to
+    the first closer after it. Linear by construction: ``bytes.find`` calls whose spans never overlap (an opener
+    with no closer after it ends the search; no regular expression runs over the file's bytes)."""
+    limit = min(limit, len(data))
+    out, pos = [], 0
+    while True:
+        start = data.find(b"<x:xmpmeta", pos, limit)
+        if start < 0:
+            break
+        end = data.find(b"</x:xmpmeta>", start + 10, limit)
+        if end < 0:
+            break  # no closer: no later opener has one either
+        out.append((start, end + 12))
+        pos = end + 12
+    return out
+
+
+def xmp_source_types(data: bytes, start: int, end: int) -> list[str]:
+    """The ``DigitalSourceType`` values (element text or attribute) in ``data[start:end]``, by ``find``."""
+    out, pos = [], start
+    while True:
+        at = data.find(b"DigitalSourceType", pos, end)
+        if at < 0:
+            return out
+        pos = at + 17
+        if data[pos:pos + 1] == b">":
+            pos += 1
+        elif data[pos:pos + 2] == b'="':
+            pos += 2
+        else:
+            continue
+        stop = min(end, pos + MAX_XMP_VALUE)
+        stops = [i for i in (data.find(b"<", pos, stop), data.find(b'"', pos, stop)) if i >= 0]
+        value = data[pos:min(stops) if stops else stop].decode("utf-8", "replace").strip()
+        if value:
+            out.append(value)
 
 
 def _text(v: Any) -> str:
@@ -201,9 +242,8 @@ def read_c2pa(data: bytes, name: str = "") -> dict[str, Any] | None:
 
 def read_provenance(source: str | Path | bytes, max_bytes: int = 256 << 20) -> dict[str, Any]:
     """Everything :mod:`this module <fakescope.media.provenance>` reads from one file (a path, or its bytes).
-    A file larger than ``max_bytes`` has its C2PA manifest left unread (said in ``c2pa``)."""
-    import io
-
+    A file larger than ``max_bytes`` has its C2PA manifest left unread (said in ``c2pa``). A PNG text chunk over
+    the budget of :mod:`~fakescope.utils.pngchunks` is not read, and named in ``skipped_metadata``."""
     name = "" if isinstance(source, bytes) else str(source)
     if isinstance(source, bytes):
         data, whole = source, True
@@ -215,9 +255,11 @@ def read_provenance(source: str | Path | bytes, max_bytes: int = 256 << 20) -> d
         "available": True, "note": f"not read: the file is larger than {max_bytes >> 20} MB"}
     out: dict[str, Any] = {"c2pa": c2, "digital_source_type": [], "generator_metadata": {}, "generators": [],
                            "other_metadata": {}, "camera": {}}
-    for packet in _XMP_PACKET.findall(data[: 4 << 20]):  # metadata lives in the first megabytes
-        out["digital_source_type"] += [m.decode("utf-8", "replace").strip() for m in _XMP_DST.findall(packet)]
+    for start, end in xmp_packets(data):
+        out["digital_source_type"] += xmp_source_types(data, start, end)
     fmt = ""
+    info: dict[str, Any] = {}
+    exif = None
 
     def keep(key: str, value: str, camera: bool = False) -> None:
         tool = generator_of(key, value)
@@ -228,14 +270,24 @@ def read_provenance(source: str | Path | bytes, max_bytes: int = 256 << 20) -> d
             (out["camera"] if camera else out["other_metadata"])[key] = _short(value)
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format or ""
-            text = getattr(img, "text", None) or {}
-            info = {**{k: v for k, v in img.info.items() if isinstance(v, (str, bytes))}, **text}
-            for k in TEXT_KEYS:
-                if k in info and _text(info[k]).strip():
-                    keep(k, _text(info[k]))
-            exif = img.getexif()
+        if pngchunks.is_png(data):  # walked here: Pillow's img.text composites every frame of an APNG
+            fmt = "PNG"
+            png = pngchunks.read_text(data)
+            info = dict(png.text)
+            exif = Image.Exif()
+            if png.exif:
+                exif.load(png.exif)
+            if png.skipped:
+                out["skipped_metadata"] = png.skipped
+        with _opened(data, fmt) as img:
+            if img is not None:
+                fmt = img.format or ""
+                info = {k: v for k, v in img.info.items() if isinstance(v, (str, bytes))}
+                exif = img.getexif()
+        for k in TEXT_KEYS:
+            if k in info and _text(info[k]).strip():
+                keep(k, _text(info[k]))
+        if exif is not None:
             for tag, key in EXIF_TAGS.items():
                 if tag in exif and _text(exif[tag]).strip():
                     keep(f"EXIF {key}", _text(exif[tag]).strip(), camera=key in ("Make", "Model"))
@@ -249,7 +301,31 @@ def read_provenance(source: str | Path | bytes, max_bytes: int = 256 << 20) -> d
                  or out["other_metadata"] or out["camera"])
     out["found"] = found
     out["summary"] = _summary(out, fmt) if found else "none found"
+    if out.get("skipped_metadata"):
+        out["summary"] += f" ({len(out['skipped_metadata'])} text chunk(s) over the size budget not read)"
     return out
+
+
+class _opened:
+    """``Image.open`` of ``data`` (``None`` as the image for a PNG, read by :mod:`~fakescope.utils.pngchunks`, or
+    for what Pillow cannot open)."""
+
+    def __init__(self, data: bytes, fmt: str) -> None:
+        self.img = None
+        if fmt != "PNG":
+            import io
+
+            try:
+                self.img = Image.open(io.BytesIO(data))
+            except Exception:
+                self.img = None
+
+    def __enter__(self):
+        return self.img
+
+    def __exit__(self, *exc) -> None:
+        if self.img is not None:
+            self.img.close()
 
 
 def _where(fmt: str, key: str) -> str:
