@@ -35,7 +35,7 @@ from torch import nn
 
 from fakescope.errors import CheckpointError, ConfigError
 from fakescope.inference.backends import ONNX_INPUT, ONNX_OUTPUT
-from fakescope.models.checkpoint import CONFIG, WEIGHTS, load, weights_sha256
+from fakescope.models.checkpoint import WEIGHTS, load, read_config, weights_sha256
 from fakescope.models.pretrained import resolve_checkpoint
 from fakescope.utils.optional import require
 
@@ -162,7 +162,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, opset:
         out.unlink(missing_ok=True)
         raise CheckpointError(f"{out}: ONNX output differs from PyTorch by {diff:.2e} (> {PARITY_TOLERANCE:g}); "
                               "the file was removed")
-    config = json.loads((folder / CONFIG).read_text())
+    config = read_config(folder)
     config["export"] = {"format": "onnx", "opset": opset, "input": ONNX_INPUT, "output": ONNX_OUTPUT,
                         "weights_sha256": weights_sha256(folder / WEIGHTS), "parity_max_abs_diff": diff,
                         "parity_batches": list(check_batches)}

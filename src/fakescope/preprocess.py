@@ -19,6 +19,13 @@ from fakescope.schema import Strict
 # frames sampled evenly from a video, by prepare (training crops) and by detect (scoring): DeepfakeBench's number
 VIDEO_FRAMES = 32
 
+# Bounds of the sizes a config may ask for, checked before anything is built or allocated (a checkpoint's
+# config.json asking for 100000-pixel inputs is refused, not a MemoryError later). Generous: no registered model
+# or pretrained release uses more than 380 px inputs, 256 px face crops or 32-frame clips.
+MAX_INPUT_SIZE = 2048  # model input side, and the short side images are resized to
+MAX_CLIP_LEN = 512  # frames per clip
+MAX_FACE_SIZE = 4096  # face crop side, face detection size, smallest face searched for
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -41,13 +48,13 @@ class FaceCropConfig(Strict):
     """
 
     detector: str = "mtcnn"
-    detect_size: int = Field(default=640, ge=0)
-    min_face: int = Field(default=20, ge=1)
+    detect_size: int = Field(default=640, ge=0, le=MAX_FACE_SIZE)
+    min_face: int = Field(default=20, ge=1, le=MAX_FACE_SIZE)
     search: Literal["track", "full"] = "track"
     select: Literal["largest", "all"] = "largest"
     crop: Literal["box", "align"] = "box"
     margin: float = Field(default=1.3, gt=0)
-    size: int = Field(default=256, ge=0)
+    size: int = Field(default=256, ge=0, le=MAX_FACE_SIZE)
 
     @model_validator(mode="after")
     def _align_needs_a_size(self) -> "FaceCropConfig":
@@ -87,13 +94,14 @@ class PreprocessConfig(Strict):
     """
 
     face: FaceCropConfig | None = Field(default=None, description="the face stage (None: whole images)")
-    input_size: int = Field(default=224, ge=8)
+    input_size: int = Field(default=224, ge=8, le=MAX_INPUT_SIZE)
     policy: Literal["crop", "resize", "resize_crop"] = "crop"
-    resize_to: int | None = Field(default=None, ge=8)
+    resize_to: int | None = Field(default=None, ge=8, le=MAX_INPUT_SIZE)
     interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bilinear"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    clip_len: int | None = Field(default=None, ge=1, description="frames per clip (clip models only)")
+    clip_len: int | None = Field(default=None, ge=1, le=MAX_CLIP_LEN,
+                                 description="frames per clip (clip models only)")
 
     @field_validator("std")
     @classmethod

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from fakescope.data.manifest import Sample
 from fakescope.errors import DataError
-from fakescope.media.image import IMAGE_EXTENSIONS, is_image_file
+from fakescope.media.formats import image_extensions, is_image_file
 from fakescope.utils.paths import walk
 
 LABEL_FOLDERS = {"0_real": 0, "1_fake": 1}
@@ -102,5 +102,9 @@ def scan_folder(root: str | Path) -> list[Sample]:
                 samples.append(Sample(str(here / name), label, video_id,
                                       frame_number(name) if in_video else None, method))
         if found == 0:
-            raise DataError(f"{label_dir}: label folder has no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+            exts = image_extensions()
+            common = [e for e in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".gif", ".avif", ".heic")
+                      if e in exts]
+            raise DataError(f"{label_dir}: label folder has no images (looked for {', '.join(common)} and the "
+                            f"{len(exts) - len(common)} other image extensions of fakescope.media.formats)")
     return samples

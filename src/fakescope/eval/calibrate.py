@@ -57,7 +57,7 @@ def calibrate_checkpoint(checkpoint: str | Path, sources: Sequence[DataSource | 
                          num_workers: int = 2, device: str | None = None, name: str | None = None,
                          default_point: str | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Score ``sources`` (validation data) with the checkpoint, fit, and write the section into its config."""
-    from fakescope.models.checkpoint import CONFIG, load, resolve
+    from fakescope.models.checkpoint import CONFIG, load, read_config, resolve
 
     folder = resolve(checkpoint)
     model = load(folder, device=str(pick_device(device)))
@@ -73,7 +73,7 @@ def calibrate_checkpoint(checkpoint: str | Path, sources: Sequence[DataSource | 
             echo(f"  warning: {src.name}: {len(sc.skipped)} unreadable sample(s) skipped")
     data = name or ", ".join(s.name or s.path for s in srcs)
     cal = fit_calibration(np.concatenate(labels), np.concatenate(scores), data, default_point)
-    config = json.loads((folder / CONFIG).read_text())
+    config = read_config(folder)
     config["calibration"] = cal
     (folder / CONFIG).write_text(json.dumps(config, indent=2, default=str))
     thr = ", ".join(f"{k} {shown_threshold(v, cal['temperature']):.4g}" for k, v in cal["thresholds"].items())

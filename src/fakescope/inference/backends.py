@@ -7,7 +7,6 @@ and returns P(fake), shape ``[B]``; the checkpoint config is the ``.json`` file 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ import numpy as np
 import torch
 
 from fakescope.errors import CheckpointError, ConfigError
-from fakescope.models.checkpoint import WEIGHTS, checkpoint_preprocess, load, read_config, weights_sha256
+from fakescope.models.checkpoint import (WEIGHTS, checkpoint_preprocess, load, read_config, read_config_file,
+                                         weights_sha256)
 from fakescope.models.pretrained import resolve_checkpoint
 from fakescope.utils.optional import require
 
@@ -51,10 +51,7 @@ class OnnxImageModel:
         meta = self.path.with_suffix(".json")
         if not meta.is_file():
             raise CheckpointError(f"{self.path}: the config {meta.name} exported beside it is missing")
-        try:
-            self.config: dict[str, Any] = json.loads(meta.read_text())
-        except Exception as exc:
-            raise CheckpointError(f"{meta}: not a fakescope checkpoint config ({exc})") from None
+        self.config: dict[str, Any] = read_config_file(meta)
         self.preprocess = checkpoint_preprocess(self.config, str(meta))
         if self.config.get("model", {}).get("modality", "image") != "image":
             raise CheckpointError(f"{meta}: ONNX inference covers image detectors only")

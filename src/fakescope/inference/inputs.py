@@ -15,11 +15,12 @@ import torch
 from PIL import Image
 
 from fakescope.errors import DataError
-from fakescope.media.image import IMAGE_EXTENSIONS, array_to_pil, is_image_file, open_image, to_rgb
-from fakescope.media.video import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_video_file
+from fakescope.media.formats import is_image_file, is_media_file, is_video_file, media_extensions
+from fakescope.media.image import array_to_pil, open_still, to_rgb
 
-# sound files count as media: each gets a record saying it has no video stream
-MEDIA_EXTENSIONS = tuple(IMAGE_EXTENSIONS) + tuple(VIDEO_EXTENSIONS) + AUDIO_EXTENSIONS
+# what folders and patterns take, by name (fakescope.media.formats: images Pillow decodes here, the still formats
+# that need a plugin, videos, and sound files, which each get a record saying they have no video stream)
+MEDIA_EXTENSIONS = media_extensions()
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Missing:
 def _media_files(folder: str, skipped: list[str] | None = None) -> Iterator[str]:
     """Media files under ``folder``, one at a time, in the order of their sorted full paths (symbolic links to
     folders are not followed: no loops); other files go to ``skipped``, hidden ones (``.name``) are ignored.
+    Media by name: :func:`fakescope.media.formats.is_media_file`, the test a file named directly gets too.
 
     Only one folder's listing is held at a time, so a tree of millions of files streams in flat memory."""
     try:
@@ -44,7 +46,7 @@ def _media_files(folder: str, skipped: list[str] | None = None) -> Iterator[str]
     for key, path in sorted(entries):
         if key.endswith("/"):
             yield from _media_files(path, skipped)
-        elif key.lower().endswith(MEDIA_EXTENSIONS):
+        elif is_media_file(key):
             yield path
         elif skipped is not None:
             skipped.append(path)
@@ -92,8 +94,8 @@ def iter_inputs(paths: Sequence[str | os.PathLike], skipped: list[str] | None = 
             files = [m for m in matches if os.path.isfile(m)]
             if "**" in p:  # a recursive pattern names folders too: only their media files count
                 if skipped is not None:
-                    skipped += [m for m in files if not m.lower().endswith(MEDIA_EXTENSIONS)]
-                files = [m for m in files if m.lower().endswith(MEDIA_EXTENSIONS)]
+                    skipped += [m for m in files if not is_media_file(m)]
+                files = [m for m in files if is_media_file(m)]
             for d in (m for m in matches if os.path.isdir(m)):
                 files += list(_media_files(d, skipped))
             if not files:
@@ -140,7 +142,7 @@ def decode_input(x: Any, path: str) -> tuple[str, Any]:
             raise DataError(f"{p}: empty file (0 bytes)")
         if is_video_file(p):
             return "video", p
-        img = open_image(p)
+        img = open_still(p)  # HEIC, AVIF, ... without their Pillow plugin: FFmpeg, or an error naming the plugin
         if img is not None:
             return "image", img
         if is_image_file(p):

@@ -18,9 +18,9 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 
 from fakescope.errors import DataError
+from fakescope.media.formats import image_extensions, is_image_file, missing_decoder, register_plugins
 from fakescope.media.limits import PixelBudgetError, max_pixels
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 EXIF_ORIENTATION = 0x0112
 
 # A truncated file must be an error, not a half-grey image.
@@ -31,8 +31,10 @@ class ImageReadError(DataError):
     """An image file could not be decoded."""
 
 
-def is_image_file(path: str | Path) -> bool:
-    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+def __getattr__(name: str):
+    if name == "IMAGE_EXTENSIONS":  # derived from the decoders installed (media.formats), when first asked for
+        return image_extensions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -58,6 +60,7 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     the pixel budget that cannot be decoded at reduced size.
     """
     name = name or (str(source) if not isinstance(source, bytes) else "the upload")
+    register_plugins()
     if not isinstance(source, bytes):
         _regular_file(source, name)
     try:
@@ -171,9 +174,35 @@ def _bomb_pixels(exc: Exception) -> int:
     return int(m.group(1)) if m else 0
 
 
+def open_still(path: str | Path) -> Image.Image | None:
+    """:func:`open_image`, and for a file named as an image whose Pillow decoder is not installed here (HEIC
+    without pillow-heif, see :data:`fakescope.media.formats.PLUGIN_IMAGES`), FFmpeg's decoder.
+
+    ``None`` when the file is in no image format Pillow knows and its name is no such format. Raises
+    :class:`ImageReadError` naming the file, the format and the decoder to install when neither Pillow nor
+    FFmpeg decodes it.
+    """
+    img = open_image(path)
+    if img is not None:
+        return img
+    missing = missing_decoder(path)
+    if missing is None:
+        return None
+    from fakescope.media.video import VideoReadError, read_still
+
+    try:
+        return to_rgb(Image.fromarray(read_still(path)))
+    except PixelBudgetError:
+        raise
+    except VideoReadError as exc:
+        if exc.reason == "too-large":
+            raise ImageReadError(str(exc)) from None
+        raise ImageReadError(f"{path}: {missing}, and FFmpeg could not decode it either ({exc.detail})") from None
+
+
 def load_image(path: str | Path) -> Image.Image:
     """Read an image file as RGB. Raises :class:`ImageReadError` naming the file."""
-    img = open_image(path)
+    img = open_still(path)
     if img is None:
         raise ImageReadError(f"{path}: cannot decode image (not in an image format PIL recognises)")
     return img

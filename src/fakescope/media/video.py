@@ -29,22 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from fakescope.errors import DataError
+# which names are videos and sound files: one list for folder walks and files named directly
+from fakescope.media.formats import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_audio_file, is_video_file  # noqa: F401
 from fakescope.media.limits import VIDEO_DECODE_FACTOR, fit_size, max_megapixels, max_pixels
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
-
-
-# sound files are media that people leave among videos: scans take them so that each is reported (no video
-# stream) instead of vanishing from the output
-AUDIO_EXTENSIONS = (".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus", ".wma")
-
-
-def is_video_file(path: str | Path) -> bool:
-    return str(path).lower().endswith(VIDEO_EXTENSIONS)
-
-
-def is_audio_file(path: str | Path) -> bool:
-    return str(path).lower().endswith(AUDIO_EXTENSIONS)
 
 
 class VideoReadError(DataError):
@@ -92,6 +79,8 @@ class _Index:
     pts: list[int]  # presentation timestamps of all frames, sorted
     keyframes: list[int]  # presentation timestamps of keyframes, sorted
     time_base: Fraction
+    # each frame's packet: its decoding timestamp (None where the container has none) and keyframe flag
+    packets: dict[int, tuple[int | None, bool]] = field(default_factory=dict)
 
 
 def _open(path: Path):
@@ -120,12 +109,13 @@ def _open(path: Path):
 def _index(container, path: Path) -> _Index:
     """Timestamps and keyframes of every packet of the first video stream (demuxing only)."""
     stream = container.streams.video[0]
-    pts, keys = [], []
+    pts, keys, packets = [], [], {}
     try:
         for pkt in container.demux(stream):
             if pkt.size == 0 or pkt.pts is None or pkt.is_discard:
                 continue
             pts.append(int(pkt.pts))
+            packets[int(pkt.pts)] = (None if pkt.dts is None else int(pkt.dts), bool(pkt.is_keyframe))
             if pkt.is_keyframe:
                 keys.append(int(pkt.pts))
     except Exception as exc:
@@ -135,7 +125,7 @@ def _index(container, path: Path) -> _Index:
         raise VideoReadError(path, "no-frames", "the video stream has no frames")
     pts = sorted(set(pts))
     keys = sorted(set(keys)) or [pts[0]]
-    return _Index(pts, keys, Fraction(stream.time_base) if stream.time_base else Fraction(1, 1))
+    return _Index(pts, keys, Fraction(stream.time_base) if stream.time_base else Fraction(1, 1), packets)
 
 
 def even_indices(times: list[float] | np.ndarray, n: int) -> list[int]:
@@ -222,7 +212,8 @@ class FrameStream:
             raise DataError(f"frame sampling mode '{mode}': choose 'even' or 'stride'")
         self.threads = threads
         self.info: VideoInfo | None = None
-        self.stats: dict[str, int] = {"packets": 0, "seeks": 0}  # packets given to the decoder, seeks
+        # packets given to the decoder, seeks, and reads started over from the start of the file
+        self.stats: dict[str, int] = {"packets": 0, "seeks": 0, "restarts": 0}
         self._container = _open(self.path)
         try:
             check_frame_size(self._container.streams.video[0], self.path)
@@ -256,6 +247,12 @@ class FrameStream:
             self._container.close()
             self._container = None
 
+    def _reopen(self):
+        """Close the file and open it again, to read it forward from its start."""
+        self.close()
+        self._container = _open(self.path)
+        return self._container
+
     def __enter__(self) -> "FrameStream":
         return self
 
@@ -272,8 +269,8 @@ class FrameStream:
         stream = self._container.streams.video[0]
         rotation, size, got = 0, None, set()
         try:
-            for pts, arr, rot in _decode_wanted(self._container, stream, index, set(by_pts), self.threads,
-                                                 self.stats):
+            for pts, arr, rot in _decode_wanted(self._container, stream, index, set(by_pts), self._reopen,
+                                                 self.threads, self.stats):
                 i, t = by_pts[pts]
                 rotation, size = rot, size or arr.shape[:2]
                 got.add(i)
@@ -285,6 +282,7 @@ class FrameStream:
                     f"{len(missing)} of {len(self.indices)} sampled frames could not be decoded (first missing: "
                     f"frame {missing[0]} of {self.total}); the file is truncated or corrupt")
             steps = np.diff(np.asarray(index.pts, dtype=float))
+            stream = self._container.streams.video[0]  # the file may have been opened again to read it forward
             h, w = size
             cw, ch = stream.codec_context.width or w, stream.codec_context.height or h
             full = (ch, cw) if rotation in (90, 270) else (cw, ch)
@@ -325,80 +323,221 @@ def read_frames(path: str | Path, num_frames: int = 32, mode: str = "even", stri
         return SampledFrames(fs.info, list(fs.indices), list(fs.times), frames, fs.requested)
 
 
-def _decode_wanted(container, stream, index: _Index, wanted: set[int], threads: int = 0,
-                   stats: dict[str, int] | None = None):
-    """Decode the frames whose timestamps are in ``wanted``; yields ``(pts, upright RGB array, rotation)``.
-
-    Frames come in increasing timestamp order (seeks only go forward). Frames
-    that cannot be decoded are simply not yielded. ``stats`` counts the
-    ``packets`` given to the decoder and the ``seeks``.
-    """
-    import av
-    from av.video.reformatter import VideoReformatter
-
-    reformatter = VideoReformatter()  # one RGB conversion context for the video's frames
+def _setup_decoder(stream, threads: int) -> None:
     cc = stream.codec_context
     stream.thread_type = "AUTO"
     if threads > 0:
         cc.thread_count = threads
     elif (cc.width or 0) * (cc.height or 0) > max_pixels() // 2:
         cc.thread_count = 2  # each decoder thread holds frames of its own: few of them for huge frames
+
+
+def _is_key(frame) -> bool:
+    """The decoder says this frame stands by itself (a keyframe or an intra-coded picture)."""
+    return bool(getattr(frame, "key_frame", False)) or int(getattr(frame, "pict_type", 0) or 0) == 1
+
+
+# after a seek that failed, the next one starts this many keyframes further back; then from the start of the file
+_SEEK_RETRIES = (1, 2, 4, 8)
+
+
+def read_still(path: str | Path) -> np.ndarray:
+    """The picture of a still-image file that FFmpeg reads (HEIC, AVIF, JPEG XL): its first frame, upright RGB.
+
+    A HEIF stored as a grid of tiles (most phone photos) comes out of FFmpeg as one stream per tile; it is
+    refused (reason ``tiled``) rather than scored on one tile.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        tiles = len(container.streams.video)
+    finally:
+        container.close()
+    if tiles > 1:
+        raise VideoReadError(path, "tiled", f"the picture is stored as {tiles} tiles, which FFmpeg reads one "
+                                            "by one, not as one picture")
+    with FrameStream(path, num_frames=1) as fs:
+        for _, _, frame in fs:
+            return frame
+    raise VideoReadError(path, "no-frames", "no picture in the file")  # pragma: no cover - FrameStream raises
+
+
+def _decode_wanted(container, stream, index: _Index, wanted: set[int], reopen, threads: int = 0,
+                   stats: dict[str, int] | None = None):
+    """Decode the frames whose timestamps are in ``wanted``; yields ``(pts, upright RGB array, rotation)``.
+
+    Frames come in increasing timestamp order. For each wanted frame the
+    reader seeks to the keyframe before it, unless decoding on is shorter. A
+    seek can fail: it lands past that keyframe (MPEG-TS, MPEG-PS and other
+    containers without an index seek by timestamp search and often land a
+    packet late), or decoding from there gives the wanted frame from no
+    keyframe (the container flags packets as keyframes that are not) or not
+    at all. Frames the decoder gives before a keyframe since the seek are
+    never used (they are built on a missing reference). A failed seek is
+    tried again from keyframes further back; when that fails too, or the seek
+    is already at the first keyframe, ``reopen()`` (the same file opened
+    again, at its start) is called and the file is decoded forward from its
+    first packet, as a straight decode does; seeking resumes after the wanted
+    frame, except after a second such restart, when the rest of the file is
+    read forward. Frames that cannot be decoded even then are not yielded.
+    ``stats`` counts the ``packets`` given to the decoder, the ``seeks`` and
+    the ``restarts`` from the start of the file.
+    """
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()  # one RGB conversion context for the video's frames
+    _setup_decoder(stream, threads)
     got: set[int] = set()
     order = sorted(wanted)
-    first = 0  # order[first] is the earliest wanted frame not decoded yet
+    first = 0  # order[first] is the earliest wanted frame not decoded yet; all wanted frames before it are out
+    last_out = None  # the last timestamp yielded: frames only ever come out in increasing order
+    back = 0  # index into (0, *_SEEK_RETRIES): how far back the next seek starts after failed ones
+    back_first = 0  # where ``back`` starts for each wanted frame: 1 once a seek of this file has landed late
+    from_start = False  # this pass reads the file from its start (just opened again), not from a seek
+    forward_only = False  # no more seeks: read on to the end
 
-    def keyframe_before(t: int) -> int:
-        k = bisect.bisect_right(index.keyframes, t) - 1
-        return index.keyframes[max(k, 0)]
+    def count(key: str) -> None:
+        if stats is not None:
+            stats[key] = stats.get(key, 0) + 1
+
+    def key_index(t: int) -> int:  # the index of the last keyframe at or before t
+        return max(bisect.bisect_right(index.keyframes, t) - 1, 0)
+
+    def landed_late(pkt, k: int) -> bool:
+        """The first packet after a seek comes after keyframe ``k`` in decoding order."""
+        if pkt is None:
+            return False
+        kf = index.keyframes[k]
+        key_dts = index.packets.get(kf, (None, True))[0]
+        if pkt.dts is not None and key_dts is not None:
+            return int(pkt.dts) > key_dts
+        return pkt.pts is not None and int(pkt.pts) > kf
+
+    def mislabelled(pkt) -> bool:
+        """After a seek, the packet's timestamps are not those a straight read gives it: the demuxer rebuilt
+        them from the wrong point (MPEG-PS and -TS timestamps interpolated from where the seek landed), so
+        its frames cannot be told apart from their neighbours."""
+        known = index.packets.get(int(pkt.pts))
+        if known is None:
+            return True
+        dts, key = known
+        return bool(pkt.is_keyframe) != key or (pkt.dts is not None and dts is not None and int(pkt.dts) != dts)
+
+    def next_packet(packets):
+        try:
+            return next(packets)
+        except (StopIteration, av.error.FFmpegError):  # unreadable data: treat as the end of the file
+            return None
+
+    restarts = 0
+
+    def restart() -> None:
+        nonlocal container, stream, from_start, forward_only, back, restarts
+        forward_only = forward_only or restarts > 0  # a second restart: no more seeking, read on to the end
+        restarts += 1
+        container = reopen()
+        stream = container.streams.video[0]
+        _setup_decoder(stream, threads)
+        count("restarts")
+        from_start, back = True, back_first
 
     last_seek = None
     try:
         while first < len(order):
-            kf = keyframe_before(order[first])
-            # the same seek twice with nothing decoded in between: the index and the demuxer disagree on
-            # keyframes, so decode on from here without seeking again (no endless loop)
-            may_skip = last_seek != (kf, len(got))
-            last_seek = (kf, len(got))
-            container.seek(kf, stream=stream, backward=True, any_frame=False)
-            cc.flush_buffers()
-            if stats is not None:
-                stats["seeks"] = stats.get("seeks", 0) + 1
-            sent_max = None
-            packets = container.demux(stream)
-            while True:
+            pending = None  # a packet read to check where a seek landed, still to be decoded
+            may_skip = True
+            k = key_index(order[first])  # the keyframe this pass is to reach
+            if from_start:
+                packets = container.demux(stream)
+            else:
+                start = max(k - (0, *_SEEK_RETRIES)[back], 0)
+                # the same seek twice with nothing decoded in between: the index and the demuxer disagree on
+                # keyframes, so decode on from here without seeking again (no endless loop)
+                may_skip = last_seek != (start, len(got))
+                last_seek = (start, len(got))
+                count("seeks")
                 try:
-                    pkt = next(packets)
-                except StopIteration:
-                    pkt = None
-                except av.error.FFmpegError:  # unreadable data: treat as the end of the file
-                    pkt = None
-                if pkt is not None and pkt.size and pkt.pts is not None:
-                    cc.skip_frame = "DEFAULT" if pkt.pts in wanted else "NONREF"
-                    sent_max = pkt.pts if sent_max is None else max(sent_max, pkt.pts)
-                    if stats is not None:
-                        stats["packets"] = stats.get("packets", 0) + 1
+                    container.seek(index.keyframes[start], stream=stream, backward=True, any_frame=False)
+                    sought = True
+                except av.error.FFmpegError:  # the demuxer cannot seek there: as if it landed past the keyframe
+                    sought = False
+                stream.codec_context.flush_buffers()
+                if sought:
+                    packets = container.demux(stream)
+                    pending = next_packet(packets)
+                    while pending is not None and pending.pts is None and not pending.size:
+                        pending = next_packet(packets)
+                if not sought or landed_late(pending, k):
+                    # landed past the keyframe: its group of pictures cannot be decoded from here. The next
+                    # seeks of this file start a keyframe further back
+                    back_first = 1
+                    if start > 0 and back < len(_SEEK_RETRIES):
+                        back += 1
+                        continue
+                    restart()
+                    packets, pending = container.demux(stream), None
+            cc = stream.codec_context
+            sent_max = None
+            keyed = from_start  # a keyframe decoded since the seek (from the start of the file: every frame counts)
+            failed = False  # this pass cannot deliver order[first]
+            while True:
+                pkt, pending = (pending, None) if pending is not None else (next_packet(packets), None)
+                if pkt is not None and pkt.size:
+                    count("packets")
+                    if pkt.pts is None:
+                        cc.skip_frame = "DEFAULT"  # cannot tell which frame it is: decode it
+                    else:
+                        cc.skip_frame = "DEFAULT" if pkt.pts in wanted else "NONREF"
+                        sent_max = pkt.pts if sent_max is None else max(sent_max, pkt.pts)
+                        if not from_start and mislabelled(pkt):
+                            failed = True  # frames cannot be matched to the file's from here
                 try:
                     decoded = cc.decode(pkt) if pkt is not None else cc.decode(None)
                 except av.error.FFmpegError:  # a corrupt packet: its frame stays missing
                     decoded = []
                 for frame in decoded:
-                    if frame.pts in wanted and frame.pts not in got:
+                    if frame.pts is None or first == len(order):
+                        continue
+                    keyed = keyed or _is_key(frame)
+                    if not keyed:  # decoded from a reference the decoder never had: not the file's pixels
+                        failed = failed or frame.pts >= order[first]
+                        continue
+                    if frame.pts in wanted and frame.pts not in got and (last_out is None or frame.pts > last_out):
+                        if frame.pts > order[first] and not from_start:
+                            failed = True  # order[first] was passed: it cannot come any more from here
+                            break
                         got.add(frame.pts)
+                        last_out = frame.pts
                         yield frame.pts, _upright(frame, reformatter), int(getattr(frame, "rotation", 0) or 0) % 360
-                while first < len(order) and order[first] in got:
-                    first += 1
-                if pkt is None:
-                    first = len(order)  # end of stream: nothing more can come
-                    break
+                        while first < len(order) and order[first] in got:
+                            first += 1
+                            back = back_first
                 if first == len(order):
                     break
-                # a wanted frame already sent to the decoder may still come out (B-frame reordering);
-                # otherwise, when the next wanted frame lies past a keyframe not reached yet, seek to it
-                waiting = sent_max is not None and order[first] <= sent_max
-                if may_skip and not waiting and sent_max is not None and keyframe_before(order[first]) > sent_max:
+                if pkt is None:
+                    if from_start:
+                        first = len(order)  # read to the end of the file: the rest cannot be decoded
+                    else:
+                        failed = True
                     break
+                if failed:
+                    break
+                # a wanted frame already sent to the decoder may still come out (B-frame reordering);
+                # otherwise, when the next wanted frame lies past a later keyframe not reached yet, seek to it
+                waiting = sent_max is not None and order[first] <= sent_max
+                kn = key_index(order[first])
+                if (not forward_only and may_skip and not waiting and sent_max is not None and kn > k
+                        and index.keyframes[kn] > sent_max):
+                    from_start = False
+                    break
+            if failed:
+                if back < len(_SEEK_RETRIES) and k - (0, *_SEEK_RETRIES)[back] > 0:
+                    back += 1
+                else:
+                    restart()
     finally:
-        cc.skip_frame = "DEFAULT"
+        stream.codec_context.skip_frame = "DEFAULT"
 
 
 def _mux_silence(container, stream, seconds: float) -> None:

@@ -21,15 +21,18 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fakescope._version import __version__
 from fakescope.errors import CheckpointError
 from fakescope.models.base import LABELS, DetectorModel
 from fakescope.models.registry import model_entry
-from fakescope.models.weights import load_state_strict
+from fakescope.models.weights import check_state_shapes, load_state_strict
 from fakescope.preprocess import LEGACY_FACE_CROP, FaceCropConfig, PreprocessConfig
 
 WEIGHTS = "model.safetensors"
@@ -66,12 +69,128 @@ def save(model: DetectorModel, path: str | Path, *, training: dict[str, Any] | N
     return path
 
 
+# what a checkpoint config may be: a real one is a few kB, nested about 6 levels deep
+MAX_CONFIG_BYTES = 16 << 20
+MAX_CONFIG_DEPTH = 64
+# the operating points a calibration section holds thresholds for (fakescope.metrics.calibration.OPERATING_POINTS)
+CALIBRATION_POINTS = ("eer", "fpr1", "fpr5")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _ModelSection(_Section):
+    name: str
+    config: dict[str, Any]
+    modality: str = "image"
+
+
+class _Calibration(_Section):
+    temperature: float = Field(gt=0, allow_inf_nan=False)
+    thresholds: dict[str, float]
+    data: str = ""
+    n_real: int = Field(default=0, ge=0)
+    n_fake: int = Field(default=0, ge=0)
+    default_operating_point: str | None = None
+    too_few_reals_for: list[str] = Field(default_factory=list)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _every_point(cls, value: dict[str, float]) -> dict[str, float]:
+        lacking = [p for p in CALIBRATION_POINTS if p not in value]
+        if lacking:
+            raise ValueError(f"no threshold for {', '.join(lacking)}")
+        if not all(math.isfinite(v) for v in value.values()):
+            raise ValueError("a threshold is not a finite number")
+        return value
+
+
+class _CheckpointConfig(_Section):
+    """The sections of ``config.json`` that loading and scoring read, with their types (others are kept as
+    they are)."""
+
+    model: _ModelSection
+    fakescope_version: str = "unknown"
+    labels: dict[str, str] = Field(default_factory=dict)
+    calibration: _Calibration | None = None
+    intended_use: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
+    export: dict[str, Any] | None = None
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return value or None
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
-    path = resolve(path)
+    """The checkpoint folder's ``config.json``, checked (see :func:`read_config_file`)."""
+    return read_config_file(resolve(path) / CONFIG)
+
+
+def read_config_file(file: str | Path) -> dict[str, Any]:
+    """A checkpoint config (``config.json``, or the ``.json`` exported beside an ONNX model), checked before
+    anything uses it: at most :data:`MAX_CONFIG_BYTES`, UTF-8, JSON, an object nested at most
+    :data:`MAX_CONFIG_DEPTH` levels, and the sections loading reads of the right types (``model.name`` a string,
+    ``model.config`` an object, a ``calibration`` with a positive temperature and a threshold per operating
+    point, ...). Every problem is a :class:`CheckpointError` naming the file."""
+    file = Path(file)
     try:
-        return json.loads((path / CONFIG).read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path / CONFIG}: not valid JSON ({exc})") from None
+        size = file.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{file}: {size / 2**20:.1f} MiB, too large for a checkpoint config (at most "
+                                  f"{MAX_CONFIG_BYTES >> 20} MiB; a real one is a few kB)")
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{file}: cannot read the checkpoint config ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{file}: not UTF-8 text (byte {exc.start}: {exc.reason}); a checkpoint config is "
+                              "JSON in UTF-8") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise CheckpointError(f"{file}: nested too deeply to read (a checkpoint config is nested at most "
+                              f"{MAX_CONFIG_DEPTH} levels)") from None
+    except ValueError as exc:  # json.JSONDecodeError, and numbers past Python's digit limit
+        raise CheckpointError(f"{file}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file}: holds a JSON {type(data).__name__}; a checkpoint config is a JSON object")
+    deepest = _depth(data, MAX_CONFIG_DEPTH)
+    if deepest > MAX_CONFIG_DEPTH:
+        raise CheckpointError(f"{file}: nested more than {MAX_CONFIG_DEPTH} levels deep (a checkpoint config is "
+                              "nested about 6)")
+    try:
+        _CheckpointConfig.model_validate(data)
+    except ValidationError as exc:
+        raise CheckpointError(f"{file}: not a fakescope checkpoint config ({_problems(exc)})") from None
+    return data
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> str:
+    """A pydantic error in one line: ``field.path: message`` for the first few problems."""
+    out = []
+    for e in exc.errors()[:5]:
+        where = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "") or "top level"
+        out.append(f"{where}: {e['msg']}")
+    more = len(exc.errors()) - len(out)
+    return "; ".join(out) + (f"; and {more} more" if more > 0 else "")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deeply ``value`` nests lists and objects (counting stops past ``limit``); no recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                return deepest
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def resolve(path: str | Path) -> Path:
@@ -127,6 +246,8 @@ def checkpoint_preprocess(config: dict[str, Any], source: str = "checkpoint") ->
         raw["face"] = None if face is None else face.model_dump(mode="json")
     try:
         return PreprocessConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise CheckpointError(f"{source}: bad preprocessing in the config ({_problems(exc, 'preprocess')})") from None
     except Exception as exc:
         raise CheckpointError(f"{source}: bad preprocessing in the config ({exc})") from None
 
@@ -148,12 +269,39 @@ def load(path: str | Path, device: str | None = None) -> DetectorModel:
     # all weights come from model.safetensors: never download or read backbone weights again
     model_cfg["pretrained"] = False
     model_cfg["weights"] = None
+    shapes = weight_shapes(path / WEIGHTS)
+    # the network is first built on the meta device (no memory), within bounds set by the weights file, and its
+    # parameter shapes compared with the file's: a config that does not fit its weights is refused before any
+    # tensor is allocated. Only then is it built for real.
+    guard = _BuildGuard(shapes, path / CONFIG, name)
     try:
-        model = create_model(name, **model_cfg)
+        import torch
+
+        with guard, torch.device("meta"):
+            planned = create_model(name, **model_cfg)
+    except CheckpointError:
+        raise
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
+    except ValidationError as exc:
+        raise CheckpointError(f"{path / CONFIG}: cannot build model '{name}': {exc}") from None
+    except Exception:  # a model whose construction needs real tensors: checked after the real build below
+        planned = None
+    if planned is not None:
+        check_state_shapes({k: tuple(v.shape) for k, v in planned.state_dict().items()}, shapes,
+                           str(path / WEIGHTS), f"{type(planned).__name__} that {CONFIG} describes")
+        del planned
+    try:
+        with _BuildGuard(shapes, path / CONFIG, name):
+            model = create_model(name, **model_cfg)
+    except CheckpointError:
+        raise
     except KeyError as exc:
         raise CheckpointError(f"{path}: {exc.args[0]}") from None
     except Exception as exc:
         raise CheckpointError(f"{path / CONFIG}: cannot build model '{name}': {exc}") from None
+    check_state_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes, str(path / WEIGHTS),
+                       f"{type(model).__name__} that {CONFIG} describes")
     try:
         state = load_file(str(path / WEIGHTS))
     except Exception as exc:
@@ -164,6 +312,68 @@ def load(path: str | Path, device: str | None = None) -> DetectorModel:
     if device:
         model.to(device)
     return model
+
+
+def weight_shapes(file: str | Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a safetensors file, from its header alone (no tensor is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return {k: tuple(int(d) for d in f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:
+        raise CheckpointError(f"{file}: cannot read weights ({type(exc).__name__}: {exc})") from None
+
+
+class _BuildGuard:
+    """While a model is built in this thread: stop when it registers many more tensors, tensor elements or
+    modules than its weights file holds (a config asking for a network far larger than its weights)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], config_file: Path, name: str) -> None:
+        import threading
+
+        self.thread = threading.get_ident()
+        self.source, self.name = config_file, name
+        held = sum(math.prod(s) for s in shapes.values())
+        # built models register up to about twice what they save (buffers not saved, tensors replaced)
+        self.limits = {"tensors": 4 * len(shapes) + 256, "elements": 3 * held + (1 << 22),
+                       "modules": 4 * len(shapes) + 1024}
+        self.counts = dict.fromkeys(self.limits, 0)
+        self.held = (len(shapes), held)
+        self.hooks: list[Any] = []
+
+    def _add(self, what: str, n: int) -> None:
+        import threading
+
+        if threading.get_ident() != self.thread:
+            return
+        self.counts[what] += n
+        if self.counts[what] > self.limits[what]:
+            raise CheckpointError(
+                f"{self.source}: the config asks for a network far larger than its weights (model '{self.name}': "
+                f"over {self.limits[what]:,} {what} while building it, against {self.held[0]:,} tensors of "
+                f"{self.held[1]:,} elements in {WEIGHTS}); refused before it was built")
+
+    def _tensor(self, module, name, tensor):
+        if tensor is not None:
+            self._add("tensors", 1)
+            self._add("elements", int(tensor.numel()))
+
+    def _module(self, module, name, submodule):
+        self._add("modules", 1)
+
+    def __enter__(self) -> "_BuildGuard":
+        from torch.nn.modules import module as torch_module
+
+        self.hooks = [torch_module.register_module_parameter_registration_hook(self._tensor),
+                      torch_module.register_module_buffer_registration_hook(self._tensor),
+                      torch_module.register_module_module_registration_hook(self._module)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []
 
 
 def check_finite(state: dict[str, Any], source: str) -> None:

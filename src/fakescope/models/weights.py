@@ -189,14 +189,15 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that lists what does not match."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+def check_state_shapes(own: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]], source: str,
+                       model: str) -> None:
+    """Raise :class:`CheckpointError` listing the missing, unexpected and mis-shaped keys when the shapes
+    ``given`` (a weights file's) are not exactly the shapes ``own`` (the model's)."""
+    missing = sorted(set(own) - set(given))
+    unexpected = sorted(set(given) - set(own))
     mismatched = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)
+        f"{k}: checkpoint {tuple(given[k])} vs model {tuple(own[k])}"
+        for k in set(own) & set(given) if tuple(own[k]) != tuple(given[k])
     )
     if missing or unexpected or mismatched:
         def _fmt(title: str, items: list[str]) -> str:
@@ -206,7 +207,13 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
             return f"\n  {title} ({len(items)}): {shown}"
 
         raise CheckpointError(
-            f"{source}: the weights do not match the model {type(module).__name__}"
+            f"{source}: the weights do not match the model {model}"
             + _fmt("missing keys", missing) + _fmt("unexpected keys", unexpected) + _fmt("shape mismatches", mismatched)
         )
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists what does not match."""
+    check_state_shapes({k: tuple(v.shape) for k, v in module.state_dict().items()},
+                       {k: tuple(v.shape) for k, v in state.items()}, source, type(module).__name__)
     module.load_state_dict(state, strict=True)
