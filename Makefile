@@ -10,6 +10,8 @@
 #   make test-threads            the model, explanation and verdict tests again under OMP_NUM_THREADS=1 and =2
 #                                (their outcome must not hang on the order of float sums; CI runs it after make test)
 #   make test-slow               the slow tests too
+#   make mutation-check          break each pretrained converter on purpose (two same-shape blocks swapped, or the
+#                                head read in the wrong order) and check the full-depth parity test catches it
 #   make install EXTRAS=dev,bench  also OpenCV, for benchmarks/prepare_throughput.py
 
 PYTHON ?= python3
@@ -23,11 +25,15 @@ EXTRAS ?= dev
 # its metadata pins torch<2.3, which would replace the torch installed first (its code, which needs
 # torchvision, is never imported; only the weight files are read).
 FACENET_SPEC ?= facenet-pytorch==2.6.0
+# Cadene's Xception (pretrainedmodels/models/xception.py), the upstream network the Xception parity tests
+# (tests/test_pretrained_parity.py) compare against. Also --no-deps: it requires torchvision, whose CPU-less
+# wheel breaks transformers; the tests load that one module file, which imports only torch.
+PRETRAINEDMODELS_SPEC ?= pretrainedmodels==0.7.4
 PYTEST_ARGS ?=
 # tests that train or run models: run again with one and with two threads by `make test-threads`
 THREAD_TESTS ?= tests/test_explain.py tests/test_golden.py tests/test_verdict.py tests/test_forward_contract.py
 
-.PHONY: install quickstart test test-threads test-slow clean
+.PHONY: install quickstart test test-threads test-slow mutation-check clean
 
 install: $(VENV)/.install-stamp
 
@@ -37,6 +43,7 @@ $(VENV)/.install-stamp: pyproject.toml constraints.txt
 	$(PIP) install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	$(PIP) install --quiet --no-deps $(FACENET_SPEC)
+	$(PIP) install --quiet --no-deps $(PRETRAINEDMODELS_SPEC)
 	@$(PY) -c "import torch, fakescope; print('fakescope', fakescope.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 	touch $@
 
@@ -50,6 +57,9 @@ test: install
 test-threads: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(THREAD_TESTS) $(PYTEST_ARGS)
 	OMP_NUM_THREADS=2 $(PY) -m pytest $(THREAD_TESTS) $(PYTEST_ARGS)
+
+mutation-check: install
+	$(PY) tests/mutation_check.py
 
 test-slow: install
 	$(VENV)/bin/lint-imports

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -21,9 +20,7 @@ from fakescope.inference import RECORD_FIELDS, Detector, expand_inputs, log_spec
 from fakescope.errors import CheckpointError, ConfigError
 from fakescope.models import create_model
 
-HAVE_MTCNN = importlib.util.find_spec("facenet_pytorch") is not None
-needs_mtcnn = pytest.mark.skipif(not HAVE_MTCNN, reason="face models need MTCNN: "
-                                                        "pip install --no-deps facenet-pytorch==2.6.0")
+from conftest import HAVE_MTCNN, needs_mtcnn  # noqa: E402,F401  (CI: a skip for want of MTCNN fails)
 
 
 # ------------------------------------------------------------------ helpers (also used by the other test files)

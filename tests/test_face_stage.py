@@ -24,10 +24,11 @@ from fakescope.models import create_model
 from fakescope.models.checkpoint import save
 from fakescope.preprocess import LEGACY_FACE_CROP, FaceCropConfig
 from fakescope.train.engine import train
+from conftest import MTCNN_MISSING
 from test_faces import HAVE_MTCNN, face_frames
 from conftest import write_images
 
-needs_mtcnn = pytest.mark.skipif(not HAVE_MTCNN, reason="pip install --no-deps facenet-pytorch==2.6.0")
+needs_mtcnn = pytest.mark.skipif(not HAVE_MTCNN, reason=MTCNN_MISSING)
 ALIGN = FaceCropConfig(crop="align", margin=1.25, size=224)
 
 

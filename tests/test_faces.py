@@ -17,8 +17,7 @@ from fakescope.faces import (Face, FaceDetector, Track, box_iou, create_detector
                                   nms, register_detector, search_again, select_faces, shrink, track_face)
 from fakescope.errors import DataError, MissingExtraError, WeightsUnavailableError
 
-HAVE_MTCNN = importlib.util.find_spec("facenet_pytorch") is not None
-needs_mtcnn = pytest.mark.skipif(not HAVE_MTCNN, reason="pip install --no-deps facenet-pytorch==2.6.0")
+from conftest import HAVE_MTCNN, MTCNN_MISSING, needs_mtcnn  # noqa: E402,F401  (CI: a skip here fails)
 
 # where skimage's astronaut photo has its face (measured once; MTCNN agrees within a few pixels)
 ASTRONAUT_FACE = (178, 58, 268, 174)
@@ -55,7 +54,7 @@ def face_frames(n: int, w: int = 320, h: int = 240, size: int = 96, faces: int =
 @pytest.fixture(scope="module")
 def mtcnn():
     if not HAVE_MTCNN:
-        pytest.skip("pip install --no-deps facenet-pytorch==2.6.0")
+        pytest.skip(MTCNN_MISSING)
     torch.set_num_threads(1)
     return create_detector("mtcnn")
 

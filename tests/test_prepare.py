@@ -20,9 +20,10 @@ from fakescope.data.transforms import Preprocessor
 from fakescope.media.video import write_video
 from fakescope.errors import DataError
 from fakescope.models import PreprocessConfig
+from conftest import MTCNN_MISSING
 from test_faces import HAVE_MTCNN, face_frames
 
-pytestmark = pytest.mark.skipif(not HAVE_MTCNN, reason="pip install --no-deps facenet-pytorch==2.6.0")
+pytestmark = pytest.mark.skipif(not HAVE_MTCNN, reason=MTCNN_MISSING)
 OPT = options_from(num_frames=6, size=64)
 
 

@@ -23,12 +23,13 @@ from fakescope.cli import main
 from fakescope.faces import create_detector
 from fakescope.data.manifest import parse_box
 from fakescope.prepare import prepare
+from conftest import MTCNN_MISSING
 from test_faces import HAVE_MTCNN
 
 VIDEOS = SHARED_FIXTURES / "ffpp-c23-videos"
 FACES = SHARED_FIXTURES / "real-fake-faces-160"
 pytestmark = [pytest.mark.fixtures,
-              pytest.mark.skipif(not HAVE_MTCNN, reason="pip install --no-deps facenet-pytorch==2.6.0")]
+              pytest.mark.skipif(not HAVE_MTCNN, reason=MTCNN_MISSING)]
 
 
 needs_videos = pytest.mark.skipif(not (VIDEOS / "labels.csv").is_file(),

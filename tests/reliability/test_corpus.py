@@ -123,10 +123,11 @@ def test_service_answers_every_file_with_a_record_or_a_json_4xx(media_corpus, re
 
 
 def test_prepare_goes_past_every_bad_file(media_corpus, tmp_path, pixel_budget, outcomes):
+    from conftest import MTCNN_MISSING
     from test_faces import HAVE_MTCNN
 
     if not HAVE_MTCNN:
-        pytest.skip("prepare's face detector is not installed (pip install --no-deps facenet-pytorch==2.6.0)")
+        pytest.skip(MTCNN_MISSING)
     from fakescope.prepare import options_from, prepare
 
     root, kinds = media_corpus

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MTCNN_MISSING
 from test_faces import HAVE_MTCNN, face_frames
 
-pytestmark = pytest.mark.skipif(not HAVE_MTCNN or not sys.platform.startswith("linux"),
-                                reason="needs prepare's face detector and Linux's parent-death signal")
+pytestmark = [pytest.mark.skipif(not HAVE_MTCNN, reason=MTCNN_MISSING),
+              pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                 reason="needs Linux's parent-death signal")]
 
 
 @pytest.fixture(scope="module")

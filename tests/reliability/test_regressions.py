@@ -23,6 +23,7 @@ def test_a_phone_photo_stored_sideways_is_turned_upright(tmp_path, outcomes):
     from fakescope.inference import Detector
     from fakescope.models import create_model
     from fakescope.models.checkpoint import save
+    from conftest import MTCNN_MISSING
     from test_faces import HAVE_MTCNN
 
     face = skdata.astronaut()
@@ -32,7 +33,7 @@ def test_a_phone_photo_stored_sideways_is_turned_upright(tmp_path, outcomes):
     assert open_image(exif_rotated_jpeg(face, 6)).size == (face.shape[1], face.shape[0])
     assert upright.size == (face.shape[0], face.shape[1])  # stored turned: Pillow alone gives it sideways
     if not HAVE_MTCNN:
-        pytest.skip("the face detector is not installed")
+        pytest.skip(MTCNN_MISSING)
     (tmp_path / "phone.jpg").write_bytes(exif_rotated_jpeg(face, 6))
     det = Detector.from_pretrained(save(create_model("efficientnet_tiny").eval(), tmp_path / "ck"), device="cpu")
     rec = det.predict(str(tmp_path / "phone.jpg"))
