@@ -12,7 +12,7 @@ import pytest
 from fakescope.cli import main
 from fakescope.metrics import compute_metrics
 from fakescope.metrics.calibration import (apply_temperature, expected_calibration_error, fit_temperature,
-                                           operating_points, tpr_at_fpr)
+                                           operating_points, reliability, tpr_at_fpr)
 from test_detect import make_checkpoint
 
 
@@ -28,7 +28,8 @@ def test_thresholds_hold_their_false_positive_rate_on_held_out_samples(seed):
     ops = operating_points(*draw(rng, 20_000))  # validation: ~10,000 reals
     y, s = draw(rng, 400_000)  # held out
     fpr = {k: float((s[y == 0] >= ops[k]).mean()) for k in ops}
-    assert abs(fpr["fpr1"] - 0.01) <= 0.01 and abs(fpr["fpr5"] - 0.05) <= 0.01, fpr
+    # README.md quotes these runs: held-out FPR 0.95-1.04% at fpr1 and 5.06-5.25% at fpr5 over seeds 0-2
+    assert 0.00945 <= fpr["fpr1"] < 0.01045 and 0.05055 <= fpr["fpr5"] < 0.05255, fpr
     fnr = float((s[y == 1] < ops["eer"]).mean())
     assert abs(fpr["eer"] - fnr) <= 0.01, (fpr["eer"], fnr)  # the densities are mirror images: EER at 0.5
     assert ops["fpr1"] > ops["fpr5"] > ops["eer"]
@@ -60,7 +61,44 @@ def test_eval_metrics_read_by_trust_and_safety_teams():
     m = compute_metrics(y, s)
     assert m["tpr_at_fpr1"] == tpr_at_fpr(y, s, 0.01) and 0 < m["tpr_at_fpr1"] < m["tpr_at_fpr5"] <= 1
     assert m["tpr_at_fpr5"] == pytest.approx(float((s[100:] > s[:100][-6]).mean()), abs=0.011)
-    assert 0 <= m["ece"] <= 1
+    bins: list[list[tuple[int, float]]] = [[] for _ in range(15)]  # ECE again, written out: 15 equal-width bins
+    for label, score in zip(y.tolist(), s.tolist()):
+        bins[min(int(score * 15), 14)].append((label, score))
+    ece = sum(abs(sum(b[0] for b in got) - sum(b[1] for b in got)) for got in bins if got) / len(y)
+    assert m["ece"] == pytest.approx(ece, abs=1e-12) and m["ece"] > 0.01
+
+
+# 12 scored samples, written out; 15 equal-width bins of P(fake): bin k holds [k/15, (k+1)/15), and a score of 1.0
+# goes into the last bin. Per non-empty bin (the binary reliability diagram: "accuracy" is the fraction that is
+# fake, "confidence" the mean P(fake)):
+#   bin  range          scores (label)                      count  fraction fake  mean P(fake)     |gap| * count
+#    0   [0.000, 0.067)  0.02 (0) 0.05 (0)                       2      0             0.035           2 * 0.035 = 0.07
+#    3   [0.200, 0.267)  0.21 (0) 0.25 (1) 0.23 (0)              3      1/3           0.69/3 = 0.23   |1 - 0.69| = 0.31
+#    7   [0.467, 0.533)  0.50 (1) 0.48 (0)                       2      1/2           0.49            2 * 0.01 = 0.02
+#   12   [0.800, 0.867)  0.82 (1) 0.85 (0) 0.84 (1)              3      2/3           2.51/3          |2 - 2.51| = 0.51
+#   14   [0.933, 1.000]  0.95 (1) 1.00 (1)                       2      1             0.975           2 * 0.025 = 0.05
+# ECE = (0.07 + 0.31 + 0.02 + 0.51 + 0.05) / 12 = 0.96 / 12 = 0.08
+HAND_TABLE = [(0.02, 0), (0.05, 0), (0.21, 0), (0.25, 1), (0.23, 0), (0.50, 1), (0.48, 0), (0.82, 1), (0.85, 0),
+              (0.84, 1), (0.95, 1), (1.00, 1)]
+HAND_BINS = {0: (2, 0.0, 0.035), 3: (3, 1 / 3, 0.23), 7: (2, 0.5, 0.49), 12: (3, 2 / 3, 2.51 / 3), 14: (2, 1.0, 0.975)}
+
+
+def test_ece_and_reliability_bins_match_a_table_computed_by_hand():
+    s = [score for score, _ in HAND_TABLE]
+    y = [label for _, label in HAND_TABLE]
+    conf, frac, count = reliability(y, s)
+    assert len(conf) == len(frac) == len(count) == 15
+    for k in range(15):
+        if k in HAND_BINS:
+            n, fake, mean = HAND_BINS[k]
+            assert (count[k], frac[k], conf[k]) == (n, pytest.approx(fake, abs=1e-9), pytest.approx(mean, abs=1e-9)), k
+        else:  # an empty bin: no count, no fraction, no mean
+            assert count[k] == 0 and np.isnan(frac[k]) and np.isnan(conf[k]), k
+    assert expected_calibration_error(y, s) == pytest.approx(0.08, abs=1e-9)
+    assert compute_metrics(np.array(y), np.array(s))["ece"] == pytest.approx(0.08, abs=1e-9)  # what eval reports
+    # perfectly calibrated bins give 0; every sample in the wrong corner gives 1
+    assert expected_calibration_error([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == pytest.approx(0.0, abs=1e-9)
+    assert expected_calibration_error([1, 0], [0.0, 1.0]) == pytest.approx(1.0, abs=1e-9)
 
 
 @pytest.fixture(scope="module")

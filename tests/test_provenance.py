@@ -7,20 +7,26 @@ from __future__ import annotations
 
 import builtins
 import importlib.util
+import io
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
 from fakescope.cli import main
-from fakescope.media.provenance import generator_of, read_provenance
+from fakescope.media import provenance
+from fakescope.media.provenance import NO_C2PA, NO_C2PA_TYPE, generator_of, read_provenance
 from test_detect import make_checkpoint
 
 from c2pa_signing import TRAINED, sign_image  # imports c2pa only when it signs
 
-needs_c2pa = pytest.mark.skipif(importlib.util.find_spec("c2pa") is None,
-                                reason="pip install c2pa-python (the provenance extra)")
+HAVE_C2PA = importlib.util.find_spec("c2pa") is not None
+needs_c2pa = pytest.mark.skipif(not HAVE_C2PA, reason="pip install c2pa-python (the provenance extra)")
+C2PA_RAN = ["c2pa"] if HAVE_C2PA else []  # c2pa is a reader only where the bindings are installed
+C2PA_NOTE = [] if HAVE_C2PA else [NO_C2PA]
 
 
 def photo(path, size=64, seed=0, **save):
@@ -205,7 +211,91 @@ def test_summary_names_every_kind_found_together(tmp_path):
 
 def test_a_stripped_file_says_none_found(tmp_path):
     p = read_provenance(photo(tmp_path / "plain.png"))
-    assert (p["found"], p["summary"], p["c2pa"]) == (False, "none found", None)
+    assert (p["found"], p["summary"], p["c2pa"] if HAVE_C2PA else None) == (False, "none found", None)
+    assert p["readers"] == [*C2PA_RAN, "xmp", "png-text", "exif"] and p["warnings"] == C2PA_NOTE
+
+
+# ------------------------------------------------------------------ which readers ran, and what they could not read
+BAD_TIFF = b"XX\0\x2a\0\0\0\x08"  # an EXIF block whose TIFF header is neither II nor MM
+BAD_EXIF = "exif: unreadable (SyntaxError: not a TIFF file (header b'XX\\x00*\\x00\\x00\\x00\\x08' not valid))"
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _with_chunk_after_ihdr(png: bytes, chunk: bytes) -> bytes:
+    at = 8 + 8 + struct.unpack(">I", png[8:12])[0] + 4  # signature, then IHDR (length, type, payload, CRC)
+    return png[:at] + chunk + png[at:]
+
+
+def test_readers_list_what_ran_for_each_kind_of_file(tmp_path):
+    assert read_provenance(photo(tmp_path / "a.jpg"))["readers"] == [*C2PA_RAN, "xmp", "jpeg-comment", "exif"]
+    assert read_provenance(photo(tmp_path / "a.gif"))["readers"] == [*C2PA_RAN, "xmp", "gif-comment", "exif"]
+    assert read_provenance(photo(tmp_path / "a.webp"))["readers"] == [*C2PA_RAN, "xmp", "image-text", "exif"]
+    assert read_provenance(photo(tmp_path / "a.png").read_bytes())["readers"] == [*C2PA_RAN, "xmp", "png-text", "exif"]
+    # a BMP is no type C2PA is read from; bytes that are no image have neither text nor EXIF to read
+    bmp = read_provenance(photo(tmp_path / "a.bmp"))
+    assert bmp["readers"] == ["xmp", "image-text", "exif"]
+    assert bmp["warnings"] == [NO_C2PA_TYPE if HAVE_C2PA else NO_C2PA] and bmp["summary"] == "none found"
+    text = read_provenance(b"just some text")
+    assert text["readers"] == ["xmp"] and text["found"] is False
+    assert set(provenance.READERS) >= {"c2pa", "xmp", "png-text", "jpeg-comment", "exif"}
+
+
+def test_a_broken_exif_chunk_costs_only_the_exif_reader_and_says_so(tmp_path):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", A1111)
+    info.add_text("Software", "GIMP 2.10")
+    png = photo(tmp_path / "sd.png", pnginfo=info).read_bytes()
+    (tmp_path / "bad.png").write_bytes(_with_chunk_after_ihdr(png, _png_chunk(b"eXIf", BAD_TIFF)))
+    p = read_provenance(tmp_path / "bad.png")
+    # the text chunks were read all the same (before, a bad eXIf chunk silently dropped them with the EXIF)
+    assert p["generators"] == [{"name": "Stable Diffusion web UI", "key": "parameters", "where": "PNG parameters"}]
+    assert p["other_metadata"] == {"Software": "GIMP 2.10"} and p["found"]
+    assert p["readers"] == [*C2PA_RAN, "xmp", "png-text", "exif"]
+    assert p["warnings"] == [*C2PA_NOTE, BAD_EXIF]
+    assert p["summary"] == ("generator metadata: Stable Diffusion web UI (PNG parameters); other metadata: "
+                            "PNG Software (exif unreadable: see warnings)")
+
+
+def test_a_jpeg_with_a_broken_exif_segment_keeps_its_comment(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, "JPEG", comment=b"File written by Adobe Photoshop 5.0",
+                                                          dpi=(72, 72))
+    jpg = buf.getvalue()
+    assert jpg[2:4] == b"\xff\xe0"  # JFIF (APP0) first: the broken Exif (APP1) goes after it
+    at = 4 + struct.unpack(">H", jpg[4:6])[0]
+    app1 = b"Exif\0\0" + BAD_TIFF
+    p = read_provenance(jpg[:at] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpg[at:])
+    assert p["other_metadata"] == {"comment": "File written by Adobe Photoshop 5.0"} and p["camera"] == {}
+    assert p["readers"] == [*C2PA_RAN, "xmp", "jpeg-comment", "exif"] and p["warnings"] == [*C2PA_NOTE, BAD_EXIF]
+    assert p["summary"] == "other metadata: JPEG comment (exif unreadable: see warnings)"
+
+
+def test_an_image_pillow_cannot_open_is_named_in_the_warnings(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, "JPEG")
+    p = read_provenance(buf.getvalue()[:30])  # cut inside its header
+    assert p["readers"] == ["xmp"] and p["found"] is False
+    assert p["warnings"][-1] == "image: not opened by Pillow, its text and EXIF not read (OSError: Truncated File Read)"
+
+
+@needs_c2pa
+def test_a_c2pa_reader_that_fails_leaves_the_other_readers_results(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("the manifest store is corrupt")
+
+    monkeypatch.setattr(provenance, "_read_manifest", broken)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", A1111)
+    p = read_provenance(photo(tmp_path / "a.png", pnginfo=info))
+    assert p["c2pa"] == {"available": True, "error": "RuntimeError: the manifest store is corrupt"}
+    assert p["warnings"] == ["c2pa: unreadable manifest (RuntimeError: the manifest store is corrupt)"]
+    assert p["readers"] == ["c2pa", "xmp", "png-text", "exif"]
+    assert [g["name"] for g in p["generators"]] == ["Stable Diffusion web UI"]
+    assert p["summary"] == ("generator metadata: Stable Diffusion web UI (PNG parameters) "
+                            "(c2pa unreadable: see warnings)")
 
 
 def test_without_the_bindings_c2pa_is_said_to_be_unread(tmp_path, monkeypatch):
@@ -217,8 +307,11 @@ def test_without_the_bindings_c2pa_is_said_to_be_unread(tmp_path, monkeypatch):
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_c2pa)
-    c = read_provenance(photo(tmp_path / "a.png"))["c2pa"]
-    assert c["available"] is False and "pip install" in c["note"]
+    p = read_provenance(photo(tmp_path / "a.png"))
+    assert p["c2pa"]["available"] is False and "pip install" in p["c2pa"]["note"]
+    assert p["readers"] == ["xmp", "png-text", "exif"] and p["warnings"] == [NO_C2PA]
+    assert NO_C2PA == "c2pa: not read: c2pa-python is not installed (pip install 'fakescope[provenance]')"
+    assert p["summary"] == "none found"  # a reader not installed is no failure of the file's
 
 
 @needs_c2pa

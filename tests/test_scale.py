@@ -244,10 +244,13 @@ def test_eval_memory_does_not_grow_with_the_number_of_files(tmp_path):
 def test_prepare_shards_run_at_once_then_merged_make_one_dataset_eval_reads(tmp_path):
     """docs/scale.md's job array in small: two shards at the same time, one run without the shard options (the
     merge step), then the dataset that train and eval read."""
+    import re
+
+    from conftest import MTCNN_MISSING
     from test_faces import HAVE_MTCNN, face_frames
 
     if not HAVE_MTCNN:
-        pytest.skip("pip install --no-deps facenet-pytorch==2.6.0")
+        pytest.skip(MTCNN_MISSING)
     from fakescope.data.datasets import load_samples
     from fakescope.media.video import write_video
 
@@ -264,7 +267,13 @@ def test_prepare_shards_run_at_once_then_merged_make_one_dataset_eval_reads(tmp_
     logs = [p.communicate(timeout=300)[0] for p in shards]
     assert [p.returncode for p in shards] == [0, 0], logs
     merged = run(common)  # the merge step: every video is finished, so it only writes the manifests
-    assert "0 processed" in merged.stdout or "processed 0" in merged.stdout or "skipped" in merged.stdout, merged.stdout
+    done = [re.search(r"^  units of work: (\d+) in this shard; (\d+) processed now, (\d+) already done$", log, re.M)
+            for log in logs]
+    assert all(done) and sum(int(m[2]) for m in done) == 4 and [m[3] for m in done] == ["0", "0"], logs
+    # the merge step: the 4 videos (4 units) all skipped as finished, none processed again
+    assert "  units of work: 4 in this shard; 0 processed now, 4 already done" in merged.stdout.splitlines(), \
+        merged.stdout
+    assert "  manifest rows: 16 (manifest.csv)" in merged.stdout.splitlines(), merged.stdout
     samples = load_samples(str(out / "manifest.csv"))
     assert len(samples) == 16 and len({s.video_id for s in samples}) == 4
     assert all((out / s.path).exists() or Path(s.path).exists() for s in samples)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from conftest import tiny_experiment
 from fakescope.config import load_config
-from fakescope.errors import CheckpointError, WeightsUnavailableError
+from fakescope.errors import CheckpointError, DataError, WeightsUnavailableError
 from fakescope.models import create_model
 from fakescope.models.sfcl_hcmf import HCMA
 from fakescope.models.layers.dct import sida_stat_slices
@@ -435,7 +435,7 @@ def test_cross_manipulation_grid_and_tables_from_run_folders(tmp_path, capsys):
     ffpp_md, cross_md = (p.read_text() for p in paper_sfcl.write_run_tables([c23, c40], tmp_path / "t"))
     assert "| sfcl_hcmf (ours) | 90.0 | 95.0 | 97.0 | 80.0 | 85.0 | 90.0 | 85.0 | 90.0 | 93.5 |" in ffpp_md
     assert "not evaluated here" not in cross_md and "| sfcl_hcmf (ours) | 90.0 | 95.0 | 97.0 | 90.0 |" in cross_md
-    with pytest.raises(Exception, match="no eval/metrics.json"):
+    with pytest.raises(DataError, match="no eval/metrics.json"):
         paper_sfcl.run_metrics(tmp_path / "absent")
 
 

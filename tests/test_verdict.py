@@ -58,8 +58,8 @@ def test_labels_follow_the_probability_shown_at_fpr1(quickstart_model, tmp_path)
         assert r["calibrated"] is True and r["operating_point"] == "fpr1"
         assert r["score"] == pytest.approx(float(apply_temperature(r["model_score"], cal["temperature"])), rel=1e-4)
         assert float(f"{r['threshold']:.4g}") == r["threshold"] and exact <= r["threshold"] <= exact * 1.001
-        assert r["region"]["text"] == "the whole 32 x 32, resized to 64 x 64" and "warnings" not in r or \
-            not r["warnings"]
+        assert r["region"]["text"] == "the whole 32 x 32, resized to 64 x 64", r
+        assert not r.get("warnings"), r
     val_reals = [r for r in recs if "/val/" in r["path"] and r["label"] == "real" and "0_real" in r["path"]]
     assert len(val_reals) >= 99  # at most 1% of the 100 validation reals flagged, as the operating point promises
 

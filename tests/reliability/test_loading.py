@@ -140,7 +140,7 @@ def test_bad_configs_are_errors_naming_the_file(tmp_path, case, outcomes):
     path.write_bytes(data)
     with pytest.raises(ConfigError, match=reason) as err:
         load_config(str(path))
-    assert str(path) in str(err.value) or name in str(err.value)
+    assert str(err.value).startswith(f"{path}: "), str(err.value)  # the file named first, then the problem
     outcomes.append((case, "config", "ConfigError: " + str(err.value).replace(str(path), "FILE")[:150]))
 
 

@@ -15,6 +15,12 @@
 * **Camera** EXIF ``Make`` and ``Model``.
 
 A file whose metadata was stripped gives ``found: false`` and the summary "none found": absence proves nothing.
+
+Each record also says which readers ran (``readers``, in order, from :data:`READERS`: ``c2pa`` only where
+``c2pa-python`` is installed and the file was read whole; ``png-text`` for a PNG; ``jpeg-comment``/``gif-comment``/
+``image-text`` for the text Pillow reads of other images; ``exif`` for any image) and what they could not read
+(``warnings``: one short sentence each, naming the reader, e.g. ``exif: unreadable (SyntaxError: not a TIFF
+file ...)``). A reader that fails leaves the others' results in the record, and the summary names it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from fakescope.utils import pngchunks
 
@@ -105,6 +111,18 @@ EXIF_USER_COMMENT = 0x9286
 MAX_VALUE = 2000  # characters kept of a long value (a ComfyUI workflow is tens of kB)
 XMP_BYTES = 4 << 20  # XMP packets are looked for in the first megabytes (where metadata lives)
 MAX_XMP_VALUE = 512  # bytes of one DigitalSourceType value
+# The readers a record's ``readers`` names: what each reads
+READERS = {
+    "c2pa": "the C2PA manifest (c2pa-python)",
+    "xmp": "IPTC/XMP DigitalSourceType in the XMP packets",
+    "png-text": "PNG text chunks (tEXt, zTXt, iTXt) and the eXIf chunk's bytes",
+    "jpeg-comment": "the JPEG comment (COM segment)",
+    "gif-comment": "the GIF comment extension",
+    "image-text": "the text Pillow reads from an image of another format",
+    "exif": "EXIF Software, ImageDescription, Make, Model and UserComment",
+}
+_TEXT_READER = {"JPEG": "jpeg-comment", "MPO": "jpeg-comment", "GIF": "gif-comment"}
+NO_C2PA = "c2pa: not read: c2pa-python is not installed (pip install 'fakescope[provenance]')"
 
 
 def xmp_packets(data: bytes, limit: int = XMP_BYTES) -> list[tuple[int, int]]:
@@ -195,19 +213,28 @@ def _mime(data: bytes, name: str) -> str | None:
         return mimetypes.guess_type(name)[0] if name else None
 
 
+C2PA_UNAVAILABLE = {"available": False, "note": "C2PA manifests are not read: pip install 'fakescope[provenance]' "
+                                                 "(c2pa-python)"}
+NO_C2PA_TYPE = ("c2pa: not read: not a media type C2PA is read from here (images: "
+                + ", ".join(_MIME) + "; videos by the file name)")
+
+
 def read_c2pa(data: bytes, name: str = "") -> dict[str, Any] | None:
     """The active C2PA manifest in ``data`` (a whole file) as found; ``None`` when there is none;
     ``{"available": False}`` without the bindings."""
-    import io
-
     try:
         import c2pa
     except ImportError:
-        return {"available": False, "note": "C2PA manifests are not read: pip install 'fakescope[provenance]' "
-                                            "(c2pa-python)"}
+        return dict(C2PA_UNAVAILABLE)
     mime = _mime(data, name)
     if mime is None:
         return None
+    return _read_manifest(c2pa, mime, data)
+
+
+def _read_manifest(c2pa: Any, mime: str, data: bytes) -> dict[str, Any] | None:
+    import io
+
     try:
         reader = c2pa.Reader(mime, io.BytesIO(data))
     except Exception as exc:  # the bindings raise C2paError subclasses for "no manifest" and for broken ones
@@ -240,10 +267,22 @@ def read_c2pa(data: bytes, name: str = "") -> dict[str, Any] | None:
     }
 
 
+def _problem(reader: str, exc: BaseException, what: str = "unreadable") -> str:
+    """One line for ``warnings``: the reader, what went wrong, the exception in short."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:200] + "..."
+    return f"{reader}: {what} ({type(exc).__name__}{': ' + text if text else ''})"
+
+
 def read_provenance(source: str | Path | bytes, max_bytes: int = 256 << 20) -> dict[str, Any]:
     """Everything :mod:`this module <fakescope.media.provenance>` reads from one file (a path, or its bytes).
     A file larger than ``max_bytes`` has its C2PA manifest left unread (said in ``c2pa``). A PNG text chunk over
-    the budget of :mod:`~fakescope.utils.pngchunks` is not read, and named in ``skipped_metadata``."""
+    the budget of :mod:`~fakescope.utils.pngchunks` is not read, and named in ``skipped_metadata``.
+
+    ``readers`` lists the readers that ran, ``warnings`` what they could not read (each reader is tried on its
+    own: one that fails costs only its own part of the record)."""
+    import io
+
     name = "" if isinstance(source, bytes) else str(source)
     if isinstance(source, bytes):
         data, whole = source, True
@@ -251,15 +290,50 @@ def read_provenance(source: str | Path | bytes, max_bytes: int = 256 << 20) -> d
         whole = Path(source).stat().st_size <= max_bytes
         with open(source, "rb") as fh:
             data = fh.read() if whole else fh.read(4 << 20)
-    c2 = read_c2pa(data, name) if whole else {
-        "available": True, "note": f"not read: the file is larger than {max_bytes >> 20} MB"}
+    readers: list[str] = []
+    warnings: list[str] = []
+    failed: list[str] = []  # readers that raised: the summary names them
+
+    def problem(reader: str, exc: BaseException) -> None:
+        warnings.append(_problem(reader, exc))
+        failed.append(reader)
+
+    c2: dict[str, Any] | None = None
+    if whole:
+        try:
+            import c2pa
+        except ImportError:
+            c2 = dict(C2PA_UNAVAILABLE)
+            warnings.append(NO_C2PA)
+        else:
+            mime = _mime(data, name)
+            if mime is None:
+                warnings.append(NO_C2PA_TYPE)
+            else:
+                readers.append("c2pa")
+                try:
+                    c2 = _read_manifest(c2pa, mime, data)
+                except Exception as exc:  # the bindings' reader opened the manifest, reading it failed
+                    c2 = {"available": True, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                if c2 is not None and c2.get("error"):
+                    warnings.append(f"c2pa: unreadable manifest ({c2['error']})")
+                    failed.append("c2pa")
+    else:
+        c2 = {"available": True, "note": f"not read: the file is larger than {max_bytes >> 20} MB"}
+        warnings.append(f"c2pa: not read: the file is larger than {max_bytes >> 20} MB")
     out: dict[str, Any] = {"c2pa": c2, "digital_source_type": [], "generator_metadata": {}, "generators": [],
                            "other_metadata": {}, "camera": {}}
-    for start, end in xmp_packets(data):
-        out["digital_source_type"] += xmp_source_types(data, start, end)
+    readers.append("xmp")
+    try:
+        for start, end in xmp_packets(data):
+            out["digital_source_type"] += xmp_source_types(data, start, end)
+    except Exception as exc:
+        problem("xmp", exc)
     fmt = ""
+    text_reader = None  # the reader of the image's text; None when the file is no image Pillow opens
     info: dict[str, Any] = {}
-    exif = None
+    img = None
+    png_exif: bytes | None = None
 
     def keep(key: str, value: str, camera: bool = False) -> None:
         tool = generator_of(key, value)
@@ -269,33 +343,54 @@ def read_provenance(source: str | Path | bytes, max_bytes: int = 256 << 20) -> d
         else:
             (out["camera"] if camera else out["other_metadata"])[key] = _short(value)
 
-    try:
-        if pngchunks.is_png(data):  # walked here: Pillow's img.text composites every frame of an APNG
-            fmt = "PNG"
+    if pngchunks.is_png(data):  # walked here: Pillow's img.text composites every frame of an APNG
+        fmt, text_reader = "PNG", "png-text"
+        readers.append(text_reader)
+        try:
             png = pngchunks.read_text(data)
-            info = dict(png.text)
-            exif = Image.Exif()
-            if png.exif:
-                exif.load(png.exif)
+            info, png_exif = dict(png.text), png.exif
             if png.skipped:
                 out["skipped_metadata"] = png.skipped
-        with _opened(data, fmt) as img:
+        except Exception as exc:
+            problem(text_reader, exc)
+    else:
+        try:
+            img = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            img = None  # not an image Pillow opens (a video): the readers above still report
+        except Exception as exc:  # an image Pillow knows, whose header it could not read
+            warnings.append(_problem("image", exc, "not opened by Pillow, its text and EXIF not read"))
+        if img is not None:
+            fmt = img.format or ""
+            text_reader = _TEXT_READER.get(fmt, "image-text")
+            readers.append(text_reader)
+            info = {k: v for k, v in img.info.items() if isinstance(v, (str, bytes))}
+    if text_reader is not None:  # an image: its text (read above), then its EXIF
+        try:
+            for k in TEXT_KEYS:
+                if k in info and _text(info[k]).strip():
+                    keep(k, _text(info[k]))
+        except Exception as exc:
+            problem(text_reader, exc)
+        readers.append("exif")
+        try:
             if img is not None:
-                fmt = img.format or ""
-                info = {k: v for k, v in img.info.items() if isinstance(v, (str, bytes))}
                 exif = img.getexif()
-        for k in TEXT_KEYS:
-            if k in info and _text(info[k]).strip():
-                keep(k, _text(info[k]))
-        if exif is not None:
+            else:
+                exif = Image.Exif()
+                if png_exif:
+                    exif.load(png_exif)
             for tag, key in EXIF_TAGS.items():
                 if tag in exif and _text(exif[tag]).strip():
                     keep(f"EXIF {key}", _text(exif[tag]).strip(), camera=key in ("Make", "Model"))
             comment = exif.get_ifd(0x8769).get(EXIF_USER_COMMENT)
             if comment and _user_comment(comment).strip():
                 keep("EXIF UserComment", _user_comment(comment).strip())
-    except Exception:  # not an image PIL opens (a video): the other readers still report
-        pass
+        except Exception as exc:
+            problem("exif", exc)
+        finally:
+            if img is not None:
+                img.close()
     c2 = out["c2pa"] or {}
     found = bool(c2.get("validation_state") or out["digital_source_type"] or out["generator_metadata"]
                  or out["other_metadata"] or out["camera"])
@@ -303,29 +398,11 @@ def read_provenance(source: str | Path | bytes, max_bytes: int = 256 << 20) -> d
     out["summary"] = _summary(out, fmt) if found else "none found"
     if out.get("skipped_metadata"):
         out["summary"] += f" ({len(out['skipped_metadata'])} text chunk(s) over the size budget not read)"
+    if failed:
+        out["summary"] += f" ({', '.join(dict.fromkeys(failed))} unreadable: see warnings)"
+    out["readers"] = readers
+    out["warnings"] = warnings
     return out
-
-
-class _opened:
-    """``Image.open`` of ``data`` (``None`` as the image for a PNG, read by :mod:`~fakescope.utils.pngchunks`, or
-    for what Pillow cannot open)."""
-
-    def __init__(self, data: bytes, fmt: str) -> None:
-        self.img = None
-        if fmt != "PNG":
-            import io
-
-            try:
-                self.img = Image.open(io.BytesIO(data))
-            except Exception:
-                self.img = None
-
-    def __enter__(self):
-        return self.img
-
-    def __exit__(self, *exc) -> None:
-        if self.img is not None:
-            self.img.close()
 
 
 def _where(fmt: str, key: str) -> str:
