@@ -57,8 +57,8 @@ def main() -> None:
         print(f"  mean AUC {run['mean']:.4f} (goal >= {GOAL_AUC}); unseen generators: mean {run['unseen']:.4f}, worst "
               f"{worst} {unseen[worst]:.4f}; wall time {wall:.1f} s")
         run["flags"] = flag_rates(Path(res["checkpoint"]))
-        for name, (reals, fakes) in run["flags"].items():
-            print(f"  flagged at {name}: " + ", ".join(f"{g} {100 * reals[g]:.1f}% of reals / {100 * fakes[g]:.1f}% of "
+        for name, (reals, fakes, thr) in run["flags"].items():
+            print(f"  flagged at {name} (threshold {thr:.4g}): " + ", ".join(f"{g} {100 * reals[g]:.1f}% of reals / {100 * fakes[g]:.1f}% of "
                                                        f"fakes" for g in reals))
     means = [r["mean"] for r in runs]
     unseens = [r["unseen"] for r in runs]
@@ -70,7 +70,8 @@ def main() -> None:
     for name in runs[0]["flags"]:
         for cls, i in (("reals", 0), ("fakes", 1)):
             per = {g: [r["flags"][name][i][g] for r in runs] for g in runs[0]["flags"][name][i]}
-            print(f"flagged at {name}, test {cls}: " + ", ".join(f"{g} {100 * min(v):.1f}-{100 * max(v):.1f}%"
+            thrs = ", ".join(f"{r['flags'][name][2]:.4g}" for r in runs)
+            print(f"flagged at {name} (thresholds {thrs}), test {cls}: " + ", ".join(f"{g} {100 * min(v):.1f}-{100 * max(v):.1f}%"
                                                                   for g, v in per.items()))
     slowest = max(r["wall"] for r in runs)
     print(f"ratio slowest wall time / 10-minute budget: {slowest / BUDGET_S:.3f}")
@@ -88,7 +89,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def flag_rates(checkpoint: Path) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+def flag_rates(checkpoint: Path) -> dict[str, tuple[dict[str, float], dict[str, float], float]]:
     """Per test set, the share of reals and of fakes labelled fake, as ``fakescope detect`` labels them (the
     calibrated P(fake) against the threshold on the same scale), at the default operating point and at 0.5."""
     from fakescope.metrics.calibration import default_operating_point, shown_score, shown_threshold
@@ -96,7 +97,7 @@ def flag_rates(checkpoint: Path) -> dict[str, tuple[dict[str, float], dict[str, 
     cal = json.loads((checkpoint / "config.json").read_text())["calibration"]
     t = cal["temperature"]
     point = default_operating_point(cal)
-    thresholds = {point: shown_threshold(cal["thresholds"][point], t), "fixed 0.5": 0.5}
+    thresholds = {point: shown_threshold(cal["thresholds"][point], t), "0.5": 0.5}
     out = {}
     for name, thr in thresholds.items():
         reals, fakes = {}, {}
@@ -105,7 +106,7 @@ def flag_rates(checkpoint: Path) -> dict[str, tuple[dict[str, float], dict[str, 
             flagged = [(int(r["label"]), shown_score(float(r["score"]), t) >= thr) for r in rows]
             reals[f.stem] = sum(x for y, x in flagged if y == 0) / max(1, sum(1 for y, _ in flagged if y == 0))
             fakes[f.stem] = sum(x for y, x in flagged if y == 1) / max(1, sum(1 for y, _ in flagged if y == 1))
-        out[f"{name} (threshold {thr:.4g})" if name != "fixed 0.5" else name] = (reals, fakes)
+        out[name] = (reals, fakes, thr)  # per seed its own threshold: keyed by the operating point's name
     return out
 
 

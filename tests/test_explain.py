@@ -13,7 +13,7 @@ from PIL import Image
 from fakescope.cli import main
 from fakescope.errors import ConfigError
 from fakescope.models import create_model
-from fakescope.models.explain import grad_cam
+from fakescope.models.explain import explain, grad_cam
 from fakescope.prepare.synth.generators import Generator
 from fakescope.prepare.synth.sources import CropSampler, load_photo
 from test_detect import make_checkpoint
@@ -75,15 +75,15 @@ def flickering(sampler: CropSampler, n: int, rng, frames: int = 8):
 
 
 def test_the_clip_models_heatmap_is_higher_inside_the_flickering_region():
-    """SDR (a clip model) trained to tell flickering clips from still ones: the Grad-CAM of its I3D encoder,
-    averaged over time, is higher inside the flickering square than outside it.
+    """SDR (a clip model) trained to tell flickering clips from still ones: its heatmap (``explain``: gradient
+    saliency, averaged over time) is higher inside the flickering square than outside it.
 
     Trained to a margin (rounds of 5 epochs until 97% of the training clips are classified right), as a briefly
     trained model lands on either side of a fixed budget depending on the order of float sums (CPU, thread count).
-    The property asserted holds with margin: the map's argmax alone is not (the encoder's map is 8 x 8 over 32 px,
-    and its peak falls in the cell just outside the square's edge for a quarter to a third of the clips: measured
-    0.58-0.86 of peaks inside over seeds 0-5 and 1-2 threads, 0.2 reported on one CPU), while the mean inside
-    against the mean outside is (ratio above 1 for 94-100% of clips, median 2.0-3.8, in the same runs)."""
+    The property asserted holds with margin: the mean inside over the mean outside was above 1 for 96-100% of the test
+    clips (median ratio 1.87-3.87) over seeds 0-7 under 2 threads and seeds 0-3, 5 under 1 thread (AMD EPYC, 2 cores).
+    Grad-CAM of the I3D encoder failed it: above 1 for 42-68% of clips at some seeds, whichever stage it read
+    (which is why ``explain`` gives SDR saliency), and the map's argmax alone landed inside for 0.2-0.86."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     photos = [load_photo(n) for n in ("chelsea", "astronaut", "coffee", "rocket", "flower", "china")]
@@ -108,7 +108,7 @@ def test_the_clip_models_heatmap_is_higher_inside_the_flickering_region():
             break
     assert accuracy >= 0.97, f"SDR did not learn the flicker in 30 epochs (training accuracy {accuracy:.3f})"
     xt, _, corners = flickering(sampler, 50, rng)
-    cam = grad_cam(model, xt[50:])
+    cam = explain(model, xt[50:])
     inside = torch.zeros_like(cam, dtype=torch.bool)
     for i, (r, c) in enumerate(corners):
         inside[i, r:r + RECT, c:c + RECT] = True
@@ -118,7 +118,7 @@ def test_the_clip_models_heatmap_is_higher_inside_the_flickering_region():
     peaks = [divmod(int(c.argmax()), SIZE) for c in cam]
     peak_inside = np.mean([r <= pr < r + RECT and c <= pc < c + RECT for (pr, pc), (r, c) in zip(peaks, corners)])
     higher = float((ratio > 1).float().mean())  # a map unrelated to the square: about half the clips
-    assert higher >= 0.8 and float(ratio.median()) >= 1.5, (higher, float(ratio.median()), peak_inside)
+    assert higher >= 0.8 and float(ratio.median()) >= 1.4, (higher, float(ratio.median()), peak_inside)
 
 
 def test_transformer_detectors_without_gradients_are_refused():
@@ -140,7 +140,8 @@ def test_detect_explain_writes_overlays_and_a_video_timeline(tmp_path):
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [len(r["explanation"]) for r in recs] == [1, 2]
     overlay = Image.open(recs[0]["explanation"][0])
-    assert overlay.size == (256, 256) and overlay.mode == "RGB"  # the 32 px model input, enlarged
+    # the whole 40 x 48 picture (the model scored a 32 px region of it), enlarged to 256 px on its longer side
+    assert overlay.size == (213, 256) and overlay.mode == "RGB"
     timeline = recs[1]["explanation"][1]
     assert timeline.endswith(".timeline.png") and Image.open(timeline).size[0] > 300
 

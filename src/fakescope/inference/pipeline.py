@@ -562,8 +562,9 @@ class Detector:
             yield rec
 
     def _cam_picture(self, job: _Job, scores: list[float]) -> Image.Image | None:
-        """The heatmap overlay of the job's highest-scoring model input (Grad-CAM; FSSNet: its SBCA attention);
-        ``None`` where there is none (clip models, the ONNX backend, a model that cannot be explained)."""
+        """The heatmap overlay of the job's highest-scoring model input (:func:`fakescope.models.explain.explain`:
+        Grad-CAM; FSSNet its SBCA attention; SDR gradient saliency); ``None`` where there is none (the ONNX backend,
+        a model that cannot be explained)."""
         from fakescope.inference.visual import cam_on_image, cam_overlay
         from fakescope.models.explain import explain
 

@@ -22,15 +22,17 @@ def cam_overlay(pixels: np.ndarray, cam: np.ndarray, min_side: int = 256, alpha:
 
 
 def cam_on_image(image: np.ndarray, cam: np.ndarray, box: list[int] | tuple[int, ...], max_side: int = 640,
-                 alpha: float = 0.45) -> Image.Image:
+                 alpha: float = 0.45, min_side: int = 256) -> Image.Image:
     """The whole image (uint8 ``[H, W, 3]``) with the heatmap of the region the model scored laid over that region
     (``box``: ``x1, y1, x2, y2`` in the image's pixels) and the region outlined; the rest of the image is shown
-    dimmed, as the model never saw it. At most ``max_side`` pixels."""
+    dimmed, as the model never saw it. Its longer side is at most ``max_side`` pixels, and a small image is enlarged
+    until it is ``min_side`` pixels, so that a 32 px picture stays readable."""
     from matplotlib import colormaps
     from PIL import ImageDraw
 
     img = Image.fromarray(image).convert("RGB")
-    scale = min(1.0, max_side / max(img.size))
+    longest = max(img.size)
+    scale = max_side / longest if longest > max_side else max(1.0, min_side / longest)
     size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
     img = img.resize(size, Image.Resampling.BILINEAR)
     x1, y1, x2, y2 = (round(v * scale) for v in box)

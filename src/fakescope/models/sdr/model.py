@@ -202,12 +202,13 @@ class SDR(DetectorModel):
         if cfg.weights or cfg.pretrained:
             self._load_encoder_weights()
 
+    explanation = "saliency"  # fakescope.models.explain.explain: gradient saliency, not Grad-CAM (see there why)
+
     @property
     def cam_layer(self) -> str:
-        """The layer Grad-CAM reads (:mod:`fakescope.models.explain`): the last convolution of the (first) I3D
-        encoder's next-to-last stage. Its map is twice as fine as the last stage's: on 32 px clips 8 x 8
-        against 4 x 4, which put the heatmap's peak inside a flickering square in 98% of test clips against
-        66-84% (tests/test_explain.py's set-up, 20 and 30 epochs)."""
+        """The layer Grad-CAM reads when asked for it (:func:`fakescope.models.explain.grad_cam`; ``explain``
+        uses gradient saliency for SDR): the last convolution of the (first) I3D encoder's next-to-last stage,
+        whose map is twice as fine as the last stage's (on 32 px clips 8 x 8 against 4 x 4)."""
         prefix = "encoder" if self.cfg.shared_encoder else "encoders.0"
         stages = self.branch_encoders[0].stages
         stage = max(len(stages) - 2, 0)
