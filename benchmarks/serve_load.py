@@ -5,11 +5,12 @@
 
 What it does, bounded in count and time, and then stops by itself:
 
-1. starts `fakescope serve CHECKPOINT --host 127.0.0.1` in a child process on a free port;
+1. starts `fakescope serve CHECKPOINT --host 127.0.0.1` in a child process on a free port, and waits until its
+   worker processes have loaded the model (`/healthz` `workers.ready == workers.of`);
 2. baseline: scores the same images in this process with `Detector.predict` (no HTTP), for the overhead ratio;
 3. sends --requests uploads (default 1,000), --concurrency at a time (default 8), cycling through a few
-   PNG and JPEG images, and records each request's latency and status, and the server's resident memory
-   (RSS, read from /proc) when each request completes;
+   PNG and JPEG images, and records each request's latency and status, and the service's resident memory
+   (RSS of the server's process plus its worker processes, read from /proc) when each request completes;
 4. sends a zero-byte upload, a file that is no media, a truncated PNG and an upload over the size limit,
    checks that each gets a 4xx with a JSON body whose `error` says what is wrong, and that /healthz still
    answers afterwards;
@@ -48,14 +49,62 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mib(pid: int) -> float:
+def proc_mib(pid: int, key: str = "VmRSS") -> float:
+    """``key`` (VmRSS, VmHWM) of one process from /proc, in MiB; NaN when it has gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return float("nan")
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The service's scoring worker processes: the children of ``pid`` started by multiprocessing's spawn (not
+    its resource tracker)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return sorted(out)
+
+
+def rss_mib(pid: int, workers: list[int] | None = None) -> float:
+    """Resident memory of the service: the server's process and its worker processes (``workers``, or found)."""
+    pids = [pid] + (worker_pids(pid) if workers is None else workers)
+    values = [proc_mib(p) for p in pids]
+    return sum(v for v in values if v == v) if values[0] == values[0] else float("nan")
+
+
+def wait_ready(port: int, server: subprocess.Popen, log_path: Path, limit_s: float = 300.0) -> dict | None:
+    """Wait until /healthz answers and all worker processes have loaded the model (``workers.ready ==
+    workers.of``); the /healthz answer, or ``None`` (after printing why) when the server ended, a worker could not
+    start, or ``limit_s`` passed."""
+    deadline = time.time() + limit_s
+    health: dict = {}
+    while True:
+        try:
+            status, body, _ = request(port, "GET", "/healthz", timeout=2)
+            if status == 200:
+                health = json.loads(body)
+                workers = health.get("workers")
+                if workers is None or workers.get("ready") == workers.get("of"):
+                    return health
+                if workers.get("failure"):
+                    print(f"a scoring worker could not start: {workers['failure']}")
+                    return None
+        except (OSError, ValueError):
+            pass
+        if server.poll() is not None or time.time() > deadline:
+            print(f"the server did not become ready within {limit_s:g} s (last /healthz: {health or 'none'}):\n"
+                  + log_path.read_text()[-3000:])
+            return None
+        time.sleep(0.2)
 
 
 def multipart(name: str, data: bytes, ctype: str = "application/octet-stream") -> tuple[bytes, str]:
@@ -159,18 +208,10 @@ def main() -> int:
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     ok = True
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if request(port, "GET", "/healthz", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                print("the server did not start:\n" + (Path(tmp.name) / "server.log").read_text()[-3000:])
-                return 1
-            time.sleep(0.2)
-        print(f"server pid {server.pid} on http://{HOST}:{port}  model {ck}")
+        if wait_ready(port, server, Path(tmp.name) / "server.log") is None:  # the workers have loaded the model
+            return 1
+        workers = worker_pids(server.pid)
+        print(f"server pid {server.pid} on http://{HOST}:{port}  model {ck}; worker processes {workers}")
         print(f"load: {args.requests} requests, {args.concurrency} at a time, {len(images)} images of "
               f"{args.image_size} px (PNG and JPEG); server workers {args.workers}, queue {args.queue}, "
               f"torch threads {args.threads}")
@@ -187,7 +228,7 @@ def main() -> int:
                 status, _, secs = request(port, "POST", "/v1/detect", body, ctype)
             except OSError:
                 status, secs = 0, float("nan")
-            return i, status, secs, rss_mib(server.pid)
+            return i, status, secs, rss_mib(server.pid, workers)
 
         t_start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
@@ -220,9 +261,15 @@ def main() -> int:
             fine = 400 <= status < 500 and bool(msg)
             ok &= fine
             print(f"  {label:<18} -> {status} {'ok ' if fine else 'BAD'} {msg}")
-        alive = server.poll() is None and request(port, "GET", "/healthz", timeout=5)[0] == 200
+        try:
+            status, body, _ = request(port, "GET", "/healthz", timeout=5)
+            health = json.loads(body) if status == 200 else {}
+        except (OSError, ValueError):
+            status, health = 0, {}
+        alive = server.poll() is None and status == 200
         ok &= alive
-        print(f"  server still up after bad input: {'yes' if alive else 'NO'}")
+        print(f"  server still up after bad input: {'yes' if alive else 'NO'}; workers {health.get('workers')}, "
+              f"processes {'unchanged' if worker_pids(server.pid) == workers else 'CHANGED'}")
 
         print("\nresults:")
         print(f"  completed {len(lat)} ok, {busy} busy (503, deliberate), {len(errors)} errors"
@@ -234,7 +281,8 @@ def main() -> int:
         print(f"  in-process baseline (Detector.predict, no HTTP, one at a time): p50 "
               f"{percentile(base, 50) * 1000:.1f} ms, p95 {percentile(base, 95) * 1000:.1f} ms")
         mf, ml = statistics.fmean(first), statistics.fmean(last)
-        print(f"  server RSS: first hundred requests {mf:.1f} MiB, last hundred {ml:.1f} MiB "
+        print(f"  service RSS (server + {len(workers)} worker process(es)): first hundred requests {mf:.1f} MiB, "
+              f"last hundred {ml:.1f} MiB "
               f"(max over the run {max(r for *_, r in results if r == r):.1f} MiB)")
         ok &= not errors
         print(f"  p50 ratio service / in-process: {percentile(lat, 50) / percentile(base, 50):.2f}")

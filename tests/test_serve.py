@@ -11,6 +11,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 pytest.importorskip("httpx", reason="FastAPI's test client needs httpx: pip install 'fakescope[dev]'")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from conftest import MTCNN_MISSING  # noqa: E402
 from test_detect import HAVE_MTCNN, make_checkpoint, make_media  # noqa: E402
 
 from fakescope.cli import build_parser  # noqa: E402
@@ -103,7 +104,7 @@ def test_details_carry_the_input_spectrum_and_crops(client, media):
     assert d["spectrum_png"].startswith("data:image/png;base64,") and d["face_pngs"] == []
 
 
-@pytest.mark.skipif(not HAVE_MTCNN, reason="face models need MTCNN: pip install --no-deps facenet-pytorch==2.6.0")
+@pytest.mark.skipif(not HAVE_MTCNN, reason=MTCNN_MISSING)
 def test_face_model_service_returns_crops_and_reports_no_face(tmp_path, media):
     det = Detector.from_pretrained(make_checkpoint(tmp_path / "eff", "efficientnet_tiny"), device="cpu")
     with TestClient(create_app(det)) as c:
@@ -135,7 +136,7 @@ class SlowDetector:
 def test_full_queue_answers_503_and_recovers(detector, media):
     release = threading.Event()
     slow = SlowDetector(detector, release=release)
-    app = create_app(slow, ServeSettings(workers=1, queue=0))
+    app = create_app(slow, ServeSettings(workers=1, queue=0, isolation="thread"))  # the stand-in stays here
     data = media["noise"].read_bytes()
     with TestClient(app) as c:
         first: dict = {}
@@ -152,7 +153,7 @@ def test_full_queue_answers_503_and_recovers(detector, media):
 
 def test_slow_scoring_times_out_with_504_and_frees_its_slot_when_done(detector, media):
     slow = SlowDetector(detector, sleep=2.0)
-    app = create_app(slow, ServeSettings(workers=1, queue=0, timeout_s=0.5))
+    app = create_app(slow, ServeSettings(workers=1, queue=0, timeout_s=0.5, isolation="thread"))
     with TestClient(app) as c:
         r = post(c, "a.jpg", media["noise"].read_bytes())
         assert r.status_code == 504 and "longer than" in r.json()["error"]

@@ -186,3 +186,116 @@ def test_decompression_bombs_get_413_not_500(server):
         status, _, body = upload(server.port, png_header_bomb(side), "bomb.png")
         assert status == 413, (side, status, body[:200])
         assert "pixel budget" in json.loads(body)["error"]
+
+
+# ----------------------------------------------------------------- an upload that holds the CPU (issue #29, 1)
+def healthz_poller(port: int, stop: threading.Event, latencies: list, statuses: list) -> None:
+    while not stop.is_set():
+        start = time.monotonic()
+        try:
+            status, _, _ = request(port, "GET", "/healthz")
+        except OSError:
+            status = 0
+        latencies.append(time.monotonic() - start)
+        statuses.append(status)
+        time.sleep(0.05)
+
+
+def wait_for_workers(port: int, replaced: int = 0, within: float = 180.0) -> dict:
+    """/healthz once all workers are ready (and ``replaced`` of them have been replaced)."""
+    deadline = time.time() + within
+    while True:
+        health = json.loads(request(port, "GET", "/healthz")[2])
+        workers = health.get("workers")
+        if workers is None or (workers["ready"] == workers["of"] and workers["replaced"] >= replaced):
+            return health
+        assert time.time() < deadline, f"the workers did not come up: {health}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def stuck_server(reliability_detector):
+    from reliability.stand_ins import StuckDetector
+
+    settings = ServeSettings(workers=2, queue=64, max_connections=128, timeout_s=4, max_upload_mb=1)
+    srv = Server(create_app(StuckDetector(reliability_detector, hold_s=30), settings), settings)
+    yield srv
+    srv.stop()
+
+
+def test_an_upload_that_holds_the_cpu_cannot_stall_the_service(stuck_server, outcomes):
+    """One upload holds the interpreter lock for 30 s while 50 others are scored: /healthz keeps answering within
+    1 s, the 50 are answered correctly, the stuck one gets its JSON 504 at the 4 s deadline, and its worker is
+    killed and replaced, after which uploads are scored normally."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reliability.stand_ins import HOLD_NAME
+
+    port, timeout = stuck_server.port, 4.0
+    wait_for_workers(port)
+    pids_before = set(stuck_server.server.config.app.state.gate.pids()) if hasattr(
+        stuck_server.server.config.app.state.gate, "pids") else set()
+    stop, latencies, statuses = threading.Event(), [], []
+    poller = threading.Thread(target=healthz_poller, args=(port, stop, latencies, statuses), daemon=True)
+    poller.start()
+    stuck: dict = {}
+
+    def send_stuck() -> None:
+        start = time.monotonic()
+        stuck["answer"] = upload(port, stored_png(48, seed=1), HOLD_NAME)
+        stuck["seconds"] = time.monotonic() - start
+
+    stuck_thread = threading.Thread(target=send_stuck, daemon=True)
+    try:
+        stuck_thread.start()
+        time.sleep(0.5)  # the stuck upload is in a worker by now
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: upload(port, stored_png(32, seed=i), f"normal-{i}.png"), range(50)))
+        stuck_thread.join(60)
+        time.sleep(0.5)
+    finally:  # the poller stops even when an upload fails, so that it cannot load the tests after this one
+        stop.set()
+        poller.join(10)
+    assert "answer" in stuck, "the stuck upload got no answer within the client's 10 s"
+
+    for i, (status, headers, body) in enumerate(answers):
+        record = json.loads(body)
+        assert status == 200 and record["path"] == f"normal-{i}.png" and 0 <= record["score"] <= 1, (i, status, body)
+    status, headers, body = stuck["answer"]
+    assert status == 504 and headers["content-type"] == "application/json", (status, body)
+    assert json.loads(body) == {"error": f"scoring took longer than {timeout:g} s", "status": 504}
+    assert timeout - 0.5 <= stuck["seconds"] <= timeout + 3.0, stuck["seconds"]
+    assert len(latencies) >= 20 and set(statuses) == {200}, (len(latencies), set(statuses))
+    p99 = sorted(latencies)[int(0.99 * (len(latencies) - 1))]
+    assert p99 < 1.0, f"/healthz p99 {p99:.2f} s, slowest {max(latencies):.2f} s"
+
+    health = wait_for_workers(port, replaced=1)
+    assert health["workers"]["replaced"] == 1
+    gate = stuck_server.server.config.app.state.gate
+    gone = pids_before - set(gate.pids())
+    assert len(gone) == 1, (pids_before, gate.pids())  # the stuck worker, killed
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(gone.pop(), 0)
+    status, _, body = upload(port, stored_png(32, seed=99), "after.png")
+    assert status == 200 and json.loads(body)["path"] == "after.png"
+    outcomes.append(("an upload that holds the CPU (interpreter lock) past the deadline", "serve",
+                     f"JSON 504 after {stuck['seconds']:.1f} s (timeout {timeout:g} s), its worker process killed "
+                     f"and replaced; /healthz p99 {p99 * 1000:.0f} ms meanwhile, 50 other uploads scored"))
+
+
+def test_a_worker_that_dies_on_an_upload_is_replaced(stuck_server, outcomes):
+    from reliability.stand_ins import CRASH_NAME
+
+    port = stuck_server.port
+    before = wait_for_workers(port)["workers"]["replaced"]
+    status, headers, body = upload(port, stored_png(32), CRASH_NAME)
+    assert status == 500 and headers["content-type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert "worker process scoring it ended" in error and "signal 9" in error, error
+    assert wait_for_workers(port, replaced=before + 1)["workers"]["replaced"] == before + 1
+    status, _, body = upload(port, stored_png(32), "next.png")
+    assert status == 200 and json.loads(body)["path"] == "next.png"
+    outcomes.append(("an upload whose worker process is killed (out of memory)", "serve",
+                     "JSON 500 naming the signal; the worker is replaced and the service goes on"))

@@ -274,6 +274,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                              header_timeout_s=args.header_timeout, idle_timeout_s=args.idle_timeout)
     settings.check()  # before the model is loaded: a bad option is a usage error, not a traceback
     serve(args.model, host=args.host, port=args.port, settings=settings, backend=args.backend, onnx=args.onnx,
-          device=args.device, weights_file=args.weights_file, echo=_echo, **_inference_options(args))
+          device=args.device, weights_file=args.weights_file, echo=_echo, allowed_hosts=args.allowed_hosts,
+          api_key_file=args.api_key_file, no_auth=args.no_auth, **_inference_options(args))
     return 0
 

@@ -277,15 +277,31 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="REST service and web page for a detector (FastAPI on uvicorn)",
                        description="Serve a detector: POST /v1/detect (multipart upload 'file': an image or a "
                                    "video) returns the record, GET /healthz, GET / is a web page. Binds "
-                                   "127.0.0.1 unless told otherwise.")
+                                   "127.0.0.1 unless told otherwise; uploads are decoded and scored in worker "
+                                   "processes, each with the model loaded once. Requests must name an allowed "
+                                   "host (Host header); listening on anything but loopback needs --api-key-file "
+                                   "or an explicit --no-auth.")
     s.add_argument("model", help="checkpoint folder, pretrained name, hf-hub:user/name[@revision] or .onnx file")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--allowed-hosts", nargs="+", default=[], metavar="NAME",
+                   help="host names (Host header) to answer besides 127.0.0.1, localhost, [::1] and --host; others "
+                        "get a JSON 400 (a guard against DNS rebinding); '*' answers any (behind a proxy that checks)")
+    s.add_argument("--api-key-file", metavar="FILE",
+                   help="require the key in FILE (its first line, at least 16 characters) as 'Authorization: "
+                        "Bearer KEY' on every request but GET / and GET /healthz (JSON 401 otherwise); the web page "
+                        "asks for it. Needed when --host is not loopback, unless --no-auth")
+    s.add_argument("--no-auth", action="store_true",
+                   help="serve on a non-loopback --host without an API key (e.g. behind a proxy that authenticates)")
     s.add_argument("--max-upload-mb", type=float, **d(S, "max_upload_mb"), help="larger uploads get 413")
-    s.add_argument("--workers", type=int, **d(S, "workers"), help="requests scored at the same time")
-    s.add_argument("--queue", type=int, **d(S, "queue"), help="requests waiting beyond those; more get 503")
+    s.add_argument("--workers", type=int, **d(S, "workers"),
+                   help="worker processes, each scoring one upload at a time with its own copy of the model "
+                        "(memory: a few hundred MB each plus the model)")
+    s.add_argument("--queue", type=int, **d(S, "queue"),
+                   help="requests waiting (or uploading) beyond those being scored; more get a JSON 503")
     s.add_argument("--timeout", type=float, **d(S, "timeout_s"),
-                   help="seconds to read an upload (then 408), and again to score it (then 504)")
+                   help="seconds to read an upload (then 408), and again to score it, waiting in the queue "
+                        "included (then 504: a worker still at work is killed and replaced)")
     s.add_argument("--max-connections", type=int, **d(S, "max_connections"),
                    help="open connections, idle ones included; more get a JSON 503 with Retry-After")
     s.add_argument("--header-timeout", type=float, **d(S, "header_timeout_s"),
@@ -339,7 +355,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings and "%(default)" not in text:
+        if action.default not in (None, False, [], (), argparse.SUPPRESS) and action.option_strings and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
 

@@ -9,14 +9,18 @@ Endpoints:
 * ``GET /v1/model``: the model's name, version, input and pipeline.
 * ``GET /``: the web page.
 
-Protection: uploads beyond ``max_upload_mb`` get 413 (checked on the declared length and while
-reading); the media type is established by decoding the bytes (PIL for images, FFmpeg for videos),
+Protection: everything done with an upload's bytes (parsing the form, decoding, reading metadata, scoring)
+runs in worker processes (:mod:`fakescope.serve.workers`), so no upload can stall the event loop; a worker
+still at work at the request's deadline is killed and replaced. Uploads beyond ``max_upload_mb`` get 413
+(checked on the declared length and while reading); the media type is established by decoding the bytes (PIL for images, FFmpeg for videos),
 never from the header or the file name; an image or video frame over the pixel budget that cannot be
 decoded at reduced size gets 413 (a decompression bomb never reaches the decoder); at most ``workers``
 requests are scored at once and ``queue`` more wait or upload, beyond which a request gets 503 with
 ``Retry-After`` before its body is read; reading an upload and scoring it each have a timeout (408 and
-504). Connections have header and idle timeouts and a limit of their own (:mod:`fakescope.serve.server`).
-Every error is JSON: ``{"error": "...", "status": N}``.
+504). Connections have header and idle timeouts and a limit of their own (:mod:`fakescope.serve.server`), and
+the server checks the ``Host`` header and, where configured, an API key (:mod:`fakescope.serve.security`).
+Every answer carries security headers; every error is JSON: ``{"error": "...", "status": N}``; a name given with
+an upload is repeated only as :func:`fakescope.serve.security.safe_name` makes it.
 """
 
 
@@ -37,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from fakescope.errors import FakescopeError
+from fakescope.serve.security import safe_name
 
 log = logging.getLogger("fakescope.serve")
 
@@ -50,7 +55,10 @@ class ServeSettings:
     beyond them; ``timeout_s``: for reading an upload, and again for scoring it; ``max_connections``: open
     connections (idle ones included), beyond which a connection gets a JSON 503; ``header_timeout_s``: for a
     request's headers to arrive; ``idle_timeout_s``: the longest pause while a body arrives; ``keep_alive_s``:
-    how long an idle connection stays open after a response."""
+    how long an idle connection stays open after a response; ``isolation``: ``"process"`` (uploads are decoded and
+    scored in ``workers`` worker processes, a stuck one killed at its deadline) or ``"thread"`` (in threads of
+    the server's process: for embedding a detector that cannot be sent to another process, without protection
+    against uploads that keep a decoder busy)."""
 
     max_upload_mb: float = 50.0
     workers: int = 1
@@ -61,6 +69,7 @@ class ServeSettings:
     header_timeout_s: float = 10.0
     idle_timeout_s: float = 15.0
     keep_alive_s: float = 5.0
+    isolation: str = "process"
 
     @property
     def max_upload_bytes(self) -> int:
@@ -76,6 +85,8 @@ class ServeSettings:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{option} must be a positive number, got {value}")
 
+        if self.isolation not in ("process", "thread"):
+            raise ConfigError(f"isolation must be 'process' or 'thread', got {self.isolation!r}")
         positive(self.max_upload_mb, "--max-upload-mb")
         positive(self.timeout_s, "--timeout")
         positive(self.header_timeout_s, "--header-timeout")
@@ -224,114 +235,161 @@ def _web_details(details: dict[str, Any] | None, limit: int) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------------------ the work on an upload
+def read_form(body: bytes, content_type: str) -> tuple[bytes, str | None]:
+    """The file field ``file`` of a multipart form: ``(bytes, the name the client gave)``; :class:`MediaError` 400
+    for a malformed form or one without that field."""
+    from starlette.datastructures import Headers, UploadFile
+    from starlette.formparsers import MultiPartParser
+
+    async def stream():
+        yield body
+
+    async def parse():
+        form = await MultiPartParser(Headers({"content-type": content_type}), stream(), max_files=1,
+                                     max_fields=16).parse()
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise MediaError(400, "the form has no file field named 'file'")
+        try:
+            return await file.read(), file.filename
+        finally:
+            await file.close()
+
+    try:
+        return asyncio.run(parse())
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(400, f"malformed multipart form ({exc})") from None
+
+
+def process_upload(detector, body: bytes, content_type: str, name: str | None, details: bool, point: str | None,
+                   max_upload_bytes: int, max_details_faces: int) -> dict[str, Any]:
+    """One request's work on its body: the form (when multipart), the media type, the score, the provenance and
+    the page's pictures. Runs in a worker process (or thread); raises :class:`MediaError` for bad input."""
+    if content_type.startswith("multipart/form-data"):
+        data, name = read_form(body, content_type)
+        if len(data) > max_upload_bytes:
+            raise MediaError(413, f"upload of {len(data)} bytes is larger than the limit of "
+                                  f"{max_upload_bytes / 1024 / 1024:g} MB")
+    else:
+        data = body
+    filename = safe_name(name)
+    kind, obj = sniff(data)
+    try:
+        record = detector.predict(obj, name=filename, details=details)
+        if point is not None:
+            detector.relabel(record, point)
+        if getattr(detector, "provenance", False):  # from the upload's bytes (the decoded image has lost them)
+            from fakescope.media.provenance import read_provenance
+
+            record["provenance"] = read_provenance(data)
+    finally:
+        if kind == "video":
+            os.unlink(obj)
+    if kind == "video" and record.get("error"):  # name the upload, not the temporary file
+        record["error"] = record["error"].replace(f"{obj}: ", "").replace(obj, filename)
+    if details:
+        record["details"] = _web_details(record.get("details"), max_details_faces)
+    else:
+        record.pop("details", None)
+    return record
+
+
 # -------------------------------------------------------------------- app
-def create_app(detector, settings: ServeSettings | None = None):
-    """The FastAPI application around an already loaded :class:`fakescope.Detector`."""
+def create_app(detector, settings: ServeSettings | None = None, *, loader=None):
+    """The FastAPI application around an already loaded :class:`fakescope.Detector`.
+
+    With ``isolation="process"`` (the default) each worker process gets the detector once, at its start: from
+    ``loader()`` (a picklable callable, e.g. ``functools.partial(Detector.from_pretrained, name)``) when given,
+    else as a pickle of ``detector``. ``detector`` itself answers ``/v1/model`` and checks operating points.
+    The workers are started with ``spawn`` when the application starts: a script that serves the application
+    itself must keep its entry point under ``if __name__ == "__main__":``.
+    """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
-    from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException as StarletteHTTPException
-    from starlette.formparsers import MultiPartParser
 
     from fakescope._version import __version__
+    from fakescope.serve.security import SecurityHeaders, page_csp, security_headers
+    from fakescope.serve.workers import JobTimeout, PickledDetector, WorkerBug, WorkerCrash, WorkerPool
 
     settings = settings or ServeSettings()
     settings.check()
-    gate = Gate(settings.workers, settings.queue)
     limit = settings.max_upload_bytes
+    if settings.isolation == "process":
+        pool = WorkerPool(loader if loader is not None else PickledDetector(detector), process_upload,
+                          settings.workers, settings.queue, refusal=MediaError)
+    else:
+        pool = Gate(settings.workers, settings.queue)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        if isinstance(pool, WorkerPool):
+            pool.start()  # the workers load the detector while the server starts taking connections
         yield
-        gate.shutdown()
+        pool.shutdown()
 
-    app = FastAPI(title="fakescope", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="fakescope", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Deepfake and AI-generated image detection: POST an image or video to /v1/detect.")
     app.state.detector = detector
-    app.state.gate = gate
+    app.state.gate = pool
     app.state.settings = settings
     page = resources.files("fakescope.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+    app.add_middleware(SecurityHeaders, page_csp=page_csp(page))
+    common = {k.decode(): v.decode() for k, v in security_headers()}
 
-    def error(status: int, message: str, **extra) -> JSONResponse:
+    def error(status: int, message: str, headers: dict | None = None, **extra) -> JSONResponse:
         return JSONResponse({"error": message, "status": status, **extra}, status_code=status,
-                            headers={"Retry-After": "1"} if status == 503 else None)
+                            headers={**common, **({"Retry-After": "1"} if status == 503 else {}), **(headers or {})})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        return error(exc.status_code, str(exc.detail))
+        return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
         return error(422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception):  # a bug: logged with its traceback, JSON 500
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error(500, f"internal error ({type(exc).__name__})")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse(page)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "model": detector.name, "model_version": detector.version,
-                "active": gate.active, "capacity": gate.capacity}
+    async def healthz() -> dict[str, Any]:
+        out = {"status": "ok", "model": detector.name, "model_version": detector.version,
+               "active": pool.active, "capacity": pool.capacity}
+        if isinstance(pool, WorkerPool):
+            out["workers"] = {"ready": pool.ready, "of": pool.workers, "replaced": pool.replaced}
+            if pool.ready == 0 and pool.failure:
+                out["workers"]["failure"] = pool.failure
+        return out
 
     @app.get("/v1/model")
-    def model_info() -> dict[str, Any]:
+    async def model_info() -> dict[str, Any]:
         return {**detector.info(), "max_upload_bytes": limit}
 
     async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+            raise MediaError(413, f"upload of {int(declared)} bytes is larger than the limit of "
+                                  f"{settings.max_upload_mb:g} MB")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit + MULTIPART_OVERHEAD:
                 raise MediaError(413, f"upload larger than the limit of {settings.max_upload_mb:g} MB")
+        if not request.headers.get("content-type", "").startswith("multipart/form-data") and len(body) > limit:
+            raise MediaError(413, f"upload of {len(body)} bytes is larger than the limit of "
+                                  f"{settings.max_upload_mb:g} MB")
         return bytes(body)
-
-    async def upload(request: Request) -> tuple[bytes, str]:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-            raise MediaError(413, f"upload of {int(declared)} bytes is larger than the limit of "
-                                  f"{settings.max_upload_mb:g} MB")
-        body = await read_body(request)
-        ctype = request.headers.get("content-type", "")
-        if not ctype.startswith("multipart/form-data"):
-            return body, request.query_params.get("filename", "upload")
-
-        async def stream():
-            yield body
-
-        try:
-            form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=16).parse()
-        except Exception as exc:
-            raise MediaError(400, f"malformed multipart form ({exc})") from None
-        file = form.get("file")
-        if not isinstance(file, UploadFile):
-            raise MediaError(400, "the form has no file field named 'file'")
-        data = await file.read()
-        await file.close()
-        if len(data) > limit:
-            raise MediaError(413, f"upload of {len(data)} bytes is larger than the limit of "
-                                  f"{settings.max_upload_mb:g} MB")
-        return data, os.path.basename(file.filename or "upload")
-
-    def work(data: bytes, filename: str, details: bool, point: str | None = None) -> dict[str, Any]:
-        kind, obj = sniff(data)
-        try:
-            record = detector.predict(obj, name=filename, details=details)
-            if point is not None:
-                detector.relabel(record, point)
-            if getattr(detector, "provenance", False):  # from the upload's bytes (the decoded image has lost them)
-                from fakescope.media.provenance import read_provenance
-
-                record["provenance"] = read_provenance(data)
-        finally:
-            if kind == "video":
-                os.unlink(obj)
-        if kind == "video" and record.get("error"):  # name the upload, not the temporary file
-            record["error"] = record["error"].replace(f"{obj}: ", "").replace(obj, filename)
-        if details:
-            record["details"] = _web_details(record.get("details"), settings.max_details_faces)
-        else:
-            record.pop("details", None)
-        return record
 
     @app.post("/v1/detect")
     async def detect(request: Request, details: bool = False, operating_point: str | None = None,
@@ -342,51 +400,72 @@ def create_app(detector, settings: ServeSettings | None = None):
 
         unknown = sorted(set(request.query_params) - DETECT_QUERY)
         if unknown:
-            return error(422, f"unknown query parameter(s): {', '.join(unknown)} (known: "
-                              f"{', '.join(sorted(DETECT_QUERY))})")
+            return error(422, f"unknown query parameter(s): {', '.join(safe_name(u, '?')[:40] for u in unknown)} "
+                              f"(known: {', '.join(sorted(DETECT_QUERY))})")
         if operating_point is not None:
             try:
                 detector.operating(operating_point)
             except FakescopeError as exc:
                 return error(422, f"operating_point: {exc}")
 
+        if isinstance(pool, WorkerPool) and pool.ready == 0 and pool.failure:
+            return error(503, f"no scoring worker could start: {pool.failure}")
         # a slot first: an upload is read only when it can be scored, so the bodies in memory stay bounded
-        if not gate.acquire():
-            return error(503, f"busy: {gate.capacity} requests are already in progress or waiting; retry later")
+        if not pool.acquire():
+            return error(503, f"busy: {pool.capacity} requests are already in progress or waiting; retry later")
         try:
-            data, filename = await asyncio.wait_for(upload(request), timeout=settings.timeout_s)
+            body = await asyncio.wait_for(read_body(request), timeout=settings.timeout_s)
         except MediaError as exc:
-            gate.release()
+            pool.release()
             return error(exc.status, exc.message)
         except asyncio.TimeoutError:
-            gate.release()
+            pool.release()
             return error(408, f"the upload did not arrive within {settings.timeout_s:g} s")
         except ClientDisconnect:
-            gate.release()
+            pool.release()
             return error(400, "the client closed the connection before the upload was complete")
         except BaseException:
-            gate.release()
+            pool.release()
             raise
-        fut = gate.run(work, data, filename, details, operating_point)
+        ctype = request.headers.get("content-type", "")
+        name = filename if not ctype.startswith("multipart/form-data") else None
+        args = (body, ctype, name, details, operating_point, limit, settings.max_details_faces)
+        if isinstance(pool, WorkerPool):
+            fut = pool.run(args, settings.timeout_s)
+        else:
+            fut = pool.run(process_upload, detector, *args)
         try:
             record = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout=settings.timeout_s)
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, JobTimeout):
+            fut.cancel()  # a job still waiting is dropped; a running one is killed at the same deadline
             return error(504, f"scoring took longer than {settings.timeout_s:g} s")
         except MediaError as exc:
             return error(exc.status, exc.message)
-        except Exception as exc:  # a bug, not bad input: log it, answer 500 in JSON
-            log.exception("detect failed on %s", filename)
+        except WorkerCrash as exc:
+            return error(500, f"the upload could not be scored: {exc}")
+        except WorkerBug as exc:  # a bug, not bad input: log it, answer 500 in JSON
+            log.error("detect failed: %s\n%s", exc, exc.trace)
+            return error(500, f"internal error ({exc})")
+        except Exception as exc:
+            log.exception("detect failed")
             return error(500, f"internal error ({type(exc).__name__}: {exc})")
         if record.get("error"):
-            return JSONResponse({**record, "status": 422}, status_code=422)
-        return JSONResponse(record)
+            return JSONResponse({**record, "status": 422}, status_code=422, headers=common)
+        return JSONResponse(record, headers=common)
 
     return app
 
 
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
-          echo=print, log_level: str = "info", **detector_options) -> None:
-    """Load ``model`` once and serve it with uvicorn until interrupted."""
+          echo=print, log_level: str = "info", allowed_hosts: tuple[str, ...] | list[str] = (),
+          api_key_file: str | None = None, no_auth: bool = False, **detector_options) -> None:
+    """Load ``model`` once (each worker process gets a copy) and serve it with uvicorn until interrupted.
+
+    Listening on anything but loopback needs ``api_key_file`` (clients send ``Authorization: Bearer KEY``) or an
+    explicit ``no_auth``; requests must name an allowed host (loopback names, ``host``, ``allowed_hosts``)."""
+    import functools
+
+    from fakescope.errors import ConfigError
     from fakescope.utils.optional import require
 
     require("fastapi", extra="serve", purpose="fakescope serve")
@@ -394,21 +473,39 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Se
     require("python_multipart", extra="serve", purpose="uploads in fakescope serve")
     from fakescope.inference import Detector
 
+    from fakescope.serve.security import allowed_hosts as host_list
+    from fakescope.serve.security import is_loopback, read_api_key
     from fakescope.serve.server import run_server
 
     settings = settings or ServeSettings()
     settings.check()
     if not 0 <= int(port) <= 65535:
-        from fakescope.errors import ConfigError
-
         raise ConfigError(f"--port must lie in 0..65535, got {port}")
+    hosts = host_list(host, list(allowed_hosts))
+    if api_key_file and no_auth:
+        raise ConfigError("--api-key-file and --no-auth contradict each other: give one")
+    key = read_api_key(api_key_file) if api_key_file else None
+    if key is None and not no_auth and not is_loopback(host):
+        raise ConfigError(f"listening on {host} (not loopback) needs an API key: --api-key-file FILE (clients send "
+                          "'Authorization: Bearer KEY'), or --no-auth to serve without one (behind a proxy that "
+                          "authenticates)")
+    from fakescope.serve.workers import PickledDetector
+
     detector = Detector.from_pretrained(model, **detector_options)
-    app = create_app(detector, settings)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        echo(f"warning: listening on {host}: the service has no authentication; put it behind a proxy that has")
+    try:  # the workers get the detector loaded here (a registry entry added at run time is known only here)
+        loader = PickledDetector(detector)
+    except ConfigError:  # one that cannot be pickled (an ONNX Runtime session): each worker loads it itself
+        loader = functools.partial(Detector.from_pretrained, model, **detector_options)
+    app = create_app(detector, settings, loader=loader)
+    auth = (f"API key from {api_key_file} required (Authorization: Bearer KEY) on all but / and /healthz"
+            if key else "none (--no-auth)" if no_auth else "none (loopback only)")
     echo(f"fakescope serve: model {detector.name} ({detector.version}, {detector.backend} on {detector.device}); "
-         f"http://{host}:{port}/  (upload limit {settings.max_upload_mb:g} MB, {settings.workers} worker(s), "
-         f"queue {settings.queue}, timeout {settings.timeout_s:g} s, {settings.max_connections} connections, "
-         f"header timeout {settings.header_timeout_s:g} s)")
+         f"http://{'[' + host + ']' if ':' in host else host}:{port}/  (upload limit {settings.max_upload_mb:g} MB, "
+         f"{settings.workers} worker process(es), queue {settings.queue}, timeout {settings.timeout_s:g} s, "
+         f"{settings.max_connections} connections, header timeout {settings.header_timeout_s:g} s)")
+    echo(f"authentication: {auth}; answers to Host: "
+         f"{'any (--allowed-hosts *)' if hosts is None else ', '.join(sorted(hosts))}")
+    if key is None and not is_loopback(host):
+        echo(f"warning: listening on {host} without authentication (--no-auth): anyone who can reach it can use it")
     run_server(app, host=host, port=port, limits=settings.limits(), keep_alive_s=settings.keep_alive_s,
-               log_level=log_level)
+               log_level=log_level, hosts=hosts, api_key=key)
