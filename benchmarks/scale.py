@@ -17,6 +17,8 @@ is measured), and then:
 3. ``eval --devices 2`` (two CPU processes, gloo; one torch thread each, as torchrun sets) against one process
    (torch's default threads), with the same ``--num-workers``, on the same 40k files. The last line is the ratio (1-process time / 2-process
    time).
+
+When a goal of step 1 is missed, the script says which on stderr, after everything else, and exits with status 1.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 MEASURE = "--measure-child"
+GOAL_RATIO = 1.10  # peak RSS of the largest --sizes over the smallest
+GOAL_MIB = 2048  # peak RSS of the largest --sizes, MiB (strictly below)
 
 
 def _write(job: tuple[str, int, int]) -> None:
@@ -125,6 +129,7 @@ def main() -> None:
     work = Path(args.out or tempfile.mkdtemp(prefix="fakescope-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     sizes = sorted(args.sizes)
+    missed: list[str] = []
     try:
         import torch
 
@@ -150,8 +155,12 @@ def main() -> None:
             print(f"eval {n:>7,} files: peak RSS {r['peak_mib']:7.1f} MiB, {r['wall_s']:6.1f} s, "
                   f"{n / r['wall_s']:6.0f} files/s (whole command)", flush=True)
         lo, hi = rows[sizes[0]]["peak_mib"], rows[sizes[-1]]["peak_mib"]
-        print(f"peak RSS {sizes[-1]:,} / {sizes[0]:,} files: {hi / lo:.3f} (goal <= 1.10); "
-              f"{sizes[-1]:,}: {hi:.0f} MiB (goal < 2048)")
+        print(f"peak RSS {sizes[-1]:,} / {sizes[0]:,} files: {hi / lo:.3f} (goal <= {GOAL_RATIO:.2f}); "
+              f"{sizes[-1]:,}: {hi:.0f} MiB (goal < {GOAL_MIB})")
+        if not hi / lo <= GOAL_RATIO:
+            missed.append(f"peak RSS {sizes[-1]:,} / {sizes[0]:,} files: {hi / lo:.3f} (goal <= {GOAL_RATIO:.2f})")
+        if not hi < GOAL_MIB:
+            missed.append(f"peak RSS with {sizes[-1]:,} files: {hi:.0f} MiB (goal < {GOAL_MIB})")
         pipe, net = pipeline_vs_model(ckpt, sets[sizes[0]], args.batch_size, args.num_workers, batches=20)
         print(f"input pipeline alone ({args.num_workers} worker(s)): {pipe:,.0f} images/s; model alone: "
               f"{net:,.0f} images/s -> {'the input pipeline' if pipe < net else 'the model'} limits")
@@ -167,6 +176,11 @@ def main() -> None:
     finally:
         if not args.keep and not args.out:
             shutil.rmtree(work, ignore_errors=True)
+    sys.stdout.flush()  # everything above comes first, the verdict on stderr after it
+    for m in missed:
+        print(f"goal missed: {m}", file=sys.stderr)
+    if missed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
