@@ -86,7 +86,9 @@ def one_process(folder, ckpt, tmp_path_factory) -> list[dict]:
     assert main(["detect", str(folder), "-m", str(ckpt), "-o", str(out), "--batch-size", "4", "--device", "cpu",
                  "--progress", "off"]) == 0
     recs = records(out)
-    assert len(recs) == 61 and sum(1 for r in recs if r["error"]) == 1
+    # 60 images and the broken one scored or failed, then the note that is not media: a record saying it was skipped
+    assert len(recs) == 62 and recs[-1]["kind"] == "skipped" and recs[-1]["path"].endswith("notes.txt")
+    assert sum(1 for r in recs[:-1] if r["error"]) == 1
     return recs
 
 
@@ -98,6 +100,7 @@ def test_two_processes_detect_writes_the_records_of_one(folder, ckpt, one_proces
     assert records(out) == one_process  # same records, same scores, same order
     assert not (tmp_path / "two.jsonl.parts").exists()
     assert "61 input(s)" in p.stderr and "1 failed" in p.stderr and "skipped 1 file(s)" in p.stderr
+    assert '1 record(s) with kind "skipped"' in p.stderr
 
 
 def test_detect_killed_and_run_again_writes_every_input_once(folder, ckpt, one_process, tmp_path):

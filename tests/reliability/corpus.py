@@ -189,13 +189,14 @@ def build_media(root: Path) -> list[Kind]:
     name = os.fsdecode(b"0_real/clip_\xff\xfe.mp4")  # a video: its name is also a unit key, hashed to a shard
     put("video file name not valid UTF-8", name, good, "scored", video=True)
     os.symlink(".", real / "loop")  # a link to its own folder: a folder walk must not follow it round
-    kinds.append(Kind("symbolic link loop", "0_real/loop", "ignored"))
+    kinds.append(Kind("symbolic link loop", "0_real/loop", "skipped", "symbolic link to a folder: links inside folders are not followed"))
     os.symlink("missing.png", fake / "dangling.png")
     kinds.append(Kind("dangling symbolic link", "1_fake/dangling.png", "error", "not found"))
     os.mkfifo(fake / "pipe.png")
     kinds.append(Kind("named pipe called .png", "1_fake/pipe.png", "error", "not a regular file"))
     (real / "readme.txt").write_text("not media\n")
-    kinds.append(Kind("non-media file in a folder", "0_real/readme.txt", "skipped"))
+    kinds.append(Kind("non-media file in a folder", "0_real/readme.txt", "skipped",
+                      r"not an image, video or sound file by its name \(\.txt\)"))
     return kinds
 
 

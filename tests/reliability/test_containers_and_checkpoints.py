@@ -196,7 +196,9 @@ def test_image_formats_in_a_folder_get_a_record_each(tmp_path, reliability_detec
     out = tmp_path / "out" / "records.jsonl"
     detect_files(reliability_detector, [str(folder)], str(out), skipped=skipped)
     records = {Path(json.loads(line)["path"]).name: json.loads(line) for line in out.read_text().splitlines()}
-    assert sorted(records) == sorted(made)
+    note = records.pop("notes.txt")  # not media by its name: a record says it was skipped and why
+    assert note["kind"] == "skipped" and note["score"] is None and "skipped: not an image" in note["error"], note
+    assert sorted(records) == sorted(made)  # the hidden file: ignored
     for name, rec in records.items():
         assert rec["error"] is None and rec["kind"] == "image", (name, rec["error"])
     assert [Path(s).name for s in skipped] == ["notes.txt"]  # not media by its name: listed, counted

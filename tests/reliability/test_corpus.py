@@ -63,7 +63,9 @@ def test_detect_scores_or_names_every_bad_file_and_loses_nothing(media_corpus, r
     assert len(by_path) == len(rows), "a file was scored twice (a link loop followed?)"
     expected = [k for k in kinds if k.expect in ("scored", "error")]
     # every output is valid UTF-8: a name's undecodable bytes are written \xNN (utils.cells.utf8_text)
-    assert set(by_path) == {utf8_text(k.rel) for k in expected}, "every file, and only the files, get a record"
+    left_out = [k for k in kinds if k.expect == "skipped"]
+    want = {utf8_text(k.rel) for k in expected + left_out}
+    assert set(by_path) == want, ("every file, and only the files, get a record", set(by_path) ^ want)
     for k in expected:
         rec = by_path[utf8_text(k.rel)]
         if k.expect == "scored":
@@ -74,9 +76,14 @@ def test_detect_scores_or_names_every_bad_file_and_loses_nothing(media_corpus, r
             assert str(root / k.rel) in rec["error"] or k.rel in rec["error"], (k.name, rec["error"])
             assert re.search(k.reason, rec["error"], re.I), (k.name, rec["error"])
             outcomes.append((k.name, "detect", "error: " + short(rec["error"], str(root / k.rel))))
-    outcomes.append(("symbolic link loop", "detect", "not followed: every file scored once"))
-    assert "readme.txt" not in json.dumps(list(by_path)) and ".txt x1" in stderr
-    outcomes.append(("non-media file in a folder", "detect", "skipped, and counted in the summary (.txt x1)"))
+    for k in left_out:  # not scored, but a record says so and why
+        rec = by_path[utf8_text(k.rel)]
+        assert rec["kind"] == "skipped" and rec["score"] == "" and rec["label"] == "", (k.name, rec)
+        assert k.rel in rec["error"] and re.search(k.reason, rec["error"]), (k.name, rec["error"])
+        lead = "not followed: every file scored once; " if "link" in k.name else "not scored; "
+        outcomes.append((k.name, "detect", lead + "a record with kind \"skipped\": "
+                         + short(rec["error"], str(root / k.rel)).removeprefix("skipped: ")))
+    assert ".txt x1" in stderr and f'{len(left_out)} record(s) with kind "skipped"' in stderr, stderr
     assert added < MEMORY_PER_RUN_MIB, f"the corpus took {added:.0f} MiB beyond the loaded model"
     outcomes.append(("whole corpus (memory)", "detect", f"{added:.0f} MiB over the loaded model "
                                                         f"(bound {MEMORY_PER_RUN_MIB} MiB)"))

@@ -234,9 +234,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if skipped:
         from collections import Counter
 
-        kinds = Counter(Path(f).suffix.lower() or "(no extension)" for f in skipped)
-        print(f"  skipped {len(skipped)} file(s) in the folders given that are not images, videos or sound by their "
-              f"name: {', '.join(f'{k} x{n}' for k, n in kinds.most_common(8))}", file=sys.stderr)
+        kinds = Counter(Path(f).suffix.lower() or "(no extension)" for f in set(skipped))
+        print(f"  skipped {len(set(skipped))} file(s) in the folders given that are not images, videos or sound by "
+              f"their name, or that no decoder here reads: {', '.join(f'{k} x{n}' for k, n in kinds.most_common(8))}"
+              + (f"; {summary.skipped} record(s) with kind \"skipped\" say which and why" if summary.skipped else ""),
+              file=sys.stderr)
     return 0
 
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from fakescope.errors import DataError
-from fakescope.media.formats import is_image_file, is_media_file, is_video_file, media_extensions
+from fakescope.media.formats import is_image_file, is_media_file, is_video_file, media_extensions, missing_decoder
 from fakescope.media.image import array_to_pil, open_still, to_rgb
 
 # what folders and patterns take, by name (fakescope.media.formats: images Pillow decodes here, the still formats
@@ -105,6 +105,17 @@ def iter_inputs(paths: Sequence[str | os.PathLike], skipped: list[str] | None = 
                     yield f, None
         else:
             yield p, "file not found"
+
+
+def skip_reason(path: str | os.PathLike) -> str:
+    """Why a folder walk left ``path`` out, as the record of a skipped file says it."""
+    reason = missing_decoder(path)
+    if os.path.islink(path) and os.path.isdir(path):
+        reason = "a symbolic link to a folder: links inside folders are not followed"
+    elif reason is None:
+        ext = Path(path).suffix.lower() or "no extension"
+        reason = f"not an image, video or sound file by its name ({ext})"
+    return f"{path}: skipped: {reason}"
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike], skipped: list[str] | None = None

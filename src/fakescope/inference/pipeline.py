@@ -46,7 +46,7 @@ from fakescope.data.transforms import Preprocessor
 from fakescope.errors import CheckpointError, ConfigError, DataError
 from fakescope.faces import FacePipeline
 from fakescope.inference.backends import load_model
-from fakescope.inference.inputs import Missing, decode_input, describe, iter_inputs
+from fakescope.inference.inputs import Missing, decode_input, describe, iter_inputs, skip_reason
 from fakescope.inference.records import RECORD_FIELDS
 from fakescope.inference.verdict import label_of, region_warning, resolve_threshold
 from fakescope.metrics.calibration import OPERATING_POINTS, round_sig, shown_score
@@ -276,17 +276,26 @@ class Detector:
         ``inputs``: paths, folders and glob patterns are expanded as they are reached (:func:`iter_inputs`); PIL
         images and arrays are taken as they are. ``progress``: a callable invoked with each finished record.
         ``num_workers``: decode, find faces and preprocess in that many DataLoader worker processes (bounded
-        prefetch, pinned memory on a GPU) while the model scores; 0 does it all in this process.
+        prefetch, pinned memory on a GPU) while the model scores; 0 does it all in this process. A file a folder
+        holds that is not media by its name gets a record too, after the others (``kind: "skipped"``, ``error``
+        says why).
         """
+        skipped: list[str] = []
+
         def items() -> Iterator[tuple[Any, str | None, None]]:
             for x in inputs:
                 if isinstance(x, (str, os.PathLike)):
-                    for p, err in iter_inputs([x]):
+                    for p, err in iter_inputs([x], skipped):
                         yield (p if err is None else Missing(err)), p, None
                 else:
                     yield x, None, None
 
-        for rec in self.run_items(items(), details=details, num_workers=num_workers):
+        def records() -> Iterator[dict[str, Any]]:
+            yield from self.run_items(items(), details=details, num_workers=num_workers, collected=skipped)
+            # the files the folders held that are not media by their name: a record each, after the scored ones
+            yield from (self.skipped_record(p) for p in dict.fromkeys(skipped))
+
+        for rec in records():
             if progress is not None:
                 progress(rec)
             yield rec
@@ -329,6 +338,12 @@ class Detector:
                 pending, count = [], 0
         yield from self._finish(pending)
 
+    def skipped_record(self, path: str) -> dict[str, Any]:
+        """The record of a file a folder walk left out (``kind: "skipped"``; ``error`` says why)."""
+        rec = self._new_record(path)
+        rec.update(kind="skipped", error=skip_reason(path))
+        return rec
+
     def _new_record(self, path: str) -> dict[str, Any]:
         rec = dict.fromkeys(RECORD_FIELDS)
         rec.update(path=path, threshold=self.threshold, operating_point=self.operating_point,
@@ -347,7 +362,9 @@ class Detector:
                 try:
                     job.record["provenance"] = read_provenance(x)
                 except Exception as exc:  # metadata that cannot be read never costs the score
-                    job.record["provenance"] = {"found": False, "summary": f"not read ({type(exc).__name__}: {exc})"}
+                    why = f"{type(exc).__name__}: {exc}"
+                    job.record["provenance"] = {"found": False, "summary": f"not read ({why})", "readers": [],
+                                                "warnings": [f"provenance: not read ({why})"]}
             if details:
                 job.details = {"input": None, "faces": []}
             if kind == "image":

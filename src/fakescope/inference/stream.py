@@ -35,6 +35,7 @@ class DetectSummary:
     fake: int = 0
     real: int = 0
     failed: int = 0
+    skipped: int = 0  # files of the folders given left out by their name (each has a record: kind "skipped")
     previous: int = 0  # records already in the output when the run started (an earlier run's)
     errors: list[str] = field(default_factory=list)  # the first failures' messages
 
@@ -43,7 +44,9 @@ class DetectSummary:
         return self.fake + self.real + self.failed
 
     def add(self, rec: dict[str, Any]) -> None:
-        if rec.get("error"):
+        if rec.get("kind") == "skipped":
+            self.skipped += 1
+        elif rec.get("error"):
             self.failed += 1
             if len(self.errors) < 10:
                 self.errors.append(str(rec["error"]))
@@ -106,13 +109,31 @@ def detect_files(detector, paths: Sequence[str], out: str | None, fmt: str | Non
                 summary.add(rec)
             if on_record is not None:
                 on_record(rec)
+        if ranks.world == 1:
+            _write_skipped(detector, skipped, done, output, summary)
     finally:
         output.close()
     if out is not None and ranks.world > 1:
         ranks.barrier()  # every part is complete
     if out is not None and ranks.main and _part_files(out):
         _merge_parts(out, fmt, expect, summary)
+    if ranks.world > 1 and ranks.main:  # every process walked the same folders: the first one writes
+        output = Output(out, fmt, expect=expect)
+        try:
+            _write_skipped(detector, skipped, output.done, output, summary)
+        finally:
+            output.close()
     return summary
+
+
+def _write_skipped(detector, skipped: list[str] | None, done: PathSet, output: Output,
+                   summary: DetectSummary) -> None:
+    """A record for each file the walk left out by its name, after the scored ones (none twice on a resume)."""
+    for p in dict.fromkeys(skipped or ()):
+        if p not in done:
+            rec = detector.skipped_record(p)
+            output.write(rec)
+            summary.add(rec)
 
 
 def _parts_done(out: str | Path) -> PathSet:
