@@ -55,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from fakescope.config import load_config
-    from fakescope.prepare.synth import SynthConfig, generate
+    from fakescope.synth import SynthConfig, generate
     from fakescope.workflows import run_experiment
     from safetensors.torch import load_file
 

@@ -5,7 +5,7 @@
 The front end is what SFCL-HCMF computes before any learned layer: RGB -> YCbCr (BT.601),
 level shift, 8x8 block DCT-II (orthonormal), JPEG zigzag, and the SIDA statistics (eqs. 1-8).
 
-* fakescope: ``frequency_tensor`` + ``sida`` (``fakescope.models.layers.dct``), float32,
+* fakescope: ``frequency_tensor`` + ``sida`` (``fakescope.models.sfcl_hcmf.spectral``), float32,
   the whole batch at once on ``--device`` (the model's device; input already there); best
   of ``--repeats`` runs after a warm-up. Wall time, and on a CPU also the process CPU time.
 * baseline: the same result computed image by image, block by block, with
@@ -79,7 +79,7 @@ def main() -> None:
 
     import torch
 
-    from fakescope.models.layers.dct import frequency_tensor, sida
+    from fakescope.models.sfcl_hcmf.spectral import frequency_tensor, sida
 
     if args.threads:
         torch.set_num_threads(args.threads)

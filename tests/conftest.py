@@ -87,7 +87,7 @@ def write_images(folder: Path, n: int, size: int = 32, seed: int = 0, kind: str 
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory) -> Path:
     """A very small built-in benchmark (32 px), generated once per test session."""
-    from fakescope.prepare.synth import SynthConfig, generate
+    from fakescope.synth import SynthConfig, generate
 
     out = tmp_path_factory.mktemp("synth") / "bench"
     cfg = SynthConfig(out=str(out), seed=1, size=32, train_per_class=48, val_per_class=24, test_per_class=16,

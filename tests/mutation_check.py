@@ -29,7 +29,8 @@ import torch  # noqa: E402
 
 import test_pretrained_parity as parity  # noqa: E402
 from fakescope.models import convert as convert_module  # noqa: E402
-from fakescope.models.layers import resnet3d, xception  # noqa: E402
+from fakescope.models.layers import xception  # noqa: E402
+from fakescope.models.sdr import resnet3d  # noqa: E402
 
 
 def swap_prefixes(state: dict, a: str, b: str) -> dict:

@@ -9,17 +9,8 @@ from PIL import Image
 from scipy import stats
 from scipy.fft import dctn
 
-from fakescope.models.layers.dct import (
-    block_dct,
-    dct_matrix,
-    frequency_tensor,
-    pad_to_multiple,
-    rgb_to_ycbcr,
-    sida,
-    sida_dim,
-    sida_stat_slices,
-    zigzag_order,
-)
+from fakescope.models.layers.dct import block_dct, dct_matrix, pad_to_multiple, rgb_to_ycbcr, zigzag_order
+from fakescope.models.sfcl_hcmf.spectral import frequency_tensor, sida, sida_dim, sida_stat_slices
 
 # ITU-T T.81 (JPEG), figure 5 / libjpeg's jpeg_natural_order: the raster index of the k-th zigzag coefficient
 JPEG_ZIGZAG = (
@@ -161,7 +152,7 @@ def test_sida_skewness_and_kurtosis_are_scale_invariant():
 
 def test_moment_sums_by_bmm_and_by_elementwise_products_agree():
     # a CPU sums the powers with bmm; other devices use products and sums (no TF32 matmul can reach them)
-    from fakescope.models.layers.dct import _moments
+    from fakescope.models.sfcl_hcmf.spectral import _moments
 
     a = torch.rand(2, 3, 64, 30) * torch.logspace(0, 3, 64).view(1, 1, 64, 1)
     by_bmm = _moments(a.clone(), 1e-6, use_bmm=True)
@@ -171,7 +162,7 @@ def test_moment_sums_by_bmm_and_by_elementwise_products_agree():
 
 
 def test_sida_chunked_on_cpu_equals_one_pass(monkeypatch):
-    import fakescope.models.layers.dct as dct
+    import fakescope.models.sfcl_hcmf.spectral as dct
 
     x = torch.randn(5, 3, 64, 4, 4, dtype=torch.float64)
     whole = sida(x)

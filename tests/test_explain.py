@@ -14,8 +14,8 @@ from fakescope.cli import main
 from fakescope.errors import ConfigError
 from fakescope.models import create_model
 from fakescope.models.explain import explain, grad_cam
-from fakescope.prepare.synth.generators import Generator
-from fakescope.prepare.synth.sources import CropSampler, load_photo
+from fakescope.synth.generators import Generator
+from fakescope.synth.sources import CropSampler, load_photo
 from test_detect import make_checkpoint
 
 SIZE, RECT = 32, 12
@@ -166,7 +166,7 @@ def test_a_sets_average_spectrum_shows_a_periodic_fingerprint_as_peaks(tmp_path)
 def test_fssnet_is_explained_by_the_attention_its_forward_pass_uses(monkeypatch):
     """FSSNet's map is SBCA's spatial-to-frequency attention (eq. 6): the weights that the forward pass's own
     softmax(Q K^T / sqrt(d)) gives, averaged over heads and queries."""
-    import fakescope.models.fssnet as fss
+    import fakescope.models.fssnet.attention as fss
     from fakescope.models.explain import explain
 
     torch.manual_seed(0)

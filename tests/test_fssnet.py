@@ -14,7 +14,7 @@ from fakescope.config import load_config
 from fakescope.errors import CheckpointError, ConfigError, WeightsUnavailableError
 from fakescope.models import create_model, resolve_model_config
 from fakescope.models.fssnet import TINY_BACKBONE, FSSNet, OneDNNLinear, onednn_linear_available
-from fakescope.models.layers.fft import BANDS, BandFilter, band_filter, band_mask, radial_frequency
+from fakescope.models.fssnet.fft import BANDS, BandFilter, band_filter, band_mask, radial_frequency
 
 # A small DINOv2 with the hub model's position grid (518 / 14 = 37), so inputs of any
 # multiple of 14 interpolate the position embeddings as the real model does.

@@ -624,7 +624,7 @@ class SlowFastI3D(nn.Module):
 
 
 def i3d_encoder(**overrides):
-    from fakescope.models.layers.resnet3d import I3DConfig, I3DEncoder
+    from fakescope.models.sdr.resnet3d import I3DConfig, I3DEncoder
 
     # an ordinary I3D ResNet-50 truncated after res4: 3x3 spatial kernels and every stride kept
     cfg = I3DConfig(spatial_kernel=3, keep_stride_count=100, zero_init_last_bn=False, **overrides)
@@ -632,7 +632,7 @@ def i3d_encoder(**overrides):
 
 
 def parity_slowfast_i3d(tmp_path: Path) -> tuple[float, float]:
-    from fakescope.models.layers.resnet3d import load_encoder_weights
+    from fakescope.models.sdr.resnet3d import load_encoder_weights
 
     ref = randomise(SlowFastI3D(), seed=61)
     calibrate(ref, torch.randn(2, 3, 8, 64, 64, generator=gen(161)), run=ref.features)
@@ -649,7 +649,7 @@ def parity_resnet2d_inflated(tmp_path: Path, layout: str) -> tuple[float, float]
     """A 2-D ImageNet ResNet-50 (torchvision's layout, or transformers' ResNetModel, the upstream code of
     microsoft/resnet-50) inflated into the I3D encoder with temporal kernels 1: each frame's res4 map must equal
     the 2-D network's ``layer3`` map."""
-    from fakescope.models.layers.resnet3d import load_encoder_weights
+    from fakescope.models.sdr.resnet3d import load_encoder_weights
 
     if layout == "torchvision":
         ref = calibrate(randomise(TvResNet((3, 4, 6, 3), num_classes=1000), seed=63),

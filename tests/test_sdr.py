@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from conftest import write_images
 from fakescope.errors import CheckpointError, WeightsUnavailableError
 from fakescope.models import create_model
-from fakescope.models.layers.resnet3d import I3DConfig, I3DEncoder, load_encoder_weights
+from fakescope.models.sdr.resnet3d import I3DConfig, I3DEncoder, load_encoder_weights
 from fakescope.models.sdr import (
     TPA_KINDS,
     TPAConfig,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fakescope.config import load_config
-from fakescope.prepare.synth import SynthConfig, generate
+from fakescope.synth import SynthConfig, generate
 from fakescope.workflows import run_experiment
 
 

@@ -17,7 +17,7 @@ from fakescope.config import load_config
 from fakescope.errors import CheckpointError, DataError, WeightsUnavailableError
 from fakescope.models import create_model
 from fakescope.models.sfcl_hcmf import HCMA
-from fakescope.models.layers.dct import sida_stat_slices
+from fakescope.models.sfcl_hcmf.spectral import sida_stat_slices
 from fakescope.models.layers.xception import CNNF, REBUILT_KEYS
 
 TINY = "sfcl_hcmf_tiny"

@@ -12,7 +12,7 @@ from fakescope.errors import ConfigError, WeightsUnavailableError
 from fakescope.models import create_model, resolve_model_config
 from fakescope.models.layers.xception import (IMAGENET_XCEPTION_FILE, IMAGENET_XCEPTION_HUB, IMAGENET_XCEPTION_REPO,
                                               REBUILT_KEYS, CNNF, XceptionBlock, load_imagenet_xception)
-from fakescope.models.sfcl_local import InterBlockConv
+from fakescope.models.sfcl_hcmf.local import InterBlockConv
 
 TINY = "sfcl_hcmf_tiny"
 TINY_CNNF = dict(widths=[16, 24, 32, 48, 64], middle_blocks=1)

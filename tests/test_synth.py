@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fakescope.data.datasets import scan_folder
-from fakescope.prepare.synth import FAMILIES, PHOTO_SPLITS, Generator, SynthConfig, generate, load_photo
+from fakescope.synth import FAMILIES, PHOTO_SPLITS, Generator, SynthConfig, generate, load_photo
 from fakescope.errors import ConfigError
 
 

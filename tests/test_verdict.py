@@ -20,7 +20,7 @@ from fakescope.metrics.calibration import apply_temperature
 @pytest.fixture(scope="module")
 def quickstart_model(tmp_path_factory):
     from fakescope.config import load_config
-    from fakescope.prepare.synth import SynthConfig, generate
+    from fakescope.synth import SynthConfig, generate
     from fakescope.workflows import run_experiment
 
     root = tmp_path_factory.mktemp("qs")

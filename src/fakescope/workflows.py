@@ -75,7 +75,7 @@ def run_quickstart(data_dir: str = "data/synth", output_dir: str = "runs", confi
                    overrides: list[str] | None = None, synth=None, echo: Callable[[str], None] = print) -> dict:
     """Generate (or reuse) the benchmark, train, evaluate on every generator; returns the summary."""
     from fakescope.eval.report import markdown_table, metrics_table
-    from fakescope.prepare.synth import SynthConfig, generate
+    from fakescope.synth import SynthConfig, generate
 
     t0 = time.time()
     cfg = load_config(config, [f"data.root={data_dir}", f"output_dir={output_dir}", *(overrides or [])])

@@ -205,7 +205,7 @@ def _zero_frame_video(path: Path) -> None:
     silent audio makes the muxer write the file)."""
     import av
 
-    from fakescope.media.video import _mux_silence
+    from fakescope.media.video_write import _mux_silence
 
     with av.open(str(path), "w", format="matroska") as c:
         s = c.add_stream("libx264", rate=8)

@@ -77,7 +77,7 @@ def test_image_sniffing_ends_in_an_image_or_a_clear_error(pixel_budget, data):
 @fuzz(120)
 @given(data=corrupted())
 def test_the_service_sniffer_answers_4xx_or_decodes(pixel_budget, data):
-    from fakescope.serve.app import MediaError, sniff
+    from fakescope.serve.uploads import MediaError, sniff
 
     try:
         kind, obj = sniff(data)

@@ -74,16 +74,16 @@ class FaceDetector(abc.ABC):
 
 
 # --------------------------------------------------------------- registry
-DETECTORS: Registry[type[FaceDetector]] = Registry("face detector", error=DataError)
+FACE_DETECTORS: Registry[type[FaceDetector]] = Registry("face detector", error=DataError)
 
 
 def register_detector(name: str):
     """Class decorator: make a :class:`FaceDetector` available as ``--detector NAME``."""
-    return DETECTORS.register(name)
+    return FACE_DETECTORS.register(name)
 
 
 def list_detectors() -> list[str]:
-    return DETECTORS.names()
+    return FACE_DETECTORS.names()
 
 
 def create_detector(name: str = "mtcnn", weights: str | None = None, device: str = "cpu",
@@ -99,10 +99,10 @@ def create_detector(name: str = "mtcnn", weights: str | None = None, device: str
             cls = getattr(importlib.import_module(mod_name), cls_name)
         except (ImportError, AttributeError) as exc:
             raise DataError(f"face detector '{name}': cannot import {cls_name} from {mod_name} ({exc})") from None
-    elif name in DETECTORS:
-        cls = DETECTORS.get(name)
+    elif name in FACE_DETECTORS:
+        cls = FACE_DETECTORS.get(name)
     else:
-        raise DataError(DETECTORS.unknown(name) + "; or give a backend class as package.module:ClassName")
+        raise DataError(FACE_DETECTORS.unknown(name) + "; or give a backend class as package.module:ClassName")
     kwargs = dict(options)
     if weights is not None:
         kwargs["weights"] = weights

@@ -1,7 +1,9 @@
 """Inference: a trained detector run on files, folders, images, arrays and videos (:class:`Detector`).
 
 Inputs (:mod:`.inputs`) -> backend (:mod:`.backends`: PyTorch or onnxruntime) -> the checkpoint's own face and
-pixel stages (:mod:`.pipeline`) -> one record per input (:mod:`.records`).
+pixel stages (:mod:`.pipeline`: the detector; :mod:`.images`, :mod:`.videos` and :mod:`.faces`: the paths of
+each kind of input) -> one record per input (:mod:`.records`, :mod:`.verdict`). ``fakescope detect``
+(:mod:`.stream`) writes them to a resumable output (:mod:`.detect_output`, :mod:`.outputs`).
 """
 
 from fakescope.inference.backends import OnnxImageModel, load_model, resolve_device

@@ -4,10 +4,12 @@ the warning when a model scored only a small part of the picture."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fakescope.errors import ConfigError
-from fakescope.metrics.calibration import OPERATING_POINTS, TARGET_FPR, default_operating_point, shown_threshold
+from fakescope.metrics.calibration import (OPERATING_POINTS, TARGET_FPR, default_operating_point, round_sig,
+                                           shown_score, shown_threshold)
 
 MIN_REGION = 0.25  # a record warns when the model scored less than this share of the picture
 
@@ -15,6 +17,25 @@ MIN_REGION = 0.25  # a record warns when the model scored less than this share o
 def label_of(score: float, threshold: float) -> str:
     """The label of a shown P(fake) at a threshold on the same scale."""
     return "fake" if score >= threshold else "real"
+
+
+def give_verdict(rec: dict[str, Any], score: float, temperature: float | None, threshold: float) -> None:
+    """Fill ``rec``'s verdict from the network's P(fake) ``score``: ``model_score``, the ``score`` shown (calibrated
+    where the checkpoint is: ``temperature``), its frame and clip scores on that scale, and the ``label``; a
+    non-finite score is an ``error``."""
+    if not math.isfinite(score):
+        rec["error"] = f"{rec['path']}: the model returned a non-finite score"
+        return
+    # one number is shown as P(fake) and decides the label: calibrated where the checkpoint is (frame and clip
+    # scores on the same scale, so a timeline is read against the same threshold)
+    rec["model_score"] = round_sig(score)
+    rec["score"] = shown_score(score, temperature)
+    rec["calibrated"] = temperature is not None
+    if temperature is not None:
+        for key in ("frame_scores", "clip_scores"):
+            if rec.get(key):
+                rec[key] = [None if v is None else shown_score(v, temperature) for v in rec[key]]
+    rec["label"] = label_of(rec["score"], threshold)
 
 
 def resolve_threshold(operating_point: str | None, threshold: float | None, calibration: dict | None, source: str

@@ -1,12 +1,18 @@
 """Pictures for the web page and ``detect --explain``: the log-magnitude spectrum of an image, Grad-CAM overlays
-and a video's score timeline."""
+and a video's score timeline, and the explanation of a scored input (:func:`cam_picture`,
+:func:`write_explanation`)."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from PIL import Image
 
+from fakescope.errors import ConfigError
+from fakescope.inference.job import Job
 from fakescope.media.spectrum import log_spectrum  # noqa: F401  (re-exported: the web page's spectrum)
+from fakescope.utils.paths import safe_name
 
 
 def cam_overlay(pixels: np.ndarray, cam: np.ndarray, min_side: int = 256, alpha: float = 0.45) -> Image.Image:
@@ -86,3 +92,50 @@ def draw_boxes(path: str, boxes: list[list[float]], max_side: int = 640) -> Imag
         draw.rectangle([float(v) for v in box], outline=(255, 40, 40), width=width)
     img.thumbnail((max_side, max_side))
     return img
+
+
+def cam_picture(detector, job: Job, scores: list[float]) -> Image.Image | None:
+    """The heatmap overlay of the job's highest-scoring model input (:func:`fakescope.models.explain.explain`:
+    Grad-CAM; FSSNet its SBCA attention; SDR gradient saliency); ``None`` where there is none (the ONNX backend,
+    a model that cannot be explained)."""
+    from fakescope.models.explain import explain
+
+    if detector.backend != "torch":
+        return None
+    best = int(np.argmax(scores))
+    try:
+        cam = explain(detector.model, job.inputs[best:best + 1].to(detector.device))[0].cpu().numpy()
+    except ConfigError:
+        return None
+    region = job.record.get("region") or {}
+    if job.canvases and region.get("box") and best < len(job.canvases):  # over the whole picture, region marked
+        canvas = job.canvases[best]
+        scale = canvas.shape[1] / region["image_size"][0]
+        return cam_on_image(canvas, cam, [v * scale for v in region["box"]])
+    pixels = job.inputs[best]
+    if pixels.dim() == 4:  # a clip: the map (averaged over time) over its middle frame
+        pixels = pixels[len(pixels) // 2]
+    return cam_overlay(pixels.permute(1, 2, 0).numpy(), cam)
+
+
+def write_explanation(detector, job: Job, scores: list[float]) -> None:
+    """Write the Grad-CAM overlay of the job's highest-scoring model input (and a video's timeline, or the faces
+    scored on an image) into ``detector.explain``; the record's ``explanation`` lists them."""
+    rec = job.record
+    stem = detector.explain / safe_name(rec["path"])
+    written = []
+    try:
+        picture = cam_picture(detector, job, scores)
+        if picture is None:
+            raise ConfigError(f"Grad-CAM cannot explain {detector.name}")
+        picture.save(f"{stem}.cam.png")
+        written.append(f"{stem}.cam.png")
+        if rec["kind"] == "video":
+            score_timeline(rec, detector.threshold).save(f"{stem}.timeline.png")
+            written.append(f"{stem}.timeline.png")
+        elif rec.get("face_boxes") and os.path.isfile(rec["path"]):  # the face scored, on the image
+            draw_boxes(rec["path"], [b[1:] for b in rec["face_boxes"]]).save(f"{stem}.faces.png")
+            written.append(f"{stem}.faces.png")
+    except Exception as exc:  # an explanation that cannot be made never costs the score
+        written.append(f"(no explanation: {type(exc).__name__}: {exc})")
+    rec["explanation"] = written

@@ -21,9 +21,7 @@ Problems raise :class:`VideoReadError` with a short ``reason`` code and the path
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +29,11 @@ import numpy as np
 from fakescope.errors import DataError
 # which names are videos and sound files: one list for folder walks and files named directly
 from fakescope.media.formats import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, is_audio_file, is_video_file  # noqa: F401
-from fakescope.media.limits import VIDEO_DECODE_FACTOR, fit_size, max_megapixels, max_pixels
-
-
-class VideoReadError(DataError):
-    """A video could not be read. ``reason`` is a short code used in failure summaries."""
-
-    def __init__(self, path: str | Path, reason: str, detail: str) -> None:
-        super().__init__(f"{path}: {detail}")
-        self.path = str(path)
-        self.reason = reason
-        self.detail = detail
+from fakescope.media.limits import VIDEO_DECODE_FACTOR, max_megapixels, max_pixels
+from fakescope.media.video_seek import VideoReadError, decode_wanted, index_packets
+# FrameStream and read_still open files through this name
+from fakescope.media.video_seek import open_video as _open
+from fakescope.media.video_write import write_video  # noqa: F401  (writing lives beside reading for callers)
 
 
 @dataclass(frozen=True)
@@ -72,60 +64,6 @@ class SampledFrames:
     def short(self) -> bool:
         """Fewer frames than requested (the video is shorter than the request)."""
         return len(self.indices) < self.requested
-
-
-@dataclass(frozen=True)
-class _Index:
-    pts: list[int]  # presentation timestamps of all frames, sorted
-    keyframes: list[int]  # presentation timestamps of keyframes, sorted
-    time_base: Fraction
-    # each frame's packet: its decoding timestamp (None where the container has none) and keyframe flag
-    packets: dict[int, tuple[int | None, bool]] = field(default_factory=dict)
-
-
-def _open(path: Path):
-    import av
-
-    if not path.exists():
-        raise VideoReadError(path, "not-found", "file not found")
-    if path.is_dir():
-        raise VideoReadError(path, "not-a-file", "is a folder, not a video file")
-    if not path.is_file():
-        raise VideoReadError(path, "not-a-file", "not a regular file (a named pipe, socket or device)")
-    if path.stat().st_size == 0:
-        raise VideoReadError(path, "empty-file", "empty file (0 bytes)")
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except Exception as exc:  # FFmpeg raises InvalidDataError, EOFError, ... for non-videos
-        raise VideoReadError(path, "cannot-open",
-                             f"not a readable video ({type(exc).__name__}: {exc})") from None
-    if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
-        container.close()
-        raise VideoReadError(path, "no-video-stream", f"no video stream (streams: {', '.join(kinds)})")
-    return container
-
-
-def _index(container, path: Path) -> _Index:
-    """Timestamps and keyframes of every packet of the first video stream (demuxing only)."""
-    stream = container.streams.video[0]
-    pts, keys, packets = [], [], {}
-    try:
-        for pkt in container.demux(stream):
-            if pkt.size == 0 or pkt.pts is None or pkt.is_discard:
-                continue
-            pts.append(int(pkt.pts))
-            packets[int(pkt.pts)] = (None if pkt.dts is None else int(pkt.dts), bool(pkt.is_keyframe))
-            if pkt.is_keyframe:
-                keys.append(int(pkt.pts))
-    except Exception as exc:
-        if not pts:
-            raise VideoReadError(path, "cannot-open", f"cannot read video packets ({type(exc).__name__}: {exc})")
-    if not pts:
-        raise VideoReadError(path, "no-frames", "the video stream has no frames")
-    pts = sorted(set(pts))
-    keys = sorted(set(keys)) or [pts[0]]
-    return _Index(pts, keys, Fraction(stream.time_base) if stream.time_base else Fraction(1, 1), packets)
 
 
 def even_indices(times: list[float] | np.ndarray, n: int) -> list[int]:
@@ -163,28 +101,6 @@ def stride_indices(total: int, stride: int, start: int = 0, n: int = 0) -> list[
     return idx[:n] if n > 0 else idx
 
 
-def _upright(frame, reformatter=None) -> np.ndarray:
-    """The frame as an RGB array, turned upright by its rotation metadata, scaled to the pixel budget.
-
-    ``reformatter``: a PyAV ``VideoReformatter`` kept for the frames of one
-    video, which reuses its conversion context instead of making one per
-    frame (the same pixels, about 25% less time at 1080p).
-    """
-    if reformatter is None:
-        from av.video.reformatter import VideoReformatter
-
-        reformatter = VideoReformatter()
-    w, h = fit_size(frame.width, frame.height)
-    if (w, h) == (frame.width, frame.height):
-        arr = reformatter.reformat(frame, format="rgb24").to_ndarray()
-    else:  # one pass from the decoder's YUV to RGB at the reduced size: no full-size RGB frame is made
-        arr = reformatter.reformat(frame, format="rgb24", width=w, height=h, interpolation="AREA").to_ndarray()
-    rot = int(getattr(frame, "rotation", 0) or 0) % 360
-    if rot % 90 == 0 and rot:
-        arr = np.ascontiguousarray(np.rot90(arr, k=rot // 90))
-    return arr
-
-
 def probe(path: str | Path) -> VideoInfo:
     """Frame count, size, duration and rotation of a video (reads packets, decodes one frame)."""
     return read_frames(path, num_frames=1).info
@@ -217,7 +133,7 @@ class FrameStream:
         self._container = _open(self.path)
         try:
             check_frame_size(self._container.streams.video[0], self.path)
-            self._index = _index(self._container, self.path)
+            self._index = index_packets(self._container, self.path)
             pts = self._index.pts
             all_times = [float((p - pts[0]) * self._index.time_base) for p in pts]
             self.total = len(pts)
@@ -269,8 +185,8 @@ class FrameStream:
         stream = self._container.streams.video[0]
         rotation, size, got = 0, None, set()
         try:
-            for pts, arr, rot in _decode_wanted(self._container, stream, index, set(by_pts), self._reopen,
-                                                 self.threads, self.stats):
+            for pts, arr, rot in decode_wanted(self._container, stream, index, set(by_pts), self._reopen,
+                                                self.threads, self.stats):
                 i, t = by_pts[pts]
                 rotation, size = rot, size or arr.shape[:2]
                 got.add(i)
@@ -323,24 +239,6 @@ def read_frames(path: str | Path, num_frames: int = 32, mode: str = "even", stri
         return SampledFrames(fs.info, list(fs.indices), list(fs.times), frames, fs.requested)
 
 
-def _setup_decoder(stream, threads: int) -> None:
-    cc = stream.codec_context
-    stream.thread_type = "AUTO"
-    if threads > 0:
-        cc.thread_count = threads
-    elif (cc.width or 0) * (cc.height or 0) > max_pixels() // 2:
-        cc.thread_count = 2  # each decoder thread holds frames of its own: few of them for huge frames
-
-
-def _is_key(frame) -> bool:
-    """The decoder says this frame stands by itself (a keyframe or an intra-coded picture)."""
-    return bool(getattr(frame, "key_frame", False)) or int(getattr(frame, "pict_type", 0) or 0) == 1
-
-
-# after a seek that failed, the next one starts this many keyframes further back; then from the start of the file
-_SEEK_RETRIES = (1, 2, 4, 8)
-
-
 def read_still(path: str | Path) -> np.ndarray:
     """The picture of a still-image file that FFmpeg reads (HEIC, AVIF, JPEG XL): its first frame, upright RGB.
 
@@ -360,256 +258,3 @@ def read_still(path: str | Path) -> np.ndarray:
         for _, _, frame in fs:
             return frame
     raise VideoReadError(path, "no-frames", "no picture in the file")  # pragma: no cover - FrameStream raises
-
-
-def _decode_wanted(container, stream, index: _Index, wanted: set[int], reopen, threads: int = 0,
-                   stats: dict[str, int] | None = None):
-    """Decode the frames whose timestamps are in ``wanted``; yields ``(pts, upright RGB array, rotation)``.
-
-    Frames come in increasing timestamp order. For each wanted frame the
-    reader seeks to the keyframe before it, unless decoding on is shorter. A
-    seek can fail: it lands past that keyframe (MPEG-TS, MPEG-PS and other
-    containers without an index seek by timestamp search and often land a
-    packet late), or decoding from there gives the wanted frame from no
-    keyframe (the container flags packets as keyframes that are not) or not
-    at all. Frames the decoder gives before a keyframe since the seek are
-    never used (they are built on a missing reference). A failed seek is
-    tried again from keyframes further back; when that fails too, or the seek
-    is already at the first keyframe, ``reopen()`` (the same file opened
-    again, at its start) is called and the file is decoded forward from its
-    first packet, as a straight decode does; seeking resumes after the wanted
-    frame, except after a second such restart, when the rest of the file is
-    read forward. Frames that cannot be decoded even then are not yielded.
-    ``stats`` counts the ``packets`` given to the decoder, the ``seeks`` and
-    the ``restarts`` from the start of the file.
-    """
-    import av
-    from av.video.reformatter import VideoReformatter
-
-    reformatter = VideoReformatter()  # one RGB conversion context for the video's frames
-    _setup_decoder(stream, threads)
-    got: set[int] = set()
-    order = sorted(wanted)
-    first = 0  # order[first] is the earliest wanted frame not decoded yet; all wanted frames before it are out
-    last_out = None  # the last timestamp yielded: frames only ever come out in increasing order
-    back = 0  # index into (0, *_SEEK_RETRIES): how far back the next seek starts after failed ones
-    back_first = 0  # where ``back`` starts for each wanted frame: 1 once a seek of this file has landed late
-    from_start = False  # this pass reads the file from its start (just opened again), not from a seek
-    forward_only = False  # no more seeks: read on to the end
-
-    def count(key: str) -> None:
-        if stats is not None:
-            stats[key] = stats.get(key, 0) + 1
-
-    def key_index(t: int) -> int:  # the index of the last keyframe at or before t
-        return max(bisect.bisect_right(index.keyframes, t) - 1, 0)
-
-    def landed_late(pkt, k: int) -> bool:
-        """The first packet after a seek comes after keyframe ``k`` in decoding order."""
-        if pkt is None:
-            return False
-        kf = index.keyframes[k]
-        key_dts = index.packets.get(kf, (None, True))[0]
-        if pkt.dts is not None and key_dts is not None:
-            return int(pkt.dts) > key_dts
-        return pkt.pts is not None and int(pkt.pts) > kf
-
-    def mislabelled(pkt) -> bool:
-        """After a seek, the packet's timestamps are not those a straight read gives it: the demuxer rebuilt
-        them from the wrong point (MPEG-PS and -TS timestamps interpolated from where the seek landed), so
-        its frames cannot be told apart from their neighbours."""
-        known = index.packets.get(int(pkt.pts))
-        if known is None:
-            return True
-        dts, key = known
-        return bool(pkt.is_keyframe) != key or (pkt.dts is not None and dts is not None and int(pkt.dts) != dts)
-
-    def next_packet(packets):
-        try:
-            return next(packets)
-        except (StopIteration, av.error.FFmpegError):  # unreadable data: treat as the end of the file
-            return None
-
-    restarts = 0
-
-    def restart() -> None:
-        nonlocal container, stream, from_start, forward_only, back, restarts
-        forward_only = forward_only or restarts > 0  # a second restart: no more seeking, read on to the end
-        restarts += 1
-        container = reopen()
-        stream = container.streams.video[0]
-        _setup_decoder(stream, threads)
-        count("restarts")
-        from_start, back = True, back_first
-
-    last_seek = None
-    try:
-        while first < len(order):
-            pending = None  # a packet read to check where a seek landed, still to be decoded
-            may_skip = True
-            k = key_index(order[first])  # the keyframe this pass is to reach
-            if from_start:
-                packets = container.demux(stream)
-            else:
-                start = max(k - (0, *_SEEK_RETRIES)[back], 0)
-                # the same seek twice with nothing decoded in between: the index and the demuxer disagree on
-                # keyframes, so decode on from here without seeking again (no endless loop)
-                may_skip = last_seek != (start, len(got))
-                last_seek = (start, len(got))
-                count("seeks")
-                try:
-                    container.seek(index.keyframes[start], stream=stream, backward=True, any_frame=False)
-                    sought = True
-                except av.error.FFmpegError:  # the demuxer cannot seek there: as if it landed past the keyframe
-                    sought = False
-                stream.codec_context.flush_buffers()
-                if sought:
-                    packets = container.demux(stream)
-                    pending = next_packet(packets)
-                    while pending is not None and pending.pts is None and not pending.size:
-                        pending = next_packet(packets)
-                if not sought or landed_late(pending, k):
-                    # landed past the keyframe: its group of pictures cannot be decoded from here. The next
-                    # seeks of this file start a keyframe further back
-                    back_first = 1
-                    if start > 0 and back < len(_SEEK_RETRIES):
-                        back += 1
-                        continue
-                    restart()
-                    packets, pending = container.demux(stream), None
-            cc = stream.codec_context
-            sent_max = None
-            keyed = from_start  # a keyframe decoded since the seek (from the start of the file: every frame counts)
-            failed = False  # this pass cannot deliver order[first]
-            while True:
-                pkt, pending = (pending, None) if pending is not None else (next_packet(packets), None)
-                if pkt is not None and pkt.size:
-                    count("packets")
-                    if pkt.pts is None:
-                        cc.skip_frame = "DEFAULT"  # cannot tell which frame it is: decode it
-                    else:
-                        cc.skip_frame = "DEFAULT" if pkt.pts in wanted else "NONREF"
-                        sent_max = pkt.pts if sent_max is None else max(sent_max, pkt.pts)
-                        if not from_start and mislabelled(pkt):
-                            failed = True  # frames cannot be matched to the file's from here
-                try:
-                    decoded = cc.decode(pkt) if pkt is not None else cc.decode(None)
-                except av.error.FFmpegError:  # a corrupt packet: its frame stays missing
-                    decoded = []
-                for frame in decoded:
-                    if frame.pts is None or first == len(order):
-                        continue
-                    keyed = keyed or _is_key(frame)
-                    if not keyed:  # decoded from a reference the decoder never had: not the file's pixels
-                        failed = failed or frame.pts >= order[first]
-                        continue
-                    if frame.pts in wanted and frame.pts not in got and (last_out is None or frame.pts > last_out):
-                        if frame.pts > order[first] and not from_start:
-                            failed = True  # order[first] was passed: it cannot come any more from here
-                            break
-                        got.add(frame.pts)
-                        last_out = frame.pts
-                        yield frame.pts, _upright(frame, reformatter), int(getattr(frame, "rotation", 0) or 0) % 360
-                        while first < len(order) and order[first] in got:
-                            first += 1
-                            back = back_first
-                if first == len(order):
-                    break
-                if pkt is None:
-                    if from_start:
-                        first = len(order)  # read to the end of the file: the rest cannot be decoded
-                    else:
-                        failed = True
-                    break
-                if failed:
-                    break
-                # a wanted frame already sent to the decoder may still come out (B-frame reordering);
-                # otherwise, when the next wanted frame lies past a later keyframe not reached yet, seek to it
-                waiting = sent_max is not None and order[first] <= sent_max
-                kn = key_index(order[first])
-                if (not forward_only and may_skip and not waiting and sent_max is not None and kn > k
-                        and index.keyframes[kn] > sent_max):
-                    from_start = False
-                    break
-            if failed:
-                if back < len(_SEEK_RETRIES) and k - (0, *_SEEK_RETRIES)[back] > 0:
-                    back += 1
-                else:
-                    restart()
-    finally:
-        stream.codec_context.skip_frame = "DEFAULT"
-
-
-def _mux_silence(container, stream, seconds: float) -> None:
-    """Fill the audio ``stream`` with ``seconds`` of silence."""
-    import av
-
-    rate = stream.codec_context.sample_rate
-    frame = av.AudioFrame.from_ndarray(np.zeros((1, max(int(rate * seconds), 1024)), dtype=np.float32),
-                                       format="fltp", layout="mono")
-    frame.sample_rate = rate
-    for packet in [*stream.encode(frame), *stream.encode()]:
-        container.mux(packet)
-
-
-def write_video(path: str | Path, frames, fps: float | Fraction = 25, codec: str = "libx264",
-                rotation: int = 0, audio: bool = False, pts: list[int] | None = None,
-                time_base: Fraction | None = None, options: dict[str, str] | None = None,
-                container_options: dict[str, str] | None = None) -> Path:
-    """Encode RGB ``uint8`` frames ``[H, W, 3]`` into a video file (tests, demos, synthetic benchmarks).
-
-    ``rotation``: display rotation in degrees counter-clockwise, stored as
-    metadata (the frames are stored as given). ``audio``: add a silent audio
-    track (with no frames: an audio-only file). ``pts`` (with ``time_base``):
-    explicit timestamps, for variable frame rate. ``codec``: ``libx264``
-    (yuv420p, even sizes), ``ffv1`` (lossless RGB, any size; use a ``.mkv``
-    path) or any FFmpeg encoder. ``options``: encoder options (``{"g": "12"}``);
-    ``container_options``: muxer options (``{"movflags": "faststart"}``).
-    """
-    import av
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = list(frames)
-    if not frames and not audio:
-        raise DataError(f"{path}: no frames to write")
-    with av.open(str(path), "w", options=dict(container_options or {})) as container:
-        video = _video_stream(container, frames, fps, codec, rotation, time_base, options) if frames else None
-        sound = container.add_stream("aac", rate=16000) if audio else None  # every stream before any packet
-        if video is not None:
-            _mux_frames(container, video, frames, pts, time_base)
-        if sound is not None:
-            _mux_silence(container, sound, len(frames) / float(fps) if frames else 1.0)
-    return path
-
-
-def _video_stream(container, frames, fps, codec, rotation, time_base, options):
-    h, w = frames[0].shape[:2]
-    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-    stream.width, stream.height = w, h
-    if codec == "ffv1":
-        stream.pix_fmt = "bgr0"  # RGB: lossless round trip
-    elif codec in ("libx264", "mpeg4", "libopenh264"):
-        stream.pix_fmt = "yuv420p"
-    if options:
-        stream.options = dict(options)
-    if time_base is not None:
-        stream.time_base = time_base
-        stream.codec_context.time_base = time_base
-    if rotation:
-        stream.set_display_rotation(rotation)
-    return stream
-
-
-def _mux_frames(container, stream, frames, pts, time_base) -> None:
-    import av
-
-    for i, arr in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr, dtype=np.uint8), format="rgb24")
-        if pts is not None:
-            frame.pts = int(pts[i])
-            frame.time_base = time_base
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)

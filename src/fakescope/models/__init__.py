@@ -22,13 +22,11 @@ from fakescope.models.registry import (
 )
 from fakescope.preprocess import FaceCropConfig, PreprocessConfig
 
-# Importing a model module registers its detectors.
+# Importing a model package registers its detectors: one package per paper, and the baselines.
 from fakescope.models import baselines  # noqa: E402,F401
 from fakescope.models import sfcl_hcmf  # noqa: E402,F401
 from fakescope.models import sdr  # noqa: E402,F401
 from fakescope.models import fssnet  # noqa: E402,F401
-from fakescope.models import hf_classifier  # noqa: E402,F401
-from fakescope.models import xception_net  # noqa: E402,F401
 
 # released weights by name (ARCH.TAG), timm style
 from fakescope.models.pretrained import PRETRAINED, list_pretrained, pretrained_entry  # noqa: E402

@@ -19,7 +19,6 @@ inference used then, and a warning that names the missing field.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import warnings
@@ -31,7 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fakescope._version import __version__
 from fakescope.errors import CheckpointError
 from fakescope.models.base import LABELS, DetectorModel
-from fakescope.models.registry import model_entry
+from fakescope.models.card import model_card
+from fakescope.models.hub import sha256_of as weights_sha256  # noqa: F401  (the name export and inference use)
+from fakescope.models.registry import create_model, model_entry
 from fakescope.models.weights import check_state_shapes, load_state_strict
 from fakescope.preprocess import LEGACY_FACE_CROP, FaceCropConfig, PreprocessConfig
 
@@ -65,7 +66,7 @@ def save(model: DetectorModel, path: str | Path, *, training: dict[str, Any] | N
         **(extra or {}),
     }
     (path / CONFIG).write_text(json.dumps(config, indent=2, default=str))
-    (path / CARD).write_text(_model_card(config, notes))
+    (path / CARD).write_text(model_card(config, notes))
     return path
 
 
@@ -256,8 +257,6 @@ def load(path: str | Path, device: str | None = None) -> DetectorModel:
     """Rebuild a detector from a checkpoint folder (or a training run folder) and load its weights strictly."""
     from safetensors.torch import load_file
 
-    from fakescope.models.registry import create_model
-
     path = resolve(path)
     config = read_config(path)
     try:
@@ -273,35 +272,8 @@ def load(path: str | Path, device: str | None = None) -> DetectorModel:
     # the network is first built on the meta device (no memory), within bounds set by the weights file, and its
     # parameter shapes compared with the file's: a config that does not fit its weights is refused before any
     # tensor is allocated. Only then is it built for real.
-    guard = _BuildGuard(shapes, path / CONFIG, name)
-    try:
-        import torch
-
-        with guard, torch.device("meta"):
-            planned = create_model(name, **model_cfg)
-    except CheckpointError:
-        raise
-    except KeyError as exc:
-        raise CheckpointError(f"{path}: {exc.args[0]}") from None
-    except ValidationError as exc:
-        raise CheckpointError(f"{path / CONFIG}: cannot build model '{name}': {exc}") from None
-    except Exception:  # a model whose construction needs real tensors: checked after the real build below
-        planned = None
-    if planned is not None:
-        check_state_shapes({k: tuple(v.shape) for k, v in planned.state_dict().items()}, shapes,
-                           str(path / WEIGHTS), f"{type(planned).__name__} that {CONFIG} describes")
-        del planned
-    try:
-        with _BuildGuard(shapes, path / CONFIG, name):
-            model = create_model(name, **model_cfg)
-    except CheckpointError:
-        raise
-    except KeyError as exc:
-        raise CheckpointError(f"{path}: {exc.args[0]}") from None
-    except Exception as exc:
-        raise CheckpointError(f"{path / CONFIG}: cannot build model '{name}': {exc}") from None
-    check_state_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes, str(path / WEIGHTS),
-                       f"{type(model).__name__} that {CONFIG} describes")
+    _build(name, model_cfg, shapes, path, meta=True)  # None (unchecked) when the model needs real tensors to build
+    model = _build(name, model_cfg, shapes, path, meta=False)
     try:
         state = load_file(str(path / WEIGHTS))
     except Exception as exc:
@@ -311,6 +283,31 @@ def load(path: str | Path, device: str | None = None) -> DetectorModel:
     model.eval()
     if device:
         model.to(device)
+    return model
+
+
+def _build(name: str, model_cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], path: Path, *,
+           meta: bool) -> DetectorModel | None:
+    """``create_model`` within the bounds of the weights file, its parameter shapes checked against the file's.
+
+    ``meta``: built on the meta device (no memory); None when the model's construction needs real tensors."""
+    import contextlib
+
+    import torch
+
+    try:
+        with _BuildGuard(shapes, path / CONFIG, name), torch.device("meta") if meta else contextlib.nullcontext():
+            model = create_model(name, **model_cfg)
+    except CheckpointError:
+        raise
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
+    except Exception as exc:
+        if meta and not isinstance(exc, ValidationError):
+            return None
+        raise CheckpointError(f"{path / CONFIG}: cannot build model '{name}': {exc}") from None
+    check_state_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes, str(path / WEIGHTS),
+                       f"{type(model).__name__} that {CONFIG} describes")
     return model
 
 
@@ -387,53 +384,3 @@ def check_finite(state: dict[str, Any], source: str) -> None:
         shown = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
         raise CheckpointError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values ({shown}); the "
                               "model cannot score anything (a diverged training run, or a damaged file)")
-
-
-def weights_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a weights file (ties an exported model to the checkpoint it came from)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _model_card(config: dict[str, Any], notes: str) -> str:
-    m = config["model"]
-    pp = m["config"]["preprocess"]
-    val = config.get("validation") or {}
-    train = config.get("training") or {}
-    face = pp.get("face")
-    # the Hugging Face Hub reads this header when the card is a repository's README (fakescope push)
-    header = ["---", "library_name: fakescope", "tags: [deepfake-detection, fakescope]"]
-    licence_id = (config.get("pretrained") or {}).get("license_id")
-    header += [f"license: {licence_id}"] if licence_id else []
-    lines = header + [
-        "---",
-        "",
-        f"# {m['name']} (fakescope {config['fakescope_version']})",
-        "",
-        f"Detector `{m['name']}`, input modality **{m['modality']}**, "
-        f"{m['num_parameters']:,} parameters ({m['num_trainable_parameters']:,} trainable when saved).",
-        "",
-        "Output: one logit per input; `sigmoid(logit)` is the probability that the input is **fake** "
-        "(label 1; 0 is real).",
-        "",
-        "## Preprocessing",
-        "",
-        "- face stage: " + (FaceCropConfig.model_validate(face).describe() if face else "none (whole images)"),
-        f"- input size {pp['input_size']} px, policy `{pp['policy']}`, interpolation `{pp['interpolation']}`",
-        f"- normalisation mean {tuple(pp['mean'])}, std {tuple(pp['std'])}",
-    ]
-    if pp.get("clip_len"):
-        lines.append(f"- clips of {pp['clip_len']} frames")
-    if train:
-        lines += ["", "## Training", ""]
-        lines += [f"- {k}: {v}" for k, v in train.items()]
-    if val:
-        lines += ["", "## Validation (used to select this checkpoint)", ""]
-        lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in val.items()]
-    if notes:
-        lines += ["", notes]
-    lines += ["", "Load with `fakescope.load(path)`; evaluate with `fakescope eval PATH --data ...`.", ""]
-    return "\n".join(lines)

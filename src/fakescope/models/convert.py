@@ -13,7 +13,7 @@ Key layouts read (each from the official code that saves the file):
   (``embedder.embedder``, ``encoder.stages.{s}.layers.{b}.layer.{i}``, ``shortcut``), whose bottleneck puts
   the stride on the 3x3 convolution as torchvision does.
 * NPR's truncated ResNet-50 (``conv1`` 3x3 stride 2, ``layer1``, ``layer2``, ``fc1``): onto
-  :class:`~fakescope.models.baselines.NPR` (``stem``, ``stages``, ``head``).
+  :class:`~fakescope.models.baselines.npr.NPR` (``stem``, ``stages``, ``head``).
 * efficientnet_pytorch's EfficientNet (DeepfakeBench's EfficientNet-B4): ``_conv_stem``, ``_bn0``,
   ``_blocks.{i}._expand_conv/_bn0/_depthwise_conv/_bn1/_se_reduce/_se_expand/_project_conv/_bn2``,
   ``_conv_head``, ``_bn1``; onto transformers' ``EfficientNetModel`` (same block order).
@@ -111,7 +111,7 @@ def convert_torchvision_resnet(official: State, model) -> tuple[State, set[str],
 
 # ---------------------------------------------------------------------------------------------- NPR
 def npr_to_fakescope(key: str, blocks: list[int]) -> str | None:
-    """An official NPR key -> :class:`~fakescope.models.baselines.NPR` key."""
+    """An official NPR key -> :class:`~fakescope.models.baselines.npr.NPR` key."""
     body = {"conv1": 0, "bn1": 1, "conv2": 3, "bn2": 4, "conv3": 6, "bn3": 7}
     if m := re.fullmatch(r"conv1\.(weight)", key):
         return f"stem.0.{m[1]}"

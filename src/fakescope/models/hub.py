@@ -115,6 +115,7 @@ def unreachable(exc: BaseException) -> bool:
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, in hex: checks a download, and ties an exported model to the checkpoint it came from."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -206,11 +207,14 @@ def _download(url: str, dest: Path, size: int | None, progress: bool) -> None:
 
 # ------------------------------------------------------------------------ the Hub
 def parse_hub_id(spec: str) -> tuple[str, str | None]:
-    """``hf-hub:user/name[@revision]`` -> ``(user/name, revision)``."""
+    """``hf-hub:user/name[@revision]`` (or ``user/name[@revision]``) -> ``(user/name, revision)``: the one reader of
+    Hub ids (checkpoints, pushes, ImageNet Xception weights)."""
     ref = spec[len(HF_PREFIX):] if spec.startswith(HF_PREFIX) else spec
     repo, _, revision = ref.partition("@")
+    repo = repo.strip("/")
     if repo.count("/") != 1 or not all(repo.split("/")):
-        raise WeightsUnavailableError(f"{spec}: a Hub id is hf-hub:user/name or hf-hub:user/name@revision")
+        raise WeightsUnavailableError(f"{spec}: expected a Hub id hf-hub:<organisation>/<repository>, optionally "
+                                      "with @<revision> (a commit, branch or tag)")
     return repo, revision or None
 
 

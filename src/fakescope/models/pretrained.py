@@ -6,9 +6,9 @@
 >>> import fakescope
 >>> det = fakescope.Detector.from_pretrained("cnndetection_resnet50.blur_jpg_prob0.5")
 
-Each entry is data (:mod:`fakescope.models.pretrained_entries`): the official download address(es), the
-file's byte size and SHA-256, the licence, the paper, the training data, the numbers its authors publish,
-and the preprocessing of the official evaluation. The first use downloads the file into
+Each entry is data (:mod:`fakescope.models.pretrained_entries`, which also holds the registry): the official
+download address(es), the file's byte size and SHA-256, the licence, the paper, the training data, the numbers
+its authors publish, and the preprocessing of the official evaluation. The first use downloads the file into
 ``$FAKESCOPE_HOME`` (:mod:`fakescope.models.hub`), checks it, reads it with
 ``torch.load(weights_only=True, map_location="cpu")`` only, maps its keys (:mod:`fakescope.models.convert`)
 and writes a normal fakescope checkpoint folder (``model.safetensors``, ``config.json``, a model card naming
@@ -26,65 +26,21 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from fakescope.errors import CheckpointError, WeightsUnavailableError
 from fakescope.models.base import DetectorModel
 from fakescope.models.checkpoint import CONFIG, WEIGHTS, load, resolve, save
 from fakescope.models.convert import CONVERTERS, unwrap_state
 from fakescope.models.hub import (HF_PREFIX, HubModel, NotDownloadable, RemoteFile, fetch, home, hub_cache,
                                   hub_checkpoint, hub_model, offline, recipe, reject, sha256_of)
+# the entries and their registry (importing the module registers them); re-exported here
+from fakescope.models.pretrained_entries import (PRETRAINED, PretrainedEntry, list_pretrained,  # noqa: F401
+                                                 pretrained_entry, register_pretrained)
 from fakescope.models.registry import create_model, resolve_model_config
 from fakescope.models.weights import load_state_strict
-from fakescope.registry import Registry
-from fakescope.schema import Strict
-
-
-class PretrainedEntry(Strict):
-    """One released detector: where its weights are, what they are, and how fakescope reads them."""
-
-    arch: str = Field(description="the registered fakescope model the weights are converted into")
-    tag: str
-    file: RemoteFile | None = Field(default=None, description="the official weights file (None: all weights "
-                                                               "come from the Hugging Face Hub)")
-    converter: str = Field(default="", description="the key map of fakescope.models.convert")
-    model: dict[str, Any] = Field(default_factory=dict, description="model config (incl. the official "
-                                                                    "evaluation's preprocessing)")
-    from_hub: tuple[str, ...] = Field(default=(), description="parameter prefixes whose weights come from the "
-                                                              "Hub by name (pretrained backbones), not the file")
-    licence: str
-    paper: str
-    trained_on: str
-    published: str = Field(description="the authors' numbers for these weights, and where they are printed")
-    preprocessing: str = Field(description="the official evaluation's preprocessing, in words")
-    source: str = Field(description="the official repository or model page")
-    notes: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"{self.arch}.{self.tag}"
-
-
-PRETRAINED: Registry[PretrainedEntry] = Registry("pretrained detector")
 
 # licence names -> the Hugging Face Hub's licence identifiers (a model card's ``license:``)
 HUB_LICENCES = {"MIT": "mit", "CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0", "CC BY-NC 4.0": "cc-by-nc-4.0",
                 "CC BY-NC 3.0": "cc-by-nc-3.0", "GPL-3.0": "gpl-3.0"}
-
-
-def register_pretrained(entry: PretrainedEntry) -> PretrainedEntry:
-    if entry.file is not None and entry.converter not in CONVERTERS:
-        raise ValueError(f"{entry.name}: unknown converter {entry.converter!r}")
-    return PRETRAINED.add(entry.name, entry, description=entry.paper)
-
-
-def list_pretrained(pattern: str = "*") -> list[str]:
-    """Sorted names (``ARCH.TAG``) of the pretrained detectors matching a shell-style ``pattern``."""
-    return PRETRAINED.names(pattern)
-
-
-def pretrained_entry(name: str) -> PretrainedEntry:
-    return PRETRAINED.get(name)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -155,7 +111,7 @@ def _card(entry: PretrainedEntry, record: dict[str, Any]) -> str:
 def hub_models(entry: PretrainedEntry) -> list[HubModel]:
     """The transformers models that building ``entry``'s network loads from the Hub by name (its pretrained
     backbone, or the whole classifier), read from its model config."""
-    from fakescope.models.hf_classifier import HFClassifierConfig, classifier_hub_model
+    from fakescope.models.baselines.hf_classifier import HFClassifierConfig, classifier_hub_model
     from fakescope.models.weights import backbone_hub_model
 
     cfg = resolve_model_config(entry.arch, entry.model)
@@ -238,6 +194,3 @@ def load_pretrained(spec: str | Path, device: str | None = None, *,
     """:func:`fakescope.models.checkpoint.load` for a path, a pretrained name or a Hub id."""
     return load(resolve_checkpoint(spec, weights_file=weights_file), device=device)
 
-
-# the entries (importing the module registers them)
-from fakescope.models import pretrained_entries  # noqa: E402,F401

@@ -1,4 +1,5 @@
-"""The pretrained detectors fakescope knows by name: data only (see :mod:`fakescope.models.pretrained`).
+"""The pretrained detectors fakescope knows by name: the entry schema, its registry and the entries, data only
+(downloading and conversion: :mod:`fakescope.models.pretrained`, which imports this module).
 
 Where each fact comes from is said beside it. "official" = the authors' repository or model page;
 "third-party" = another project's copy (a Git LFS pointer, a pinned download), used where the authors publish
@@ -8,9 +9,59 @@ with where they are printed.
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import Field
+
+from fakescope.models.convert import CONVERTERS
 from fakescope.models.hub import RemoteFile
-from fakescope.models.pretrained import PretrainedEntry, register_pretrained
 from fakescope.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+from fakescope.registry import Registry
+from fakescope.schema import Strict
+
+
+class PretrainedEntry(Strict):
+    """One released detector: where its weights are, what they are, and how fakescope reads them."""
+
+    arch: str = Field(description="the registered fakescope model the weights are converted into")
+    tag: str
+    file: RemoteFile | None = Field(default=None, description="the official weights file (None: all weights "
+                                                               "come from the Hugging Face Hub)")
+    converter: str = Field(default="", description="the key map of fakescope.models.convert")
+    model: dict[str, Any] = Field(default_factory=dict, description="model config (incl. the official "
+                                                                    "evaluation's preprocessing)")
+    from_hub: tuple[str, ...] = Field(default=(), description="parameter prefixes whose weights come from the "
+                                                              "Hub by name (pretrained backbones), not the file")
+    licence: str
+    paper: str
+    trained_on: str
+    published: str = Field(description="the authors' numbers for these weights, and where they are printed")
+    preprocessing: str = Field(description="the official evaluation's preprocessing, in words")
+    source: str = Field(description="the official repository or model page")
+    notes: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}.{self.tag}"
+
+
+PRETRAINED: Registry[PretrainedEntry] = Registry("pretrained detector")
+
+
+def register_pretrained(entry: PretrainedEntry) -> PretrainedEntry:
+    if entry.file is not None and entry.converter not in CONVERTERS:
+        raise ValueError(f"{entry.name}: unknown converter {entry.converter!r}")
+    return PRETRAINED.add(entry.name, entry, description=entry.paper)
+
+
+def list_pretrained(pattern: str = "*") -> list[str]:
+    """Sorted names (``ARCH.TAG``) of the pretrained detectors matching a shell-style ``pattern``."""
+    return PRETRAINED.names(pattern)
+
+
+def pretrained_entry(name: str) -> PretrainedEntry:
+    return PRETRAINED.get(name)
+
 
 IMAGE_CROP_224 = {"input_size": 224, "policy": "crop", "face": None}  # no resize, centre 224 crop, ImageNet norm
 HALF = (0.5, 0.5, 0.5)

@@ -7,6 +7,7 @@
 FastAPI is imported only when an app is created, so importing this package costs nothing.
 """
 
-from fakescope.serve.app import Gate, MediaError, ServeSettings, create_app, serve, sniff
+from fakescope.serve.app import Gate, ServeSettings, create_app, serve
+from fakescope.serve.uploads import MediaError, sniff
 
 __all__ = ["Gate", "MediaError", "ServeSettings", "create_app", "serve", "sniff"]

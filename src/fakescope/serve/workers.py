@@ -37,6 +37,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from fakescope.serve.slots import Slots
+
 log = logging.getLogger("fakescope.serve")
 
 START_METHOD = "spawn"
@@ -137,12 +139,13 @@ class _Job:
     future: Future
 
 
-class WorkerPool:
+class WorkerPool(Slots):
     """``workers`` processes scoring jobs from one queue, with a deadline per job; ``queue`` more jobs may wait.
 
-    Admission works like :class:`fakescope.serve.app.Gate`: :meth:`acquire` takes a slot (``False`` when
-    ``workers + queue`` are taken), :meth:`run` submits the job in it, and the slot is given back when the job
-    really ends: answered, dropped from the queue at its deadline, or its worker killed.
+    Admission works like :class:`fakescope.serve.app.Gate` (both are :class:`~fakescope.serve.slots.Slots`):
+    :meth:`acquire` takes a slot (``False`` when ``workers + queue`` are taken), :meth:`run` submits the job in
+    it, and the slot is given back when the job really ends: answered, dropped from the queue at its deadline, or
+    its worker killed.
     ``handler(detector, *args)`` runs in the worker; it must be importable (a module-level function).
     """
 
@@ -151,9 +154,8 @@ class WorkerPool:
                  refusal: Callable[[int, str], Exception] | None = None) -> None:
         if workers < 1 or queue_size < 0:
             raise ValueError("workers must be at least 1 and queue at least 0")
+        super().__init__(workers + queue_size)
         self.workers = workers
-        self.capacity = workers + queue_size
-        self.active = 0
         self.ready = 0  # workers that have loaded the detector and take jobs
         self.replaced = 0  # workers killed at a deadline or lost, and started again
         self.failure: str | None = None  # why the last worker start failed, if it did
@@ -162,26 +164,11 @@ class WorkerPool:
         self._setup = setup if setup is not None else worker_setup()
         self._ctx = multiprocessing.get_context(start_method)
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._lock = threading.Lock()
         self._procs: dict[int, Any] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
 
-    # -- admission ------------------------------------------------------------------------------------------------
-    def acquire(self) -> bool:
-        with self._lock:
-            if self.active >= self.capacity:
-                return False
-            self.active += 1
-            return True
-
-    def release(self) -> None:
-        self._release(None)
-
-    def _release(self, _fut) -> None:
-        with self._lock:
-            self.active -= 1
-
+    # -- admission: acquire and release (Slots), run ------------------------------------------------------------
     def run(self, args: tuple, timeout_s: float) -> Future:
         """Submit ``args`` (in a slot taken with :meth:`acquire`), to be done within ``timeout_s`` from now.
 

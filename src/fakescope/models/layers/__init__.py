@@ -1,2 +1,3 @@
-"""Building blocks of the detectors: block DCT and SIDA (:mod:`.dct`), FFT band filters (:mod:`.fft`), Xception
-(:mod:`.xception`) and the I3D-style ResNet-50 clip encoder (:mod:`.resnet3d`)."""
+"""Building blocks that more than one detector uses: the JPEG-style block DCT (:mod:`.dct`; SFCL-HCMF's frequency
+front end and SDR's JPEG perturbation) and Xception (:mod:`.xception`; SFCL-HCMF's CNN-F and the Xception
+baseline). A layer that one paper alone uses lives in that paper's package."""

@@ -26,7 +26,7 @@ Anything else that is missing, unexpected or mis-shaped is an error listing the 
 
 Where the weights come from (:func:`resolve_xception_weights`): a local ``.safetensors`` or torch
 file; a folder holding ``model.safetensors`` (a downloaded hub snapshot); or
-``hf-hub:<org>/<repo>``, fetched with ``huggingface_hub.hf_hub_download`` (the Hugging Face cache,
+``hf-hub:<org>/<repo>[@revision]``, fetched with ``huggingface_hub.hf_hub_download`` (the Hugging Face cache,
 ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` apply). :data:`IMAGENET_XCEPTION_HUB` is the timm
 organisation's port of the Keras ImageNet weights, ``timm/legacy_xception.tf_in1k``, file
 ``model.safetensors``. timm's ``legacy_xception`` keeps the Cadene names above (classifier
@@ -42,14 +42,14 @@ import torch
 from torch import Tensor, nn
 
 from fakescope.errors import CheckpointError, WeightsUnavailableError
+from fakescope.models.hub import HF_PREFIX, parse_hub_id
 
 # Xception widths: block2 output, entry/middle width (728), block12 output, conv3, conv4
 XCEPTION_WIDTHS: tuple[int, int, int, int, int] = (256, 728, 1024, 1536, 2048)
 XCEPTION_MIDDLE_BLOCKS = 8
 IMAGENET_XCEPTION_REPO = "timm/legacy_xception.tf_in1k"
 IMAGENET_XCEPTION_FILE = "model.safetensors"
-HUB_PREFIX = "hf-hub:"
-IMAGENET_XCEPTION_HUB = HUB_PREFIX + IMAGENET_XCEPTION_REPO
+IMAGENET_XCEPTION_HUB = HF_PREFIX + IMAGENET_XCEPTION_REPO
 IMAGENET_DROPPED_PREFIXES = ("conv1.", "bn1.", "conv2.", "bn2.", "block1.", "fc.", "last_linear.")
 REBUILT_KEYS = ("block2.rep.1.conv1.weight", "block2.rep.1.pointwise.weight", "block2.skip.weight")
 
@@ -142,7 +142,7 @@ def map_imagenet_xception_keys(state: dict[str, Tensor], dropped_prefixes: tuple
                                rebuilt: tuple[str, ...] = REBUILT_KEYS) -> tuple[dict[str, Tensor], list[str]]:
     """Apply the key map of the module docstring; returns the mapped state and the dropped keys.
 
-    The defaults are CNN-F's; the whole network (:mod:`fakescope.models.xception_net`) drops only the
+    The defaults are CNN-F's; the whole network (:mod:`fakescope.models.baselines.xception_net`) drops only the
     classifier and rebuilds nothing."""
     out: dict[str, Tensor] = {}
     dropped: list[str] = []
@@ -162,15 +162,15 @@ def resolve_xception_weights(source: str | Path) -> Path:
     (downloaded into, or found in, the Hugging Face cache). Raises :class:`WeightsUnavailableError` naming
     the repository, the file and how to give a local file instead."""
     text = str(source)
-    if text.startswith(HUB_PREFIX):
-        repo = text[len(HUB_PREFIX):].strip("/")
-        if repo.count("/") != 1:
-            raise WeightsUnavailableError(f"{text}: expected hf-hub:<organisation>/<repository>, e.g. "
-                                          f"{IMAGENET_XCEPTION_HUB}")
+    if text.startswith(HF_PREFIX):
+        try:
+            repo, revision = parse_hub_id(text)
+        except WeightsUnavailableError as exc:
+            raise WeightsUnavailableError(f"{exc}; e.g. {IMAGENET_XCEPTION_HUB}") from None
         from huggingface_hub import hf_hub_download
 
         try:
-            return Path(hf_hub_download(repo_id=repo, filename=IMAGENET_XCEPTION_FILE))
+            return Path(hf_hub_download(repo_id=repo, filename=IMAGENET_XCEPTION_FILE, revision=revision))
         except Exception as exc:  # offline and not cached, no such repo or file, network or auth errors
             first = str(exc).splitlines()[0] if str(exc) else repr(exc)
             raise WeightsUnavailableError(

@@ -1,5 +1,5 @@
-"""SDR (Chu et al., ICASSP 2025): the model (:mod:`.model`), its loss terms (:mod:`.losses`) and its spatial
-perturbations (:mod:`.tpa`)."""
+"""SDR (Chu et al., ICASSP 2025): the model (:mod:`.model`), its loss terms (:mod:`.losses`), its spatial
+perturbations (:mod:`.tpa`) and its clip encoder, FTCN's I3D-style ResNet-50 (:mod:`.resnet3d`)."""
 
 from fakescope.models.sdr.losses import infonce_mi, mi_loss, supcon_loss
 from fakescope.models.sdr.model import IMAGENET_RESNET50, SDR, SDRConfig, TemporalTransformer

@@ -44,7 +44,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from fakescope.models.base import DetectorConfig, DetectorModel, LossOutput, PreprocessConfig
-from fakescope.models.layers.resnet3d import I3DConfig, I3DEncoder, load_encoder_weights
+from fakescope.models.sdr.resnet3d import I3DConfig, I3DEncoder, load_encoder_weights
 from fakescope.models.registry import register_model, register_variant
 from fakescope.models.sdr.losses import infonce_mi, mi_loss, supcon_loss
 from fakescope.models.sdr.tpa import Perturbation, TPAConfig, apply_tpa, draw_tpa_params, fixed_tpa

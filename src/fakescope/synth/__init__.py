@@ -69,9 +69,9 @@ from PIL import Image
 from fakescope.data.layouts import SYNTHETIC_MARK
 from fakescope.data.manifest import atomic_write_text, csv_text, write_meta
 from fakescope.errors import ConfigError
-from fakescope.prepare.synth.generators import FAMILIES, Generator
-from fakescope.prepare.synth.sources import (PHOTO_SPLITS, TEXTURE_SIZE, TEXTURES_PER_SPLIT, CropSampler, dead_leaves,
-                                           load_photo)
+from fakescope.synth.generators import FAMILIES, Generator
+from fakescope.synth.sources import (PHOTO_SPLITS, TEXTURE_SIZE, TEXTURES_PER_SPLIT, CropSampler, dead_leaves,
+                                    load_photo)
 
 VIDEO_REALS = ("consistent", "untouched")
 

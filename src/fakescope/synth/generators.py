@@ -1,5 +1,5 @@
 """The generator families of the synthetic benchmark: each re-synthesises an image's content with its own
-fingerprint (see :mod:`fakescope.prepare.synth`)."""
+fingerprint (see :mod:`fakescope.synth`)."""
 
 from __future__ import annotations
 

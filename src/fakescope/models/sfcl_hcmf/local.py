@@ -1,6 +1,6 @@
 """SFCL-HCMF's local-branch front end (Qiao, Tian, Wang, arXiv 2504.17223): the normalisation of the block-DCT
 tensor X~ (decision A2), the inter-block multi-scale convolution and SBCM (eq. 9, decision A3), together the
-abstract's "inter/intra-block multi-scale frequency convolution". Used by :mod:`fakescope.models.sfcl_hcmf`."""
+abstract's "inter/intra-block multi-scale frequency convolution". Used by :mod:`fakescope.models.sfcl_hcmf.model`."""
 
 from __future__ import annotations
 
