@@ -28,21 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import SHARED_FIXTURES
 from fakescope.inference import Detector
 from fakescope.models import create_model
 from fakescope.models.pretrained import convert, pretrained_entry
 
 TOL64 = 1e-9   # float64: both networks compute the same sums up to rounding at ~1e-16 relative
 TOL32 = 1e-4   # float32: absolute for logits, relative to the output's scale for feature maps larger than 1
-UFD_HEAD = SHARED_FIXTURES / "weights" / "ufd_fc_weights.pth"
-HAVE_EFFICIENTNET_PYTORCH = importlib.util.find_spec("efficientnet_pytorch") is not None
-
-
-@pytest.fixture(autouse=True)
-def fakescope_home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("FAKESCOPE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+# the release fixture, and a fakescope home per test (autouse), as in the conversion tests
+from test_pretrained import HAVE_EFFICIENTNET_PYTORCH, UFD_HEAD, fakescope_home  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------------------------- helpers
