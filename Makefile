@@ -29,6 +29,9 @@ FACENET_SPEC ?= facenet-pytorch==2.6.0
 # (tests/test_pretrained_parity.py) compare against. Also --no-deps: it requires torchvision, whose CPU-less
 # wheel breaks transformers; the tests load that one module file, which imports only torch.
 PRETRAINEDMODELS_SPEC ?= pretrainedmodels==0.7.4
+# The invisible-watermark package (fakescope.media.watermark) also --no-deps: its metadata asks for opencv-python,
+# a second cv2 beside the opencv-python-headless of the dev and watermark extras, and for an unpinned torch.
+INVISIBLE_WATERMARK_SPEC ?= invisible-watermark==0.2.0
 PYTEST_ARGS ?=
 # tests that train or run models: run again with one and with two threads by `make test-threads`
 THREAD_TESTS ?= tests/test_explain.py tests/test_golden.py tests/test_verdict.py tests/test_forward_contract.py
@@ -44,6 +47,7 @@ $(VENV)/.install-stamp: pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	$(PIP) install --quiet --no-deps $(FACENET_SPEC)
 	$(PIP) install --quiet --no-deps $(PRETRAINEDMODELS_SPEC)
+	$(PIP) install --quiet --no-deps $(INVISIBLE_WATERMARK_SPEC)
 	@$(PY) -c "import torch, fakescope; print('fakescope', fakescope.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 	touch $@
 

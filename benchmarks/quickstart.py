@@ -18,11 +18,12 @@ import argparse
 import csv
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import cpu_model
 
 BUDGET_S = 600.0
 GOAL_AUC = 0.85
@@ -77,16 +78,6 @@ def main() -> None:
     print(f"ratio slowest wall time / 10-minute budget: {slowest / BUDGET_S:.3f}")
     if not all(m >= GOAL_AUC for m in means):
         sys.exit(1)
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def flag_rates(checkpoint: Path) -> dict[str, tuple[dict[str, float], dict[str, float], float]]:

@@ -91,7 +91,7 @@ def pipeline_vs_model(ckpt: Path, data: Path, batch_size: int, workers: int, bat
 
     from fakescope.data.datasets import build_dataset, load_samples
     from fakescope.data.loaders import make_loader
-    from fakescope.models.checkpoint import load
+    from fakescope.zoo.checkpoint import load
 
     model = load(ckpt, device="cpu")
     ds = build_dataset(load_samples(str(data)), model.preprocess, model.modality, train=False)
@@ -134,7 +134,7 @@ def main() -> None:
         import torch
 
         from fakescope.models import create_model
-        from fakescope.models.checkpoint import save
+        from fakescope.zoo.checkpoint import save
 
         full = work / f"crops{sizes[-1]}"
         if not full.exists():

@@ -94,7 +94,7 @@ def score_views(checkpoint: Path, videos: Path) -> None:
     from fakescope.config import DataSource
     from fakescope.eval.evaluate import score_source
     from fakescope.metrics import compute_metrics
-    from fakescope.models.checkpoint import load
+    from fakescope.zoo.checkpoint import load
 
     model = load(checkpoint)
     for views in ("clean", "perturbed"):

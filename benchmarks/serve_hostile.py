@@ -260,7 +260,7 @@ def main() -> int:
     ck = args.checkpoint
     if ck is None:
         from fakescope.models import create_model
-        from fakescope.models.checkpoint import save
+        from fakescope.zoo.checkpoint import save
 
         torch.manual_seed(0)
         ck = str(save(create_model("simple_cnn_tiny").eval(), folder / "ck"))

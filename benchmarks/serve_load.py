@@ -177,7 +177,7 @@ def main() -> int:
     tmp = tempfile.TemporaryDirectory(prefix="fakescope-load-")
     ck = args.checkpoint
     if ck is None:
-        from fakescope.models.checkpoint import save
+        from fakescope.zoo.checkpoint import save
         from fakescope.models import create_model
 
         torch.manual_seed(0)

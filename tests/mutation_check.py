@@ -28,7 +28,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 import test_pretrained_parity as parity  # noqa: E402
-from fakescope.models import convert as convert_module  # noqa: E402
+from fakescope.zoo import convert as convert_module  # noqa: E402
 from fakescope.models.layers import xception  # noqa: E402
 from fakescope.models.sdr import resnet3d  # noqa: E402
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import fakescope
-from fakescope.models.checkpoint import load, save
+from fakescope.zoo.checkpoint import load, save
 from fakescope.errors import CheckpointError
 from fakescope.models import create_model
 

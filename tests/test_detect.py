@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import fakescope
-from fakescope.models.checkpoint import save
+from fakescope.zoo.checkpoint import save
 from fakescope.cli import main
 from fakescope.data.transforms import Preprocessor
 from fakescope.inference import RECORD_FIELDS, Detector, expand_inputs, log_spectrum
@@ -157,7 +157,7 @@ def test_clip_model_scores_clips_and_refuses_images(tmp_path, media):
 # ------------------------------------------------------------------------------------------------------- faces
 def test_face_models_carry_a_face_stage_and_old_checkpoints_get_the_old_crop_with_a_warning(tmp_path):
     from fakescope.models import create_model
-    from fakescope.models.checkpoint import checkpoint_preprocess
+    from fakescope.zoo.checkpoint import checkpoint_preprocess
     from fakescope.preprocess import LEGACY_FACE_CROP, FaceCropConfig
 
     for name, faces in (("efficientnet_tiny", True), ("sfcl_hcmf_tiny", True), ("sdr_tiny", True),

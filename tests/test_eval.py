@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import write_images
-from fakescope.models.checkpoint import save
+from fakescope.zoo.checkpoint import save
 from fakescope.config import RobustnessConfig
 from fakescope.eval.evaluate import evaluate
 from fakescope.eval.robustness import Perturbation

@@ -13,7 +13,7 @@ pytest.importorskip("onnxscript", reason="the onnx extra is not installed: pip i
 
 from test_detect import make_checkpoint, make_media  # noqa: E402
 
-from fakescope.models.checkpoint import load  # noqa: E402
+from fakescope.zoo.checkpoint import load  # noqa: E402
 from fakescope.cli import main  # noqa: E402
 from fakescope.inference import Detector  # noqa: E402
 from fakescope.errors import CheckpointError, ConfigError  # noqa: E402

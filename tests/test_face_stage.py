@@ -21,7 +21,7 @@ from fakescope.eval.evaluate import evaluate
 from fakescope.inference import Detector
 from fakescope.media.video import write_video
 from fakescope.models import create_model
-from fakescope.models.checkpoint import save
+from fakescope.zoo.checkpoint import save
 from fakescope.preprocess import LEGACY_FACE_CROP, FaceCropConfig
 from fakescope.train.engine import train
 from conftest import MTCNN_MISSING

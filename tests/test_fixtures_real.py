@@ -26,7 +26,7 @@ def test_real_face_folder_scans_and_decodes():
 
 
 def test_evaluate_a_checkpoint_on_real_faces(tmp_path):
-    from fakescope.models.checkpoint import save
+    from fakescope.zoo.checkpoint import save
     from fakescope.data.datasets import load_samples
     from fakescope.eval.evaluate import evaluate
     from fakescope.models import create_model

@@ -355,7 +355,7 @@ def test_a_save_pretrained_folder_loads_like_the_hub_model(tmp_path):
 def test_checkpoint_round_trip_never_reads_backbone_weights_again(tmp_path):
     from safetensors.torch import save_file
 
-    from fakescope.models.checkpoint import load, save
+    from fakescope.zoo.checkpoint import load, save
 
     torch.manual_seed(0)
     f = tmp_path / "bb.safetensors"
@@ -431,7 +431,7 @@ def test_reconstructed_cells_give_the_range_their_row_mean_allows():
 
 def test_eval_cli_writes_tables_1_and_2_beside_the_paper(tmp_path, capsys):
     from conftest import write_images
-    from fakescope.models.checkpoint import save
+    from fakescope.zoo.checkpoint import save
     from fakescope.cli import main
 
     torch.manual_seed(0)

@@ -22,9 +22,10 @@ import requests
 from conftest import SHARED_FIXTURES
 from fakescope.cli import main
 from fakescope.errors import WeightsUnavailableError
-from fakescope.models import list_pretrained, pretrained_entry, resolve_model_config
-from fakescope.models.hub import download_path, home, hub_cache
-from fakescope.models.pretrained import hub_models, pretrained_checkpoint, resolve_checkpoint
+from fakescope.models import resolve_model_config
+from fakescope.zoo import list_pretrained, pretrained_entry
+from fakescope.zoo.hub import download_path, home, hub_cache
+from fakescope.zoo.pretrained import hub_models, pretrained_checkpoint, resolve_checkpoint
 
 NAMES = list_pretrained()
 UFD_HEAD = SHARED_FIXTURES / "weights" / "ufd_fc_weights.pth"

@@ -23,10 +23,10 @@ from fakescope.cli import main
 from fakescope.errors import CheckpointError, WeightsUnavailableError
 from fakescope.inference import Detector
 from fakescope.models import create_model
-from fakescope.models.checkpoint import read_config, save
-from fakescope.models.convert import efficientnet_pytorch_to_hf
-from fakescope.models.hub import RemoteFile, download_path, sha256_of
-from fakescope.models.pretrained import (PRETRAINED, PretrainedEntry, convert, list_pretrained,
+from fakescope.zoo.checkpoint import read_config, save
+from fakescope.zoo.convert import efficientnet_pytorch_to_hf
+from fakescope.zoo.hub import RemoteFile, download_path, sha256_of
+from fakescope.zoo.pretrained import (PRETRAINED, PretrainedEntry, convert, list_pretrained,
                                          pretrained_checkpoint, pretrained_entry, resolve_checkpoint)
 
 UFD_HEAD = SHARED_FIXTURES / "weights" / "ufd_fc_weights.pth"
@@ -171,7 +171,7 @@ def test_cnndetection_training_checkpoint_converts_exactly_and_scores_like_the_o
     model = create_model("cnndetection_tiny")
     model.load_state_dict(load_file(str(ck / "model.safetensors")))
     model.eval()
-    from fakescope.models.convert import torchvision_resnet_to_hf
+    from fakescope.zoo.convert import torchvision_resnet_to_hf
 
     n = assert_every_tensor_arrived(ref.state_dict(), model.backbone, torchvision_resnet_to_hf)
     assert n == len(ref.state_dict()) - 2 and torch.equal(model.head.weight, ref.fc.weight)

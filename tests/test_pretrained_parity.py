@@ -30,7 +30,7 @@ from torch import nn
 
 from fakescope.inference import Detector
 from fakescope.models import create_model
-from fakescope.models.pretrained import convert, pretrained_entry
+from fakescope.zoo.pretrained import convert, pretrained_entry
 
 TOL64 = 1e-9   # float64: both networks compute the same sums up to rounding at ~1e-16 relative
 TOL32 = 1e-4   # float32: absolute for logits, relative to the output's scale for feature maps larger than 1

@@ -136,7 +136,7 @@ def test_the_old_name_of_the_model_base_class_still_works_with_a_deprecation_war
 
     with pytest.warns(DeprecationWarning, match="DetectorModel"):
         assert fm.Detector is DetectorModel
-    from fakescope.models.pretrained import load_pretrained
+    from fakescope.zoo.pretrained import load_pretrained
 
     # fakescope.load takes a checkpoint folder, a pretrained name or a Hub id
     assert fakescope.Detector is InferenceDetector and fakescope.load is load_pretrained

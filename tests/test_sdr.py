@@ -412,7 +412,7 @@ def test_encoder_weights_round_trip_and_failures(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------- video scoring
 def test_video_scores_pad_short_clips_and_name_unusable_videos(tmp_path):
-    from fakescope.models.checkpoint import save
+    from fakescope.zoo.checkpoint import save
     from fakescope.eval.evaluate import evaluate
 
     root = tmp_path / "test"

@@ -236,7 +236,7 @@ def _fake_imagenet_xception(in_channels: int, **cnnf) -> dict[str, torch.Tensor]
 def test_cnnf_loads_imagenet_xception_weights_by_the_key_map(tmp_path):
     from safetensors.torch import save_file
 
-    from fakescope.models.checkpoint import load, save
+    from fakescope.zoo.checkpoint import load, save
 
     src = _fake_imagenet_xception(8, **TINY_CNNF)  # block2 fed by 8 channels, the model's SBCM gives 16
     path = tmp_path / "xception.safetensors"

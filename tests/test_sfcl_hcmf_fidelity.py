@@ -138,7 +138,7 @@ def test_full_size_cnnf_loads_timm_xception_by_hub_name_offline(hub_cache):
 
 
 def test_model_config_takes_the_hub_name_and_checkpoints_keep_the_weights(hub_cache, tmp_path):
-    from fakescope.models.checkpoint import load, save
+    from fakescope.zoo.checkpoint import load, save
 
     state = timm_legacy_xception_state(8, TINY_CNNF["widths"], TINY_CNNF["middle_blocks"])
     hub_cache(state)

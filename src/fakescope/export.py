@@ -35,8 +35,8 @@ from torch import nn
 
 from fakescope.errors import CheckpointError, ConfigError
 from fakescope.inference.backends import ONNX_INPUT, ONNX_OUTPUT
-from fakescope.models.checkpoint import WEIGHTS, load, read_config, weights_sha256
-from fakescope.models.pretrained import resolve_checkpoint
+from fakescope.zoo.checkpoint import WEIGHTS, load, read_config, weights_sha256
+from fakescope.zoo.pretrained import resolve_checkpoint
 from fakescope.utils.optional import require
 
 PARITY_TOLERANCE = 1e-4

@@ -44,7 +44,7 @@ each text chunk within a budget (a longer one is named in `skipped_metadata`, no
 @pytest.fixture(scope="session")
 def reliability_checkpoint(tmp_path_factory) -> Path:
     from fakescope.models import create_model
-    from fakescope.models.checkpoint import save
+    from fakescope.zoo.checkpoint import save
 
     torch.manual_seed(0)
     return save(create_model("simple_cnn_tiny").eval(), tmp_path_factory.mktemp("reliability") / "ck")

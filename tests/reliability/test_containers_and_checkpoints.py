@@ -266,7 +266,7 @@ def checkpoint(tmp_path) -> Path:
     import torch
 
     from fakescope.models import create_model
-    from fakescope.models.checkpoint import save
+    from fakescope.zoo.checkpoint import save
 
     torch.manual_seed(0)
     return save(create_model("simple_cnn_tiny").eval(), tmp_path / "good")
@@ -395,7 +395,7 @@ def test_real_models_fit_the_bounds_and_build_on_the_meta_device():
     import torch
 
     from fakescope.models import create_model, list_models
-    from fakescope.models.checkpoint import _BuildGuard
+    from fakescope.zoo.checkpoint import _BuildGuard
     from fakescope.models.registry import default_preprocess
 
     for name in list_models():
@@ -411,7 +411,7 @@ def test_real_models_fit_the_bounds_and_build_on_the_meta_device():
 
 def test_calibration_points_are_the_operating_points():
     from fakescope.metrics.calibration import OPERATING_POINTS
-    from fakescope.models.checkpoint import CALIBRATION_POINTS
+    from fakescope.zoo.checkpoint import CALIBRATION_POINTS
 
     assert tuple(CALIBRATION_POINTS) == tuple(OPERATING_POINTS)
 

@@ -85,8 +85,8 @@ def test_nan_weights_stop_detect_and_eval_with_a_clear_error(reliability_checkpo
 
 
 def test_pickle_payloads_never_run_under_any_weight_loading_path(tmp_path, capsys, outcomes):
-    from fakescope.models.pretrained import read_official
-    from fakescope.models.weights import load_state_file
+    from fakescope.zoo.pretrained import read_official
+    from fakescope.models.state import load_state_file
     from fakescope.train.engine import check_resumable
 
     f = tmp_path / "payload.pth"

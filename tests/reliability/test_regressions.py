@@ -22,7 +22,7 @@ def test_a_phone_photo_stored_sideways_is_turned_upright(tmp_path, outcomes):
 
     from fakescope.inference import Detector
     from fakescope.models import create_model
-    from fakescope.models.checkpoint import save
+    from fakescope.zoo.checkpoint import save
     from conftest import MTCNN_MISSING
     from test_faces import HAVE_MTCNN
 

@@ -16,8 +16,9 @@ def add_eval_parser(sub) -> None:
     s = sub.add_parser("eval", help="evaluate a checkpoint on test sets and write a report",
                        description="Evaluate a checkpoint folder (or a training run folder) on one or more test "
                                    "sets. A --data path with a glob ('test/*') gives one test set per match.")
-    s.add_argument("checkpoint", help="checkpoint folder, pretrained name (fakescope models --pretrained) or "
-                                      "hf-hub:user/name")
+    s.add_argument("checkpoint", help="checkpoint folder, pretrained name (fakescope models --pretrained), "
+                                      "hf-hub:user/name, a fusion folder (fakescope fuse), a .onnx file, or "
+                                      "py:my_detector.py (a file exposing predict(path) -> float)")
     s.add_argument("--data", nargs="+", required=True, metavar="PATH",
                    help="ForenSynths-style folders or manifest CSVs")
     s.add_argument("--out", help="report folder (default: CHECKPOINT/eval, or eval/NAME for a pretrained name)")
@@ -41,6 +42,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fakescope.config import RobustnessConfig
     from fakescope.eval.evaluate import evaluate
     from fakescope.eval.report import markdown_table, metrics_table
+    from fakescope.inference.fusion import is_fusion
     from fakescope.utils.distributed import launch
     from fakescope.utils.memory import return_freed_buffers
 
@@ -48,6 +50,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else (Path(args.checkpoint) / "eval" if Path(args.checkpoint).exists()
                                             else Path("eval") / args.checkpoint.replace("/", "_").replace(":", "_"))
+    if args.checkpoint.startswith("py:") or args.checkpoint.endswith(".onnx") or is_fusion(args.checkpoint):
+        from fakescope.fuse import evaluate_scorer
+
+        results = evaluate_scorer(args.checkpoint, args.data, out, threshold=args.threshold,
+                                  batch_size=args.batch_size, echo=echo)
+        echo(markdown_table(*metrics_table(results)))
+        return 1 if results.get("failed_sets") else 0
     ranks = launch(args.devices, args.num_nodes, args.device)
     results = evaluate(args.checkpoint, args.data, out, batch_size=args.batch_size, num_workers=args.num_workers,
                        device=ranks.device, threshold=args.threshold,

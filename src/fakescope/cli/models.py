@@ -39,7 +39,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _list_pretrained(args: argparse.Namespace) -> int:
-    from fakescope.models.pretrained import list_pretrained, pretrained_entry
+    from fakescope.zoo.pretrained import list_pretrained, pretrained_entry
 
     rows = []
     for name in list_pretrained(args.pattern if args.pattern != "*" else "*"):
@@ -69,8 +69,8 @@ def add_push_parser(sub) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from fakescope.models.checkpoint import resolve
-    from fakescope.models.hub import push_checkpoint
+    from fakescope.zoo.checkpoint import resolve
+    from fakescope.zoo.hub import push_checkpoint
 
     url = push_checkpoint(resolve(args.checkpoint), args.repo, private=args.private, token=args.token)
     echo(f"pushed {args.checkpoint} to {args.repo}: {url}")

@@ -8,6 +8,7 @@ import argparse
 from fakescope._version import __version__
 from fakescope.cli.detect import add_detect_parser, add_export_parser
 from fakescope.cli.evaluate import add_calibrate_parser, add_eval_parser
+from fakescope.cli.fuse import add_fuse_parser
 from fakescope.cli.models import add_models_parser, add_push_parser
 from fakescope.cli.options import HelpFormatter
 from fakescope.cli.prepare import add_prepare_parser
@@ -16,8 +17,8 @@ from fakescope.cli.synth import add_synth_parser
 from fakescope.cli.train import add_config_parser, add_quickstart_parser, add_train_parser
 
 # in the order `fakescope --help` lists them
-SUBCOMMANDS = (add_train_parser, add_eval_parser, add_calibrate_parser, add_synth_parser, add_prepare_parser,
-               add_detect_parser, add_export_parser, add_serve_parser, add_models_parser, add_push_parser,
+SUBCOMMANDS = (add_train_parser, add_eval_parser, add_calibrate_parser, add_fuse_parser, add_synth_parser,
+               add_prepare_parser, add_detect_parser, add_export_parser, add_serve_parser, add_models_parser, add_push_parser,
                add_config_parser, add_quickstart_parser)
 
 

@@ -108,3 +108,26 @@ def scan_folder(root: str | Path) -> list[Sample]:
             raise DataError(f"{label_dir}: label folder has no images (looked for {', '.join(common)} and the "
                             f"{len(exts) - len(common)} other image extensions of fakescope.media.formats)")
     return samples
+
+
+def generators_seen(path: str | Path) -> list[str]:
+    """The generators whose fakes a training source holds, where the data say so: the synthetic benchmark's
+    training generator (its ``meta.json``), or a manifest's ``method`` column; otherwise none (not known)."""
+    import json
+
+    root = synthetic_benchmark(path)
+    if root is not None:
+        try:
+            cfg = json.loads((root / "meta.json").read_text(encoding="utf-8")).get("config") or {}
+        except (OSError, ValueError):
+            return []
+        return [str(cfg["train_generator"])] if cfg.get("train_generator") else []
+    p = Path(path)
+    if p.suffix.lower() == ".csv" and p.is_file():
+        from fakescope.data.manifest import read_manifest
+
+        try:
+            return sorted({s.method for s in read_manifest(p) if s.method and s.label == 1})
+        except Exception:  # noqa: BLE001 - a manifest that does not read says nothing of its generators
+            return []
+    return []

@@ -57,7 +57,7 @@ def calibrate_checkpoint(checkpoint: str | Path, sources: Sequence[DataSource | 
                          num_workers: int = 2, device: str | None = None, name: str | None = None,
                          default_point: str | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Score ``sources`` (validation data) with the checkpoint, fit, and write the section into its config."""
-    from fakescope.models.checkpoint import CONFIG, load, read_config, resolve
+    from fakescope.zoo.checkpoint import CONFIG, load, read_config, resolve
 
     folder = resolve(checkpoint)
     model = load(folder, device=str(pick_device(device)))

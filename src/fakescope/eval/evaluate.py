@@ -26,6 +26,7 @@ from fakescope.utils.console import show_progress
 from fakescope.utils.distributed import Ranks
 from fakescope.utils.paths import safe_name
 from fakescope.utils.cells import csv_cell, utf8_text
+from fakescope.zoo.citations import write_citations
 
 
 @dataclass
@@ -220,12 +221,12 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
     .launch`): the processes share the samples out; process 0 writes the report and returns the results, the
     others return ``{}``."""
     from fakescope.eval import report
-    from fakescope.models.checkpoint import load, read_config
-    from fakescope.models.pretrained import resolve_checkpoint
+    from fakescope.zoo.checkpoint import load, read_config
+    from fakescope.zoo.pretrained import resolve_checkpoint
 
     ranks = ranks or Ranks()
     if not ranks.main:
-        echo = _quiet
+        echo = lambda msg: None  # noqa: E731  (only process 0 speaks)
     checkpoint = resolve_checkpoint(checkpoint, weights_file=weights_file)
     model = load(checkpoint, device=str(pick_device(device)))
     progress = show_progress(progress) and ranks.main
@@ -291,6 +292,7 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
         "threshold": threshold,
         "sets": per_set,
         "mean": mean_metrics(per_set),
+        "generalisation": report.seen_unseen(per_set, (cfg.get("training") or {}).get("generators_seen") or None),
         "skipped": {sc.name: sc.skipped for sc in scored if sc.skipped},
         "skipped_videos": {sc.name: sc.unscored_videos for sc in scored if sc.unscored_videos},
         "failed_sets": failed,
@@ -299,6 +301,8 @@ def evaluate(checkpoint: str | Path, sources: Sequence[DataSource | str], out_di
         results["robustness"] = _sweep(model, srcs, per_set, robustness, threshold, batch_size, num_workers, echo,
                                        ranks, partial)
     report.write_report(results, scored, out)
+    released = [(cfg.get("pretrained") or {}).get("name")] if cfg.get("pretrained") else []
+    write_citations(out, architectures=[results["model"]], pretrained=released, datasets=list(per_set))
     shutil.rmtree(partial, ignore_errors=True)  # the report holds every score now
     ranks.barrier()
     echo(f"report: {out / 'report.html'}")
@@ -330,13 +334,9 @@ def _sweep(model, srcs: list[DataSource], clean: dict[str, dict], levels: Robust
     return sweep
 
 
-def _quiet(msg: str) -> None:
-    pass
-
-
 def _check_partial(partial: Path, checkpoint: str | Path, overwrite: bool, echo: Callable[[str], None]) -> None:
     """Keep the scores of a stopped run of this checkpoint (``partial/run.json`` names it); drop any other."""
-    from fakescope.models.checkpoint import read_config
+    from fakescope.zoo.checkpoint import read_config
 
     cfg = read_config(checkpoint)
     weights = Path(checkpoint) / "model.safetensors"

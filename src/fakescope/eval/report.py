@@ -33,7 +33,31 @@ def metrics_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = [[name] + [_fmt(m.get(k)) for k, _ in cols] for name, m in sets.items()]
     mean = results.get("mean") or {}
     rows.append(["**mean**"] + [_fmt(mean.get(k)) if k not in ("skipped",) else "" for k, _ in cols])
+    split = results.get("generalisation") or {}
+    for part in ("seen", "unseen"):
+        if split.get(part):
+            m = split[f"mean_{part}"]
+            rows.append([f"**mean, {part} generators**"] + [_fmt(m.get(k)) if k not in ("skipped",) else ""
+                                                            for k, _ in cols])
     return header, rows
+
+
+def seen_unseen(sets: dict[str, dict[str, Any]], seen: list[str] | None) -> dict[str, Any]:
+    """The test sets split by whether training saw their generator (a set's name matched to the generators the
+    checkpoint names, case and punctuation aside), with the mean of each part. ``seen`` None: not known."""
+    from fakescope.metrics import mean_metrics
+
+    if seen is None:
+        return {"known": False, "note": "the checkpoint does not say which generators training saw"}
+    norm = {"".join(c for c in g.lower() if c.isalnum()) for g in seen}
+    part = {n: "seen" if "".join(c for c in n.split("/")[-1].lower() if c.isalnum()) in norm else "unseen"
+            for n in sets}
+    out: dict[str, Any] = {"known": True, "generators_seen": list(seen)}
+    for p in ("seen", "unseen"):
+        names = [n for n in sets if part[n] == p]
+        out[p] = names
+        out[f"mean_{p}"] = mean_metrics({n: sets[n] for n in names}) if names else None
+    return out
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -189,6 +213,13 @@ def write_report(results: dict[str, Any], scored: Sequence, out: Path) -> None:
     header, rows = metrics_table(results)
     md = [f"# Evaluation of `{results['model']}`", "", f"Checkpoint: `{results['checkpoint']}`; "
           f"threshold {results['threshold']}.", "", markdown_table(header, rows)]
+    split = results.get("generalisation") or {}
+    if split.get("known"):
+        md += ["", f"Generators training saw: {', '.join(split['generators_seen']) or 'none named'}; seen test sets: "
+               f"{', '.join(split['seen']) or 'none'}; unseen: {', '.join(split['unseen']) or 'none'}. Figures on "
+               "seen generators overstate what a detector does on unseen ones: read the unseen mean."]
+    elif split:
+        md += ["", f"Seen and unseen generators: not known ({split.get('note')})."]
     _write_csv(out / "metrics.csv", header, rows)
 
     plot_roc(scored, plots / "roc.png")

@@ -170,4 +170,15 @@ def write_table(table: PaperTable, sets: dict[str, dict[str, Any]], out_dir: str
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
+    _cite(out, tables=[table.name], architectures=[ours], datasets=list(sets))
     return path
+
+
+def _cite(out: Path, **names) -> None:
+    """CITATIONS.bib beside a table: fakescope, the table's paper and those it quotes, our model, the data; the
+    works of tables written earlier into the same folder are kept."""
+    from fakescope.zoo.citations import FILENAME, bibtex, citations_for, cited_keys
+
+    keys = cited_keys(out / FILENAME) + citations_for(**names)
+    (out / FILENAME).write_text("% Works that produced the numbers in this folder's tables (written by fakescope)."
+                                "\n\n" + bibtex(dict.fromkeys(keys)), encoding="utf-8")

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from fakescope.errors import CheckpointError, ConfigError
-from fakescope.models.checkpoint import (WEIGHTS, checkpoint_preprocess, load, read_config, read_config_file,
+from fakescope.zoo.checkpoint import (WEIGHTS, checkpoint_preprocess, load, read_config, read_config_file,
                                          weights_sha256)
-from fakescope.models.pretrained import resolve_checkpoint
+from fakescope.zoo.pretrained import resolve_checkpoint
 from fakescope.utils.optional import require
 
 ONNX_INPUT = "pixels"

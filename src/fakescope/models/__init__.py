@@ -1,4 +1,5 @@
-"""Detectors: the registry, the shared interface and the registered models.
+"""Detectors: the registry, the shared interface and the registered architectures (released weights by name,
+checkpoints and downloads: :mod:`fakescope.zoo`).
 
 >>> import fakescope.models as fm
 >>> fm.list_models()          # every registered detector
@@ -28,13 +29,9 @@ from fakescope.models import sfcl_hcmf  # noqa: E402,F401
 from fakescope.models import sdr  # noqa: E402,F401
 from fakescope.models import fssnet  # noqa: E402,F401
 
-# released weights by name (ARCH.TAG), timm style
-from fakescope.models.pretrained import PRETRAINED, list_pretrained, pretrained_entry  # noqa: E402
-
 __all__ = [
     "LABELS",
     "MODELS",
-    "PRETRAINED",
     "DetectorConfig",
     "DetectorModel",
     "FaceCropConfig",
@@ -44,10 +41,8 @@ __all__ = [
     "create_model",
     "default_preprocess",
     "list_models",
-    "list_pretrained",
     "model_config_class",
     "model_entry",
-    "pretrained_entry",
     "register_model",
     "register_variant",
     "resolve_model_config",

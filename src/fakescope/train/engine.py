@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 
 from fakescope.config import ExperimentConfig, dump_config
+from fakescope.data.layouts import generators_seen
 from fakescope.errors import ConfigError
 from fakescope.utils import console
 from fakescope.utils.console import quiet_lightning, show_progress
@@ -160,7 +161,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     """Train ``cfg``; returns where the selected checkpoint was exported."""
     import lightning as L
 
-    from fakescope.models.checkpoint import save
+    from fakescope.zoo.checkpoint import save
     from fakescope.train.data import DetectorDataModule, with_data_face_stage
     from fakescope.train.module import DetectorModule
 
@@ -208,9 +209,13 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     result.best = {"epoch": best_epoch, "monitor": monitor, "mode": mode, **best_row}
 
     data = cfg.data
+    from fakescope.train.data import resolve_sources
+
     training = {
         "experiment": cfg.name,
         "train_data": [s.path for s in data.train],
+        # the generators training saw, where the data say (eval reports seen and unseen test sets apart)
+        "generators_seen": sorted({g for s in resolve_sources(data, data.train) for g in generators_seen(s.path)}),
         "val_data": [s.path for s in data.val],
         "epochs_run": int(trainer.current_epoch),
         "selected_epoch": best_epoch,

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from fakescope.models.base import DetectorConfig, DetectorModel
 from fakescope.models.registry import register_model, register_variant
-from fakescope.models.weights import hf_backbone
+from fakescope.models.layers.backbones import hf_backbone
 from fakescope.preprocess import CLIP_MEAN, CLIP_STD
 
 

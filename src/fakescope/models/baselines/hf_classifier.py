@@ -18,6 +18,7 @@ from torch import Tensor
 from fakescope.errors import ConfigError, WeightsUnavailableError
 from fakescope.models.base import DetectorConfig, DetectorModel
 from fakescope.models.registry import register_model, register_variant
+from fakescope.models.sources import HubModel, hub_cache, hub_snapshot
 from fakescope.preprocess import PreprocessConfig
 
 
@@ -44,9 +45,7 @@ class HFClassifier(DetectorModel):
         from transformers import AutoConfig, AutoModelForImageClassification
 
         if cfg.pretrained:
-            from fakescope.models.hub import hub_cache, hub_model
-
-            hub_model(classifier_hub_model(cfg))  # cached, or downloaded once the Hub answers; else an error at once
+            hub_snapshot(classifier_hub_model(cfg))  # cached, or downloaded once the Hub answers; else an error at once
             try:
                 self.classifier = AutoModelForImageClassification.from_pretrained(
                     cfg.hub_name, revision=cfg.revision, local_files_only=True, cache_dir=str(hub_cache()))
@@ -85,9 +84,7 @@ class HFClassifier(DetectorModel):
 
 
 def classifier_hub_model(cfg: HFClassifierConfig):
-    """The :class:`~fakescope.models.hub.HubModel` of a pretrained ``hf_classifier``."""
-    from fakescope.models.hub import HubModel
-
+    """The :class:`~fakescope.models.sources.HubModel` of a pretrained ``hf_classifier``."""
     return HubModel(cfg.hub_name, cfg.revision, role="the whole classifier (transformers "
                                                   "AutoModelForImageClassification)")
 

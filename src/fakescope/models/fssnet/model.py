@@ -52,7 +52,7 @@ from fakescope.models.base import DetectorConfig, DetectorModel
 from fakescope.models.fssnet.attention import AFF, SBCA
 from fakescope.models.fssnet.fft import DEFAULT_CUTOFFS, BandFilter, check_cutoffs
 from fakescope.models.registry import register_model, register_variant
-from fakescope.models.weights import HUB_ARCHITECTURES, hf_backbone
+from fakescope.models.layers.backbones import HUB_ARCHITECTURES, hf_backbone
 from fakescope.preprocess import PreprocessConfig
 
 STREAMS = ("rgb", "freq")

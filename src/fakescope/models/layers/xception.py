@@ -26,7 +26,7 @@ Anything else that is missing, unexpected or mis-shaped is an error listing the 
 
 Where the weights come from (:func:`resolve_xception_weights`): a local ``.safetensors`` or torch
 file; a folder holding ``model.safetensors`` (a downloaded hub snapshot); or
-``hf-hub:<org>/<repo>[@revision]``, fetched with ``huggingface_hub.hf_hub_download`` (the Hugging Face cache,
+``hf-hub:<org>/<repo>[@revision]``, fetched through :mod:`fakescope.models.sources` (the Hugging Face cache,
 ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` apply). :data:`IMAGENET_XCEPTION_HUB` is the timm
 organisation's port of the Keras ImageNet weights, ``timm/legacy_xception.tf_in1k``, file
 ``model.safetensors``. timm's ``legacy_xception`` keeps the Cadene names above (classifier
@@ -42,7 +42,8 @@ import torch
 from torch import Tensor, nn
 
 from fakescope.errors import CheckpointError, WeightsUnavailableError
-from fakescope.models.hub import HF_PREFIX, parse_hub_id
+from fakescope.models.layers.init import resnet_init
+from fakescope.models.sources import HF_PREFIX, hub_file, parse_hub_id
 
 # Xception widths: block2 output, entry/middle width (728), block12 output, conv3, conv4
 XCEPTION_WIDTHS: tuple[int, int, int, int, int] = (256, 728, 1024, 1536, 2048)
@@ -124,12 +125,7 @@ class CNNF(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.blocks = [f"block{i}" for i in range(2, 5 + middle_blocks)]
         self.out_channels = w4
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        resnet_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         for name in self.blocks:
@@ -164,21 +160,16 @@ def resolve_xception_weights(source: str | Path) -> Path:
     text = str(source)
     if text.startswith(HF_PREFIX):
         try:
-            repo, revision = parse_hub_id(text)
+            repo, _ = parse_hub_id(text)
         except WeightsUnavailableError as exc:
             raise WeightsUnavailableError(f"{exc}; e.g. {IMAGENET_XCEPTION_HUB}") from None
-        from huggingface_hub import hf_hub_download
-
         try:
-            return Path(hf_hub_download(repo_id=repo, filename=IMAGENET_XCEPTION_FILE, revision=revision))
-        except Exception as exc:  # offline and not cached, no such repo or file, network or auth errors
-            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            return hub_file(text, IMAGENET_XCEPTION_FILE, "ImageNet Xception weights for CNN-F")
+        except WeightsUnavailableError as exc:
             raise WeightsUnavailableError(
-                f"could not get ImageNet Xception weights for CNN-F: file '{IMAGENET_XCEPTION_FILE}' of the Hugging "
-                f"Face hub repository '{repo}' ({type(exc).__name__}: {first}). Give a local copy instead: "
-                f"`cnnf_weights: /path/to/{IMAGENET_XCEPTION_FILE}` (e.g. fetched on a connected machine with "
-                f"`hf download {repo} {IMAGENET_XCEPTION_FILE}`), or `cnnf_weights: none` to train "
-                "CNN-F from random weights on purpose.") from exc
+                f"{exc}. Give a local copy instead: `cnnf_weights: /path/to/{IMAGENET_XCEPTION_FILE}` (e.g. fetched "
+                f"on a connected machine with `hf download {repo} {IMAGENET_XCEPTION_FILE}`), or `cnnf_weights: "
+                "none` to train CNN-F from random weights on purpose.") from exc
     path = Path(text).expanduser()
     if path.is_dir() and (path / IMAGENET_XCEPTION_FILE).is_file():
         return path / IMAGENET_XCEPTION_FILE
@@ -200,7 +191,7 @@ def load_imagenet_xception(module: nn.Module, source: str | Path, *,
     Raises :class:`WeightsUnavailableError` when the weights cannot be had or read and
     :class:`CheckpointError` listing the keys when they do not fit (e.g. widths other than Xception's).
     """
-    from fakescope.models.weights import load_state_file
+    from fakescope.models.state import load_state_file
 
     path = resolve_xception_weights(source)
     state = load_state_file(path)  # errors name the file (refused pickles, truncated files, ...)

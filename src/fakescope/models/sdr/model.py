@@ -221,7 +221,7 @@ class SDR(DetectorModel):
         return [self.encoder] if self.cfg.shared_encoder else list(self.encoders)
 
     def _load_encoder_weights(self) -> None:
-        from fakescope.models.weights import hf_backbone
+        from fakescope.models.layers.backbones import hf_backbone
 
         cfg = self.cfg
         if cfg.weights and Path(cfg.weights).expanduser().is_file():

@@ -33,6 +33,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from fakescope.models.layers.init import resnet_init
 from fakescope.schema import Strict
 from fakescope.errors import CheckpointError, WeightsUnavailableError
 
@@ -162,12 +163,7 @@ class I3DEncoder(nn.Module):
         return self.cfg.out_channels
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        resnet_init(self)
         if self.cfg.zero_init_last_bn:
             for m in self.modules():
                 if isinstance(m, Bottleneck3d):
@@ -325,7 +321,7 @@ def load_encoder_weights(encoder: I3DEncoder, weights: str | Path | dict[str, Te
     (``state_dict``/``model_state`` wrappers are unpacked). A missing file is a
     :class:`WeightsUnavailableError`; keys that do not match are a :class:`CheckpointError`.
     """
-    from fakescope.models.weights import load_state_file, load_state_strict
+    from fakescope.models.state import load_state_file, load_state_strict
 
     if isinstance(weights, dict):
         state, source = weights, source or "state dict"

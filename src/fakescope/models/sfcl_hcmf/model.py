@@ -71,7 +71,7 @@ from fakescope.models.registry import register_model, register_variant
 from fakescope.models.sfcl_hcmf.fusion import FAAE, HCMA, ConcatFusion, SIDANorm
 from fakescope.models.sfcl_hcmf.local import SBCM, FrequencyNorm, InterBlockConv
 from fakescope.models.sfcl_hcmf.spectral import frequency_tensor, sida, sida_dim
-from fakescope.models.weights import hf_backbone
+from fakescope.models.layers.backbones import hf_backbone
 from fakescope.preprocess import PreprocessConfig
 
 PAPER = ("Qiao, Tian, Wang, Towards Generalizable Deepfake Detection with Spatial-Frequency Collaborative Learning "

@@ -6,8 +6,8 @@ Loading rules (open_clip style: fail loudly):
   weights file (``.safetensors``; ``.bin``/``.pt``/``.pth`` read with
   ``weights_only=True``). Missing or unexpected keys are an error.
 * ``pretrained`` true and no ``weights``: by hub name, from the Hugging Face
-  cache or downloaded (:func:`fakescope.models.hub.hub_model`: with no network
-  or offline an error at once, naming the files and where they go). If that
+  cache or downloaded (:func:`fakescope.models.sources.hub_snapshot`; with :mod:`fakescope.zoo` as the source,
+  with no network or offline an error at once, naming the files and where they go). If that
   fails, raise :class:`WeightsUnavailableError`; never fall back to random
   weights silently.
 * neither: random initialisation with the hub model's own architecture (from
@@ -23,7 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from fakescope.errors import CheckpointError, ConfigError, WeightsUnavailableError
+from fakescope.errors import ConfigError, WeightsUnavailableError
+from fakescope.models.sources import HubModel, hub_cache, hub_snapshot
+from fakescope.models.state import load_state_file, load_state_strict
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +105,10 @@ def hf_backbone(
     if weights:
         return _from_local(weights, hub_name, config_cls, model_cls, {**arch, **overrides})
     if pretrained:
-        from fakescope.models.hub import hub_cache, hub_model
-
-        # from the cache, or downloaded after one quick check that the Hub answers: never transformers' own
-        # download, which retries for about 25 s with no network
-        hub_model(backbone_hub_model(hub_name, family),
-                  hint=". Or give a local copy with `weights: /path` (a save_pretrained folder or a .safetensors file)")
+        # from the cache, or (fakescope.zoo installed as the source) downloaded after one quick check that the Hub
+        # answers: never transformers' own download, which retries for about 25 s with no network
+        hub_snapshot(backbone_hub_model(hub_name, family),
+                     hint=". Or give a local copy with `weights: /path` (a save_pretrained folder or a .safetensors file)")
         try:
             return model_cls.from_pretrained(hub_name, local_files_only=True, cache_dir=str(hub_cache()))
         except Exception as exc:  # a file in the cache that does not load
@@ -124,9 +124,7 @@ def hf_backbone(
 
 
 def backbone_hub_model(hub_name: str, family: str | None = None):
-    """The :class:`~fakescope.models.hub.HubModel` that ``hf_backbone(hub_name, pretrained=True)`` loads."""
-    from fakescope.models.hub import HubModel
-
+    """The :class:`~fakescope.models.sources.HubModel` that ``hf_backbone(hub_name, pretrained=True)`` loads."""
     family = family or HUB_ARCHITECTURES.get(hub_name, (None,))[0]
     kind = f"transformers {_FAMILIES[family][1]}" if family in _FAMILIES else "transformers"
     return HubModel(hub_name, role=f"the backbone ({kind})")
@@ -162,58 +160,3 @@ def _from_local(weights: str, hub_name: str, config_cls, model_cls, arch: dict[s
     state = load_state_file(path)
     load_state_strict(model, state, source=str(path))
     return model
-
-
-def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a torch pickle (read with ``weights_only=True``)."""
-    import pickle
-
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise WeightsUnavailableError(
-            f"{path}: refused: the file is a pickle that asks to run code or build objects other than tensors "
-            f"(read with weights_only=True: {(str(exc).splitlines() or [''])[0][:200]})") from None
-    except Exception as exc:  # truncated, not a weights file, a safetensors header that lies
-        raise WeightsUnavailableError(f"{path}: cannot be read as a weights file ({type(exc).__name__}: "
-                                      f"{(str(exc).splitlines() or [''])[0][:200]})") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise WeightsUnavailableError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    return obj
-
-
-def check_state_shapes(own: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]], source: str,
-                       model: str) -> None:
-    """Raise :class:`CheckpointError` listing the missing, unexpected and mis-shaped keys when the shapes
-    ``given`` (a weights file's) are not exactly the shapes ``own`` (the model's)."""
-    missing = sorted(set(own) - set(given))
-    unexpected = sorted(set(given) - set(own))
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(given[k])} vs model {tuple(own[k])}"
-        for k in set(own) & set(given) if tuple(own[k]) != tuple(given[k])
-    )
-    if missing or unexpected or mismatched:
-        def _fmt(title: str, items: list[str]) -> str:
-            if not items:
-                return ""
-            shown = ", ".join(items[:10]) + (f", ... ({len(items)} in all)" if len(items) > 10 else "")
-            return f"\n  {title} ({len(items)}): {shown}"
-
-        raise CheckpointError(
-            f"{source}: the weights do not match the model {model}"
-            + _fmt("missing keys", missing) + _fmt("unexpected keys", unexpected) + _fmt("shape mismatches", mismatched)
-        )
-
-
-def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that lists what does not match."""
-    check_state_shapes({k: tuple(v.shape) for k, v in module.state_dict().items()},
-                       {k: tuple(v.shape) for k, v in state.items()}, source, type(module).__name__)
-    module.load_state_dict(state, strict=True)

@@ -1,16 +1,16 @@
 """Pretrained detectors by name, timm style: ``ARCH.TAG`` -> the official weights, converted once.
 
->>> from fakescope.models.pretrained import list_pretrained
+>>> from fakescope.zoo import list_pretrained
 >>> list_pretrained("cnndetection*")
 ['cnndetection_resnet50.blur_jpg_prob0.1', 'cnndetection_resnet50.blur_jpg_prob0.5']
 >>> import fakescope
 >>> det = fakescope.Detector.from_pretrained("cnndetection_resnet50.blur_jpg_prob0.5")
 
-Each entry is data (:mod:`fakescope.models.pretrained_entries`, which also holds the registry): the official
+Each entry is data (a YAML file per family, read and validated by :mod:`fakescope.zoo.catalogue`): the official
 download address(es), the file's byte size and SHA-256, the licence, the paper, the training data, the numbers
 its authors publish, and the preprocessing of the official evaluation. The first use downloads the file into
-``$FAKESCOPE_HOME`` (:mod:`fakescope.models.hub`), checks it, reads it with
-``torch.load(weights_only=True, map_location="cpu")`` only, maps its keys (:mod:`fakescope.models.convert`)
+``$FAKESCOPE_HOME`` (:mod:`fakescope.zoo.hub`), checks it, reads it with
+``torch.load(weights_only=True, map_location="cpu")`` only, maps its keys (:mod:`fakescope.zoo.convert`)
 and writes a normal fakescope checkpoint folder (``model.safetensors``, ``config.json``, a model card naming
 the source, licence and published numbers). Conversion is exact: every tensor of the official file lands in
 the model or is listed as deliberately dropped, and every parameter of the model is filled.
@@ -28,15 +28,16 @@ from typing import Any
 
 from fakescope.errors import CheckpointError, WeightsUnavailableError
 from fakescope.models.base import DetectorModel
-from fakescope.models.checkpoint import CONFIG, WEIGHTS, load, resolve, save
-from fakescope.models.convert import CONVERTERS, unwrap_state
-from fakescope.models.hub import (HF_PREFIX, HubModel, NotDownloadable, RemoteFile, fetch, home, hub_cache,
-                                  hub_checkpoint, hub_model, offline, recipe, reject, sha256_of)
-# the entries and their registry (importing the module registers them); re-exported here
-from fakescope.models.pretrained_entries import (PRETRAINED, PretrainedEntry, list_pretrained,  # noqa: F401
-                                                 pretrained_entry, register_pretrained)
+from fakescope.zoo.checkpoint import CONFIG, WEIGHTS, load, resolve, save
+from fakescope.zoo.convert import CONVERTERS, unwrap_state
+from fakescope.zoo.hub import (HF_PREFIX, HubModel, NotDownloadable, RemoteFile, fetch, home, hub_cache,
+                               hub_checkpoint, hub_model, offline, recipe, reject, sha256_of)
+from fakescope.models.layers.backbones import backbone_hub_model
 from fakescope.models.registry import create_model, resolve_model_config
-from fakescope.models.weights import load_state_strict
+from fakescope.models.state import load_state_strict
+# the entries and their registry (importing the module reads the catalogue files); re-exported here
+from fakescope.zoo.catalogue import (PRETRAINED, PretrainedEntry, list_pretrained,  # noqa: F401
+                                     pretrained_entry, register_pretrained)
 
 # licence names -> the Hugging Face Hub's licence identifiers (a model card's ``license:``)
 HUB_LICENCES = {"MIT": "mit", "CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0", "CC BY-NC 4.0": "cc-by-nc-4.0",
@@ -112,7 +113,6 @@ def hub_models(entry: PretrainedEntry) -> list[HubModel]:
     """The transformers models that building ``entry``'s network loads from the Hub by name (its pretrained
     backbone, or the whole classifier), read from its model config."""
     from fakescope.models.baselines.hf_classifier import HFClassifierConfig, classifier_hub_model
-    from fakescope.models.weights import backbone_hub_model
 
     cfg = resolve_model_config(entry.arch, entry.model)
     if not cfg.pretrained or cfg.weights:
@@ -191,6 +191,6 @@ def resolve_checkpoint(spec: str | Path, *, weights_file: str | Path | None = No
 
 def load_pretrained(spec: str | Path, device: str | None = None, *,
                     weights_file: str | Path | None = None) -> DetectorModel:
-    """:func:`fakescope.models.checkpoint.load` for a path, a pretrained name or a Hub id."""
+    """:func:`fakescope.zoo.checkpoint.load` for a path, a pretrained name or a Hub id."""
     return load(resolve_checkpoint(spec, weights_file=weights_file), device=device)
 

@@ -3,7 +3,7 @@
 A converter takes the official state dict (already unwrapped from its container, see
 :func:`unwrap_state`) and the fakescope model, and returns ``(state, used, dropped)``: the model's tensors
 by its own names, the official keys it took them from, and the official keys it drops on purpose (each
-with the reason). :func:`fakescope.models.pretrained.convert` then checks that every official tensor is
+with the reason). :func:`fakescope.zoo.pretrained.convert` then checks that every official tensor is
 either used or dropped and that every parameter of the model was filled, so nothing is lost or invented.
 
 Key layouts read (each from the official code that saves the file):

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fakescope.errors import WeightsUnavailableError
+# Hub references and the cache are read where architectures name them; re-exported as this package's Hub API
+from fakescope.models.sources import (HF_PREFIX, WEIGHTS_NAMES, HubModel, cached_file, hub_cache,  # noqa: F401
+                                      hub_cached, parse_hub_id, set_weight_source)
 
-HF_PREFIX = "hf-hub:"
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "README.md")
 PROBE_TIMEOUT = 3.0  # seconds for the one request that tells whether the Hub answers
-WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")  # a transformers repository's weights, preferred first
 
 
 @dataclass(frozen=True)
@@ -47,20 +48,6 @@ class RemoteFile:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True)
-class HubModel:
-    """A transformers model that a detector loads from the Hugging Face Hub by name."""
-
-    repo: str  # user/name
-    revision: str | None = None  # a commit; None: the repository's main branch, whatever it holds
-    role: str = "model"  # what it is to the detector, in words ("the backbone (transformers CLIPVisionModel)")
-    files: tuple[str, ...] = ("config.json",)  # all of them
-    weights: tuple[str, ...] = WEIGHTS_NAMES  # one of them: the first the repository has
-
-    @property
-    def folder(self) -> str:
-        """Its folder in the Hugging Face cache."""
-        return "models--" + self.repo.replace("/", "--")
 
 
 class NotDownloadable(WeightsUnavailableError):
@@ -206,36 +193,8 @@ def _download(url: str, dest: Path, size: int | None, progress: bool) -> None:
 
 
 # ------------------------------------------------------------------------ the Hub
-def parse_hub_id(spec: str) -> tuple[str, str | None]:
-    """``hf-hub:user/name[@revision]`` (or ``user/name[@revision]``) -> ``(user/name, revision)``: the one reader of
-    Hub ids (checkpoints, pushes, ImageNet Xception weights)."""
-    ref = spec[len(HF_PREFIX):] if spec.startswith(HF_PREFIX) else spec
-    repo, _, revision = ref.partition("@")
-    repo = repo.strip("/")
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise WeightsUnavailableError(f"{spec}: expected a Hub id hf-hub:<organisation>/<repository>, optionally "
-                                      "with @<revision> (a commit, branch or tag)")
-    return repo, revision or None
 
 
-def hub_cache() -> Path:
-    """The Hugging Face cache (``$HF_HUB_CACHE``, default ``$HF_HOME/hub``)."""
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def hub_cached(model: HubModel) -> Path | None:
-    """The snapshot folder holding all of ``model``'s files at its revision, or None (the cache only)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    def cached(name: str) -> Path | None:
-        found = try_to_load_from_cache(model.repo, name, revision=model.revision, cache_dir=str(hub_cache()))
-        return Path(found) if isinstance(found, str) and Path(found).is_file() else None
-
-    if not all(cached(name) for name in model.files):
-        return None
-    return next((found.parent for found in map(cached, model.weights) if found), None)
 
 
 def hub_model(model: HubModel, *, network: bool = True, hint: str = "") -> Path:
@@ -297,6 +256,19 @@ def hub_recipe(model: HubModel) -> str:
             f"{where}. Or, on a machine with network, run `hf download {model.repo} {' '.join(names)}{cli_rev} "
             f"--cache-dir DIR` (older huggingface_hub: huggingface-cli download, same arguments) and copy "
             f"DIR/{model.folder} to {hub_cache()}/")
+
+
+def hub_file(spec: str, filename: str, role: str = "weights") -> Path:
+    """``filename`` of the Hub repository ``spec`` (``hf-hub:user/name[@revision]``): from the Hugging Face cache,
+    or downloaded by huggingface_hub (offline: the cache only). The source :mod:`fakescope.models.sources` uses."""
+    from huggingface_hub import hf_hub_download
+
+    repo, revision = parse_hub_id(spec)
+    try:
+        return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision, cache_dir=str(hub_cache())))
+    except Exception as exc:  # offline and not cached, no such repo or file, network or auth errors
+        raise WeightsUnavailableError(f"could not get {role}: file '{filename}' of the Hugging Face hub repository "
+                                      f"'{repo}' ({_short(exc)})") from exc
 
 
 def _short(exc: BaseException) -> str:

@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fakescope._version import __version__
 from fakescope.errors import CheckpointError
 from fakescope.models.base import LABELS, DetectorModel
-from fakescope.models.card import model_card
-from fakescope.models.hub import sha256_of as weights_sha256  # noqa: F401  (the name export and inference use)
+from fakescope.zoo.card import model_card
+from fakescope.zoo.hub import sha256_of as weights_sha256  # noqa: F401  (the name export and inference use)
 from fakescope.models.registry import create_model, model_entry
-from fakescope.models.weights import check_state_shapes, load_state_strict
+from fakescope.models.state import check_state_shapes, load_state_strict
 from fakescope.preprocess import LEGACY_FACE_CROP, FaceCropConfig, PreprocessConfig
 
 WEIGHTS = "model.safetensors"
