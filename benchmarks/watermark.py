@@ -41,6 +41,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from common import cpu_model
 from PIL import Image
 
 CONDITIONS = ("fresh", "PNG", "JPEG 95", "JPEG 90", "JPEG 75", "JPEG 95 4:4:4", "JPEG 90 4:4:4", "JPEG 75 4:4:4",
@@ -53,17 +54,6 @@ MPL_PHOTOS = ("Minduka_Present_Blue_Pack.png", "logo2.png")  # matplotlib's samp
 _PHOTOS: list[tuple[str, np.ndarray]] | None = None
 _MISSING: list[str] = []  # photos that could not be loaded here (a scikit-image image it would download)
 _GENERATORS: dict = {}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def photos() -> list[tuple[str, np.ndarray]]:

@@ -44,6 +44,13 @@ def add_serve_parser(sub) -> None:
                    help="seconds for a request's headers to arrive before the connection is closed")
     s.add_argument("--idle-timeout", type=float, **default(S, "idle_timeout_s"),
                    help="longest pause, in seconds, while an upload arrives before the connection is closed")
+    s.add_argument("--max-batch", type=int, **default(S, "max_batch"),
+                   help="uploads that arrive together are scored in one forward pass, at most this many (images "
+                        "of a detector without a face stage; videos and face-stage models are scored one at a "
+                        "time); 1 turns batching off")
+    s.add_argument("--max-delay-ms", type=float, **default(S, "max_delay_ms"),
+                   help="longest wait, in milliseconds, for more uploads to join a batch; waited only while "
+                        "other admitted requests are still arriving, so a lone request is not held back")
     inference_options(s)
     s.set_defaults(func=cmd_serve)
 
@@ -54,7 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     settings = ServeSettings(max_upload_mb=args.max_upload_mb, workers=args.workers, queue=args.queue,
                              timeout_s=args.timeout, max_connections=args.max_connections,
-                             header_timeout_s=args.header_timeout, idle_timeout_s=args.idle_timeout)
+                             header_timeout_s=args.header_timeout, idle_timeout_s=args.idle_timeout,
+                             max_batch=args.max_batch, max_delay_ms=args.max_delay_ms)
     settings.check()  # before the model is loaded: a bad option is a usage error, not a traceback
     serve(args.model, host=args.host, port=args.port, settings=settings, backend=args.backend, onnx=args.onnx,
           device=args.device, weights_file=args.weights_file, echo=echo, allowed_hosts=args.allowed_hosts,

@@ -5,13 +5,14 @@ Endpoints:
 * ``POST /v1/detect``: a multipart upload with the field ``file`` (or the raw bytes as the request body),
   an image or a video. Returns the detection record (``?details=true`` adds the input thumbnail, its
   log-magnitude spectrum and the face crops as PNG data URLs, for the web page).
-* ``GET /healthz``: liveness and load (requests in progress, capacity).
+* ``GET /healthz``: liveness and load (requests in progress, capacity, workers, batches scored together).
 * ``GET /v1/model``: the model's name, version, input and pipeline.
 * ``GET /``: the web page.
 
 Protection: everything done with an upload's bytes (parsing the form, decoding, reading metadata, scoring)
 runs in worker processes (:mod:`fakescope.serve.workers`, doing :mod:`fakescope.serve.uploads`), so no upload
-can stall the event loop; a worker still at work at the request's deadline is killed and replaced. Uploads
+can stall the event loop; a worker still at work at the request's deadline is killed and replaced; uploads
+that arrive together share a forward pass (:mod:`fakescope.serve.batching`). Uploads
 beyond ``max_upload_mb`` get 413
 (checked on the declared length and while reading); the media type is established by decoding the bytes (PIL for images, FFmpeg for videos),
 never from the header or the file name; an image or video frame over the pixel budget that cannot be
@@ -54,7 +55,10 @@ class ServeSettings:
     how long an idle connection stays open after a response; ``isolation``: ``"process"`` (uploads are decoded and
     scored in ``workers`` worker processes, a stuck one killed at its deadline) or ``"thread"`` (in threads of
     the server's process: for embedding a detector that cannot be sent to another process, without protection
-    against uploads that keep a decoder busy)."""
+    against uploads that keep a decoder busy); ``max_batch`` and ``max_delay_ms``: uploads that arrive together
+    are scored in one forward pass, at most ``max_batch`` of them, waiting at most ``max_delay_ms`` for more
+    while other admitted requests are still arriving (:mod:`fakescope.serve.batching`; ``max_batch=1``: each
+    alone; process isolation only)."""
 
     max_upload_mb: float = 50.0
     workers: int = 1
@@ -66,6 +70,8 @@ class ServeSettings:
     idle_timeout_s: float = 15.0
     keep_alive_s: float = 5.0
     isolation: str = "process"
+    max_batch: int = 8
+    max_delay_ms: float = 5.0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -93,6 +99,17 @@ class ServeSettings:
                                      (self.max_details_faces, "max_details_faces", 0)):
             if not isinstance(value, int) or value < least:
                 raise ConfigError(f"{option} must be a whole number of at least {least}, got {value}")
+        from fakescope.serve.batching import MAX_BATCH_LIMIT, MAX_DELAY_MS_LIMIT
+
+        if not isinstance(self.max_batch, int) or isinstance(self.max_batch, bool) or \
+                not 1 <= self.max_batch <= MAX_BATCH_LIMIT:
+            raise ConfigError(f"--max-batch must be a whole number from 1 (no batching) to {MAX_BATCH_LIMIT}, "
+                              f"got {self.max_batch}")
+        delay = self.max_delay_ms
+        if not (isinstance(delay, (int, float)) and math.isfinite(delay) and 0 <= delay <= MAX_DELAY_MS_LIMIT):
+            raise ConfigError(f"--max-delay-ms must be a number from 0 to {MAX_DELAY_MS_LIMIT:g}, got {delay}")
+        if delay / 1000 >= self.timeout_s:
+            raise ConfigError(f"--max-delay-ms ({delay:g} ms) must be shorter than --timeout ({self.timeout_s:g} s)")
         if self.max_connections < self.workers + self.queue:
             raise ConfigError(f"--max-connections ({self.max_connections}) must be at least --workers + --queue "
                               f"({self.workers + self.queue}): every request admitted needs its connection")
@@ -152,6 +169,7 @@ def create_app(detector, settings: ServeSettings | None = None, *, loader=None):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from fakescope._version import __version__
+    from fakescope.serve.batching import process_batch
     from fakescope.serve.security import SecurityHeaders, page_csp, security_headers
     from fakescope.serve.workers import JobTimeout, PickledDetector, WorkerBug, WorkerCrash, WorkerPool
 
@@ -160,7 +178,8 @@ def create_app(detector, settings: ServeSettings | None = None, *, loader=None):
     limit = settings.max_upload_bytes
     if settings.isolation == "process":
         pool = WorkerPool(loader if loader is not None else PickledDetector(detector), process_upload,
-                          settings.workers, settings.queue, refusal=MediaError)
+                          settings.workers, settings.queue, refusal=MediaError, batch_handler=process_batch,
+                          max_batch=settings.max_batch, max_delay_s=settings.max_delay_ms / 1000)
     else:
         pool = Gate(settings.workers, settings.queue)
 
@@ -209,6 +228,8 @@ def create_app(detector, settings: ServeSettings | None = None, *, loader=None):
             out["workers"] = {"ready": pool.ready, "of": pool.workers, "replaced": pool.replaced}
             if pool.ready == 0 and pool.failure:
                 out["workers"]["failure"] = pool.failure
+            out["batching"] = {"max_batch": pool.max_batch, "max_delay_ms": settings.max_delay_ms,
+                               "batches": pool.batches, "batched": pool.batched, "split": pool.split}
         return out
 
     @app.get("/v1/model")
@@ -295,6 +316,17 @@ def create_app(detector, settings: ServeSettings | None = None, *, loader=None):
     return app
 
 
+def batching(settings: ServeSettings, detector=None) -> str:
+    """The batching settings, in words (for ``detector``: a face-stage model's images are scored one at a time)."""
+    from fakescope.serve.batching import batchable
+
+    if settings.max_batch == 1 or settings.isolation != "process":
+        return "no batching"
+    if detector is not None and not batchable(detector):
+        return "no batching (each input alone with this detector)"
+    return f"batches of up to {settings.max_batch} within {settings.max_delay_ms:g} ms"
+
+
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
           echo=print, log_level: str = "info", allowed_hosts: tuple[str, ...] | list[str] = (),
           api_key_file: str | None = None, no_auth: bool = False, **detector_options) -> None:
@@ -341,6 +373,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Se
     echo(f"fakescope serve: model {detector.name} ({detector.version}, {detector.backend} on {detector.device}); "
          f"http://{'[' + host + ']' if ':' in host else host}:{port}/  (upload limit {settings.max_upload_mb:g} MB, "
          f"{settings.workers} worker process(es), queue {settings.queue}, timeout {settings.timeout_s:g} s, "
+         f"{batching(settings, detector)}, "
          f"{settings.max_connections} connections, header timeout {settings.header_timeout_s:g} s)")
     echo(f"authentication: {auth}; answers to Host: "
          f"{'any (--allowed-hosts *)' if hosts is None else ', '.join(sorted(hosts))}")

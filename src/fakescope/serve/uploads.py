@@ -8,6 +8,7 @@ import base64
 import io
 import os
 import tempfile
+import threading
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,18 @@ def _web_details(details: dict[str, Any] | None, limit: int) -> dict[str, Any]:
     return out
 
 
+_loops = threading.local()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """This thread's event loop for parsing forms: made once, not once per upload (``asyncio.run`` makes and
+    closes a loop each time, a few milliseconds per upload)."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop
+
+
 def read_form(body: bytes, content_type: str) -> tuple[bytes, str | None]:
     """The file field ``file`` of a multipart form: ``(bytes, the name the client gave)``; :class:`MediaError` 400
     for a malformed form or one without that field."""
@@ -114,17 +127,17 @@ def read_form(body: bytes, content_type: str) -> tuple[bytes, str | None]:
             await file.close()
 
     try:
-        return asyncio.run(parse())
+        return _event_loop().run_until_complete(parse())
     except MediaError:
         raise
     except Exception as exc:
         raise MediaError(400, f"malformed multipart form ({exc})") from None
 
 
-def process_upload(detector, body: bytes, content_type: str, name: str | None, details: bool, point: str | None,
-                   max_upload_bytes: int, max_details_faces: int) -> dict[str, Any]:
-    """One request's work on its body: the form (when multipart), the media type, the score, the provenance and
-    the page's pictures. Runs in a worker process (or thread); raises :class:`MediaError` for bad input."""
+def open_upload(body: bytes, content_type: str, name: str | None, max_upload_bytes: int
+                ) -> tuple[bytes, str, str, Any]:
+    """A request's body read: ``(the upload's bytes, its safe name, "image" or "video", the PIL image or the
+    temporary video file)``; the caller removes the file. Raises :class:`MediaError` for bad input."""
     if content_type.startswith("multipart/form-data"):
         data, name = read_form(body, content_type)
         if len(data) > max_upload_bytes:
@@ -134,17 +147,19 @@ def process_upload(detector, body: bytes, content_type: str, name: str | None, d
         data = body
     filename = safe_name(name)
     kind, obj = sniff(data)
-    try:
-        record = detector.predict(obj, name=filename, details=details)
-        if point is not None:
-            detector.relabel(record, point)
-        if getattr(detector, "provenance", False):  # from the upload's bytes (the decoded image has lost them)
-            from fakescope.media.provenance import read_provenance
+    return data, filename, kind, obj
 
-            record["provenance"] = read_provenance(data)
-    finally:
-        if kind == "video":
-            os.unlink(obj)
+
+def finish_record(detector, record: dict[str, Any], data: bytes, kind: str, obj: Any, filename: str,
+                  point: str | None, details: bool, max_details_faces: int) -> dict[str, Any]:
+    """A scored upload's record as the service answers it: at the request's operating point, with the
+    provenance of the upload's bytes, the upload named (not its temporary file), and the page's pictures."""
+    if point is not None:
+        detector.relabel(record, point)
+    if getattr(detector, "provenance", False):  # from the upload's bytes (the decoded image has lost them)
+        from fakescope.media.provenance import read_provenance
+
+        record["provenance"] = read_provenance(data)
     if kind == "video" and record.get("error"):  # name the upload, not the temporary file
         record["error"] = record["error"].replace(f"{obj}: ", "").replace(obj, filename)
     if details:
@@ -152,3 +167,17 @@ def process_upload(detector, body: bytes, content_type: str, name: str | None, d
     else:
         record.pop("details", None)
     return record
+
+
+def process_upload(detector, body: bytes, content_type: str, name: str | None, details: bool, point: str | None,
+                   max_upload_bytes: int, max_details_faces: int) -> dict[str, Any]:
+    """One request's work on its body: the form (when multipart), the media type, the score, the provenance and
+    the page's pictures. Runs in a worker process (or thread); raises :class:`MediaError` for bad input.
+    (:func:`fakescope.serve.batching.process_batch` does the same for several requests at once.)"""
+    data, filename, kind, obj = open_upload(body, content_type, name, max_upload_bytes)
+    try:
+        record = detector.predict(obj, name=filename, details=details)
+    finally:
+        if kind == "video":
+            os.unlink(obj)
+    return finish_record(detector, record, data, kind, obj, filename, point, details, max_details_faces)

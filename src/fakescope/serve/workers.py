@@ -7,7 +7,7 @@ thread cannot be stopped once it has started. Here the work runs in separate pro
 
 * ``workers`` processes are started with the ``spawn`` method (a fresh interpreter: nothing of the server's
   threads or event loop is inherited); each loads the detector once, at its start, and then scores one upload
-  at a time;
+  at a time, or a batch of uploads that arrived together (:mod:`fakescope.serve.batching`);
 * every process has a thread of the server that hands it jobs from one shared queue, over a pipe, and waits for
   the answer without holding the lock;
 * each job has a hard deadline (``timeout_s`` from the moment it was submitted): a process still at work when it
@@ -17,27 +17,29 @@ thread cannot be stopped once it has started. Here the work runs in separate pro
 * a process that dies on an upload (the kernel's out-of-memory killer, a crash in a decoder) is replaced the
   same way and its request is answered with an error.
 
+* a batch has a deadline of its own, a share of its jobs' time; a batch that fails as a whole (past that
+  deadline, its process ended, an error for all) is scored again one job at a time, each with its own deadline,
+  so each request gets its own answer or its own error.
+
 Memory: each worker holds its own copy of the detector and its libraries (about 300-400 MB for a small model,
-plus the model's weights and the largest upload being decoded).
+plus the model's weights and the largest upload being decoded; with batching, the uploads of a batch as bytes).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import pickle
 import queue
-import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from fakescope.serve.batching import BATCH_SHARE, fallback_order, gather
 from fakescope.serve.slots import Slots
+from fakescope.serve.worker_main import PickledDetector, worker_main, worker_setup  # noqa: F401 (re-exported)
 
 log = logging.getLogger("fakescope.serve")
 
@@ -66,72 +68,6 @@ class WorkersUnavailable(Exception):
     """No worker could be started (the message says why)."""
 
 
-class PickledDetector:
-    """A detector sent to the workers as its pickle; each worker unpickles it once, at its start."""
-
-    def __init__(self, detector) -> None:
-        from fakescope.errors import ConfigError
-
-        try:
-            self.data = pickle.dumps(detector)
-        except Exception as exc:
-            raise ConfigError(f"the detector cannot be sent to worker processes ({type(exc).__name__}: {exc}); "
-                              "give create_app a picklable loader= or use ServeSettings(isolation='thread')") from None
-
-    def __call__(self):
-        return pickle.loads(self.data)
-
-
-def worker_setup() -> dict[str, Any]:
-    """What a worker takes over from the server's process: the pixel budget and torch's thread count."""
-    import sys
-
-    from fakescope.media import limits
-
-    setup: dict[str, Any] = {"max_megapixels": limits._override}
-    if "torch" in sys.modules:
-        setup["threads"] = sys.modules["torch"].get_num_threads()
-    return setup
-
-
-def _worker_main(conn, loader: Callable[[], Any], setup: dict[str, Any], handler: Callable[..., Any]) -> None:
-    """A worker process: load the detector, then answer jobs ``args`` with ``handler(detector, *args)``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server shuts workers down
-    try:
-        from fakescope.media import limits
-
-        if setup.get("max_megapixels") is not None:
-            limits.set_max_megapixels(setup["max_megapixels"])
-        if setup.get("threads"):
-            import torch
-
-            torch.set_num_threads(setup["threads"])
-        detector = loader()
-    except BaseException as exc:  # reported to the server, which logs it and retries
-        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            args = conn.recv()
-        except (EOFError, OSError):  # the server has gone
-            return
-        if args is None:
-            return
-        try:
-            reply: tuple = ("ok", handler(detector, *args))
-        except Exception as exc:
-            status = getattr(exc, "status", None)
-            if isinstance(status, int) and hasattr(exc, "message"):  # bad input, with the status to answer
-                reply = ("refused", status, exc.message)
-            else:
-                reply = ("bug", f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        try:
-            conn.send(reply)
-        except Exception as exc:  # an answer that cannot be pickled is a bug too
-            conn.send(("bug", f"the answer could not be sent ({type(exc).__name__}: {exc})", ""))
-
-
 @dataclass
 class _Job:
     args: tuple
@@ -146,14 +82,19 @@ class WorkerPool(Slots):
     :meth:`acquire` takes a slot (``False`` when ``workers + queue`` are taken), :meth:`run` submits the job in
     it, and the slot is given back when the job really ends: answered, dropped from the queue at its deadline, or
     its worker killed.
-    ``handler(detector, *args)`` runs in the worker; it must be importable (a module-level function).
+    ``handler(detector, *args)`` runs in the worker; it must be importable (a module-level function). With
+    ``batch_handler`` and ``max_batch`` above 1, jobs that arrive together go to a worker together
+    (:mod:`fakescope.serve.batching`: ``batch_handler(detector, [args, ...], progress)``, a result or an
+    exception per job); a batch that fails as a whole is scored again one job at a time.
     """
 
     def __init__(self, loader: Callable[[], Any], handler: Callable[..., Any], workers: int, queue_size: int,
                  setup: dict[str, Any] | None = None, start_method: str = START_METHOD,
-                 refusal: Callable[[int, str], Exception] | None = None) -> None:
-        if workers < 1 or queue_size < 0:
-            raise ValueError("workers must be at least 1 and queue at least 0")
+                 refusal: Callable[[int, str], Exception] | None = None,
+                 batch_handler: Callable[..., list] | None = None, max_batch: int = 1,
+                 max_delay_s: float = 0.005) -> None:
+        if workers < 1 or queue_size < 0 or max_batch < 1 or max_delay_s < 0:
+            raise ValueError("workers and max_batch must be at least 1, queue and max_delay_s at least 0")
         super().__init__(workers + queue_size)
         self.workers = workers
         self.ready = 0  # workers that have loaded the detector and take jobs
@@ -167,6 +108,13 @@ class WorkerPool(Slots):
         self._procs: dict[int, Any] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._batch_handler = batch_handler
+        self.max_batch = max_batch if batch_handler is not None else 1
+        self.max_delay_s = max_delay_s
+        self.batches = 0  # batches of two jobs or more answered ...
+        self.batched = 0  # ... the jobs in them
+        self.split = 0  # batches that failed as a whole and were scored again one job at a time
+        self._held = 0  # jobs taken from the queue by the workers' threads and not yet answered
 
     # -- admission: acquire and release (Slots), run ------------------------------------------------------------
     def run(self, args: tuple, timeout_s: float) -> Future:
@@ -225,7 +173,8 @@ class WorkerPool(Slots):
     def _spawn(self, index: int):
         """Start worker ``index`` and wait until its detector is loaded: ``(process, pipe)`` or ``None``."""
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child, self._loader, self._setup, self._handler),
+        proc = self._ctx.Process(target=worker_main,
+                                 args=(child, self._loader, self._setup, self._handler, self._batch_handler),
                                  name=f"fakescope-worker-{index}", daemon=True)
         try:
             proc.start()
@@ -276,36 +225,15 @@ class WorkerPool(Slots):
             job = self._jobs.get()
             if job is None:
                 break
-            if not job.future.set_running_or_notify_cancel():  # its request was answered while it waited
-                continue
-            remaining = job.deadline - time.monotonic()
-            if remaining <= 0:
-                job.future.set_exception(JobTimeout("the deadline passed while the job waited in the queue"))
-                continue
-            proc, conn = worker
+            jobs = gather(self._jobs, job, self.max_batch, self.max_delay_s, self._take, self._arriving)
             try:
-                conn.send(job.args)
-                reply = conn.recv() if conn.poll(remaining) else None
-            except (EOFError, OSError):
-                reply = ("crash",)
-            if reply is not None and reply[0] != "crash":
-                self._answer(job, reply)
-                continue
-            # past its deadline, or the process has ended: it is replaced by a fresh one
-            with self._lock:
-                self.ready -= 1
-                self.replaced += 1
-            self._stop(index, proc, conn)
-            worker = None
-            if reply is None:
-                log.warning("a job passed its deadline: worker %d (pid %s) killed and replaced", index, proc.pid)
-                job.future.set_exception(JobTimeout("the worker was killed at the deadline"))
-            else:
-                code = proc.exitcode
-                how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                log.error("worker %d (pid %s) ended while scoring (%s); replaced", index, proc.pid, how)
-                job.future.set_exception(WorkerCrash(f"the worker process scoring it ended ({how}"
-                                                     f"{', perhaps out of memory' if code == -9 else ''})"))
+                if len(jobs) == 1:
+                    worker = self._one(index, worker, jobs[0])
+                elif jobs:
+                    worker = self._batch(index, worker, jobs)
+            finally:
+                with self._lock:
+                    self._held -= len(jobs)
         if worker is not None:
             proc, conn = worker
             try:
@@ -314,6 +242,107 @@ class WorkerPool(Slots):
                 pass
             proc.join(2.0)
             self._stop(index, proc, conn)
+
+    def _take(self, job: _Job) -> bool:
+        """Start ``job`` (``False``: its request was answered while it waited, or its deadline has passed)."""
+        if not job.future.set_running_or_notify_cancel():
+            return False
+        if job.deadline <= time.monotonic():
+            job.future.set_exception(JobTimeout("the deadline passed while the job waited in the queue"))
+            return False
+        with self._lock:
+            self._held += 1
+        return True
+
+    def _arriving(self) -> int:
+        """Requests admitted that no worker has yet: uploading, or queued (a batch waits for them, briefly)."""
+        with self._lock:
+            return self.active - self._held
+
+    def _one(self, index: int, worker, job: _Job):
+        """Score ``job`` alone within its deadline; the worker afterwards (``None``: killed or lost)."""
+        while worker is None:  # after a batch that failed: a fresh worker first
+            if self._closed:
+                job.future.set_exception(WorkersUnavailable("the service is shutting down"))
+                return None
+            if job.deadline <= time.monotonic():
+                job.future.set_exception(JobTimeout("the deadline passed while a worker was started"))
+                return None
+            worker = self._spawn(index)
+            if worker is None:
+                time.sleep(min(RETRY_AFTER_FAILURE_S, max(0.0, job.deadline - time.monotonic())))
+        remaining = job.deadline - time.monotonic()
+        if remaining <= 0:
+            job.future.set_exception(JobTimeout("the deadline passed while the job waited"))
+            return worker
+        proc, conn = worker
+        try:
+            conn.send(("one", job.args))
+            reply = conn.recv() if conn.poll(remaining) else None
+        except (EOFError, OSError):
+            reply = ("crash",)
+        if reply is not None and reply[0] != "crash":
+            self._answer(job, reply)
+            return worker
+        # past its deadline, or the process has ended: it is replaced by a fresh one
+        how = self._lost(index, proc, conn, deadline=reply is None)
+        if reply is None:
+            job.future.set_exception(JobTimeout("the worker was killed at the deadline"))
+        else:
+            job.future.set_exception(WorkerCrash(f"the worker process scoring it ended ({how}"
+                                                 f"{', perhaps out of memory' if proc.exitcode == -9 else ''})"))
+        return None
+
+    def _batch(self, index: int, worker, jobs: list[_Job]):
+        """Score ``jobs`` together; a batch that fails as a whole is scored again one job at a time."""
+        proc, conn = worker
+        start = time.monotonic()
+        until = start + BATCH_SHARE * (max(job.deadline for job in jobs) - start)  # see batching.BATCH_SHARE
+        at, reply = None, None
+        try:
+            conn.send(("batch", [job.args for job in jobs]))
+            while conn.poll(max(0.0, until - time.monotonic())):
+                message = conn.recv()
+                if message[0] != "at":
+                    reply = message
+                    break
+                at = message[1]
+        except (EOFError, OSError):
+            reply = ("crash",)
+        if reply is not None and reply[0] == "batch" and len(reply[1]) == len(jobs):
+            for job, answer in zip(jobs, reply[1]):
+                self._answer(job, answer)
+            with self._lock:
+                self.batches += 1
+                self.batched += len(jobs)
+            return worker
+        if reply is None or reply[0] == "crash":
+            how = self._lost(index, proc, conn, deadline=reply is None, batch=len(jobs))
+            why = f"its worker was {'killed at the batch deadline' if reply is None else how}"
+            worker = None
+        else:
+            why = str(reply[1])
+        with self._lock:
+            self.split += 1
+        log.warning("a batch of %d jobs failed (%s): each is scored again on its own", len(jobs), why)
+        for job in fallback_order(jobs, at):
+            worker = self._one(index, worker, job)
+        return worker
+
+    def _lost(self, index: int, proc, conn, deadline: bool, batch: int = 0) -> str:
+        """Stop a worker past a deadline or that has ended, and count it replaced; how it ended, in words."""
+        with self._lock:
+            self.ready -= 1
+            self.replaced += 1
+        self._stop(index, proc, conn)
+        code = proc.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        what = f"a batch of {batch} jobs" if batch else "a job"
+        if deadline:
+            log.warning("%s passed its deadline: worker %d (pid %s) killed and replaced", what, index, proc.pid)
+        else:
+            log.error("worker %d (pid %s) ended while scoring %s (%s); replaced", index, proc.pid, what, how)
+        return how
 
     def _answer(self, job: _Job, reply: tuple) -> None:
         kind = reply[0]
