@@ -17,7 +17,10 @@ def add_serve_parser(sub) -> None:
                                    "processes, each with the model loaded once. Requests must name an allowed "
                                    "host (Host header); listening on anything but loopback needs --api-key-file "
                                    "or an explicit --no-auth.")
-    s.add_argument("model", help="checkpoint folder, pretrained name, hf-hub:user/name[@revision] or .onnx file")
+    s.add_argument("model", nargs="?", default="default",
+                   help="checkpoint folder, pretrained name, hf-hub:user/name[@revision], .onnx file, fusion folder "
+                        "(fakescope fuse) or py:my_detector.py; none: 'default', the released NPR with the "
+                        "watermark and provenance signals (docs/fusion.md)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--allowed-hosts", nargs="+", default=[], metavar="NAME",

@@ -25,7 +25,7 @@ from fakescope.inference.inputs import skip_reason
 from fakescope.inference.records import RECORD_FIELDS
 from fakescope.inference.signals import SIGNALS, read_signals
 from fakescope.inference.user_detector import PREFIX as PY_PREFIX
-from fakescope.inference.user_detector import UserDetector
+from fakescope.inference.user_detector import UserDetector, fixed_threshold
 from fakescope.inference.verdict import label_of
 from fakescope.schema import Strict
 
@@ -141,6 +141,10 @@ class FusionDetector:
     modality = "image"
     demonstration = False
     operating_point = "fixed"
+    reads_files = True  # it is given file paths (the service writes an upload to a temporary file first)
+    provenance = False  # its records carry the provenance its signals read
+    face_pipeline = None
+    device = "cpu"
 
     def __init__(self, spec: FusionSpec, members: dict[str, Any], *, source: str, batch_size: int = 16,
                  unavailable: dict[str, str] | None = None) -> None:
@@ -167,6 +171,12 @@ class FusionDetector:
         gone = {f.split(" ", 1)[0]: f for f in failed}
         return cls(fusion, members, source=fusion.name if optional else str(folder), unavailable=gone,
                    batch_size=int(options.get("batch_size") or 16))
+
+    def operating(self, operating_point: str | None = None, threshold: float | None = None
+                  ) -> tuple[float, str, str]:
+        return fixed_threshold(self, operating_point, threshold)
+
+    relabel = UserDetector.relabel
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "model_version": self.version, "modality": self.modality,

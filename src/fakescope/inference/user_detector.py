@@ -50,6 +50,23 @@ def load_module(path: str | Path):
     return module
 
 
+def fixed_threshold(scorer, operating_point: str | None, threshold: float | None) -> tuple[float, str, str]:
+    """``(threshold, "fixed", source)`` of a scorer without fitted operating points (user detectors, fusions)."""
+    from fakescope.errors import ConfigError
+
+    value = threshold if threshold is not None else operating_point
+    if value is None or value == "fixed":
+        return scorer.threshold, "fixed", scorer.threshold_source
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"operating point '{value}': {scorer.name} has no fitted operating points (those need a "
+                          "calibrated checkpoint); give a threshold in [0, 1]") from None
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(f"threshold {number}: give a number in [0, 1]")
+    return number, "fixed", "threshold given"
+
+
 def check_score(value: Any, who: str, path: str) -> float:
     """``value`` as a P(fake) in [0, 1], or ValueError saying what it was."""
     try:
@@ -69,6 +86,10 @@ class UserDetector:
     backend = "python"
     modality = "image"
     demonstration = False
+    reads_files = True  # it is given file paths (the service writes an upload to a temporary file first)
+    provenance = False  # the service adds no provenance of its own
+    face_pipeline = None
+    device = "cpu"
 
     def __init__(self, spec: str, *, batch_size: int = 16) -> None:
         self.path = Path(spec[len(PREFIX):] if spec.startswith(PREFIX) else spec).expanduser()
@@ -83,6 +104,18 @@ class UserDetector:
         self.batch_size = max(1, int(batch_size))
         batch = getattr(self.module, "predict_batch", None)
         self._batch: Callable[[list[str]], Iterable] | None = batch if callable(batch) else None
+
+    def operating(self, operating_point: str | None = None, threshold: float | None = None
+                  ) -> tuple[float, str, str]:
+        """A fixed threshold: its own (None), or a number in [0, 1]; a named point needs a calibrated checkpoint."""
+        return fixed_threshold(self, operating_point, threshold)
+
+    def relabel(self, record: dict[str, Any], operating_point: str | None) -> dict[str, Any]:
+        thr, op, src = self.operating(operating_point)
+        record.update(threshold=thr, operating_point=op, threshold_source=src)
+        if record.get("score") is not None:
+            record["label"] = label_of(record["score"], thr)
+        return record
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "model_version": self.version, "modality": self.modality,

@@ -342,8 +342,7 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Se
     require("fastapi", extra="serve", purpose="fakescope serve")
     require("uvicorn", extra="serve", purpose="fakescope serve")
     require("python_multipart", extra="serve", purpose="uploads in fakescope serve")
-    from fakescope.inference import Detector
-
+    from fakescope.inference.fusion import load_scorer
     from fakescope.serve.security import allowed_hosts as host_list
     from fakescope.serve.security import is_loopback, read_api_key
     from fakescope.serve.server import run_server
@@ -362,11 +361,11 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, settings: Se
                           "authenticates)")
     from fakescope.serve.workers import PickledDetector
 
-    detector = Detector.from_pretrained(model, **detector_options)
+    detector = load_scorer(model, **detector_options)
     try:  # the workers get the detector loaded here (a registry entry added at run time is known only here)
         loader = PickledDetector(detector)
-    except ConfigError:  # one that cannot be pickled (an ONNX Runtime session): each worker loads it itself
-        loader = functools.partial(Detector.from_pretrained, model, **detector_options)
+    except ConfigError:  # one that cannot be pickled (an ONNX Runtime session, a user's module): each worker loads it
+        loader = functools.partial(load_scorer, model, **detector_options)
     app = create_app(detector, settings, loader=loader)
     auth = (f"API key from {api_key_file} required (Authorization: Bearer KEY) on all but / and /healthz"
             if key else "none (--no-auth)" if no_auth else "none (loopback only)")

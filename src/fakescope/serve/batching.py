@@ -76,7 +76,7 @@ def fallback_order(jobs: list, at: int | None) -> list:
 def batchable(detector) -> bool:
     """Whether the detector's images can share forward passes: an image detector without a face stage."""
     return (hasattr(detector, "run_items") and getattr(detector, "modality", None) == "image"
-            and getattr(detector, "face_pipeline", None) is None)
+            and getattr(detector, "face_pipeline", None) is None and not getattr(detector, "reads_files", False))
 
 
 def process_batch(detector, items: list[tuple], progress: Callable[[int], None] = lambda i: None) -> list:

@@ -9,6 +9,7 @@ import io
 import os
 import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,8 +177,30 @@ def process_upload(detector, body: bytes, content_type: str, name: str | None, d
     (:func:`fakescope.serve.batching.process_batch` does the same for several requests at once.)"""
     data, filename, kind, obj = open_upload(body, content_type, name, max_upload_bytes)
     try:
-        record = detector.predict(obj, name=filename, details=details)
+        if getattr(detector, "reads_files", False):  # a fusion or a user's detector reads the file's own bytes
+            record = _predict_file(detector, data, filename, obj, kind)
+        else:
+            record = detector.predict(obj, name=filename, details=details)
     finally:
         if kind == "video":
             os.unlink(obj)
     return finish_record(detector, record, data, kind, obj, filename, point, details, max_details_faces)
+
+
+def _predict_file(detector, data: bytes, filename: str, obj: Any, kind: str) -> dict[str, Any]:
+    """The record of a detector that reads files, given the upload's bytes in a temporary file (a video's is
+    ``obj`` already); errors name the upload, not the temporary file."""
+    if kind == "video":
+        path = str(obj)
+    else:
+        fd, path = tempfile.mkstemp(prefix="fakescope-upload-", suffix=Path(filename).suffix[:10] or ".img")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    try:
+        record = detector.predict(path, name=filename)
+    finally:
+        if kind != "video":
+            os.unlink(path)
+    if record.get("error"):
+        record["error"] = record["error"].replace(path, filename)
+    return record
