@@ -25,6 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="work folder (default: a new temporary folder)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true", help="keep members already trained in --out (a stopped run)")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="fakescope-fusion-"))
 
@@ -52,6 +53,11 @@ def main() -> None:
         cfg_data = {**base, "name": f"fusion_{name}", "model": model}
         cfg = load_config(data=cfg_data, overrides=[f"data.root={data}", f"output_dir={out / 'runs'}",
                                                     f"seed={args.seed}"])
+        done = out / "runs" / f"fusion_{name}" / "model"
+        if args.reuse and (done / "model.safetensors").is_file():
+            print(f"kept {name} from a stopped run: {done}")
+            members.append(str(done))
+            continue
         t = time.time()
         result = train(cfg, overwrite=True, echo=lambda m: None)
         print(f"trained {name} on '{synth.train_generator}' fakes in {time.time() - t:.0f} s: {result.checkpoint}")
