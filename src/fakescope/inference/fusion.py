@@ -249,7 +249,7 @@ class FusionDetector:
         p = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
         reasons = []
         for c, f, v in sorted(parts, key=lambda t: -abs(t[0])):
-            if v is None or (f not in members and abs(c) < 0.005):  # a signal that moves nothing goes unsaid
+            if v is None or (f not in members and not v and abs(c) < 0.005):  # a signal not found that moves nothing
                 continue
             what = (f"{f} {members[f]['score']:.3g}" if f in members
                     else next((s for s in signals["reasons"] if _about(s, f)), f"{f}: {'found' if v else 'not found'}"))

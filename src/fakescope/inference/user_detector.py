@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from fakescope.errors import CheckpointError
 from fakescope.inference.inputs import Missing, skip_reason
+from fakescope.inference.pipeline import Detector
 from fakescope.inference.records import RECORD_FIELDS
 from fakescope.inference.verdict import label_of
 
@@ -110,12 +111,7 @@ class UserDetector:
         """A fixed threshold: its own (None), or a number in [0, 1]; a named point needs a calibrated checkpoint."""
         return fixed_threshold(self, operating_point, threshold)
 
-    def relabel(self, record: dict[str, Any], operating_point: str | None) -> dict[str, Any]:
-        thr, op, src = self.operating(operating_point)
-        record.update(threshold=thr, operating_point=op, threshold_source=src)
-        if record.get("score") is not None:
-            record["label"] = label_of(record["score"], thr)
-        return record
+    relabel = Detector.relabel  # ``record`` at another operating point: the same as a checkpoint's
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "model_version": self.version, "modality": self.modality,
