@@ -12,6 +12,7 @@ you trust, as you would ``import`` them.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import sys
@@ -26,6 +27,7 @@ from fakescope.inference.records import RECORD_FIELDS
 from fakescope.inference.verdict import label_of
 
 PREFIX = "py:"
+log = logging.getLogger(__name__)
 
 
 def load_module(path: str | Path):
@@ -129,8 +131,9 @@ class UserDetector:
                 if len(values) != len(paths):
                     raise ValueError(f"predict_batch returned {len(values)} scores for {len(paths)} files")
                 return [self._checked(v, who + " predict_batch", p) for v, p in zip(values, paths)]
-            except Exception:  # noqa: BLE001 - fall back to one at a time: each file gets its own answer
-                pass
+            except Exception as exc:  # noqa: BLE001 - fall back to one at a time: each file gets its own answer
+                log.warning("%s: predict_batch failed on %d files (%s: %s); scoring them one by one", who,
+                            len(paths), type(exc).__name__, exc)
         out: list[float | Exception] = []
         for p in paths:
             try:
