@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
-
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from fakescope.utils.memory import cpu_model as name
+
+    return name()

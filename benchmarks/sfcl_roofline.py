@@ -12,11 +12,16 @@
    ``--repeats``, on this machine, in this run.
 3. Inference: images per second of the model in eval mode under ``torch.inference_mode``
    (fp32, or bf16 autocast), best of ``--repeats`` after a warm-up, on random uint8
-   images normalised on the model's device.
+   images normalised on the model's device, twice: the model as built (eager), and the model
+   as ``fakescope detect`` scores it with its default ``--batch-size auto`` (batch norms folded
+   into the convolutions before them, ``fakescope.inference.images.fold_batchnorm``, and the
+   channels-last layout where it is faster; docs/speed.md).
 
 Roofline images/s = matmul FLOP/s / model FLOP per image. The last line is the ratio of
-the measured images/s to that bound (1.0 would be a model that runs at matmul speed;
-depthwise convolutions, normalisation and the DCT front end keep real CNNs well below it).
+the measured images/s of the detect path to that bound (1.0 would be a model that runs at
+matmul speed; depthwise convolutions, normalisation and the DCT front end keep real CNNs well
+below it); the script exits 1 when it is below ``--goal`` (0.5). ``--profile N`` prints the N
+operators that took the most CPU time in each path (torch.profiler, one batch).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
     ap.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
                     help="auto: bf16 autocast on a GPU, fp32 on a CPU")
+    ap.add_argument("--goal", type=float, default=0.5, help="exit 1 when the detect path's ratio is below this")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="print the N operators with the most CPU time, per path")
     args = ap.parse_args()
 
     import torch
@@ -70,12 +78,23 @@ def main() -> None:
     size = args.size or model.preprocess.input_size
     x8 = torch.randint(0, 256, (args.batch, 3, size, size), dtype=torch.uint8, device=device)
 
-    def infer():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=bf16):
-            return model(model.normalize(x8))
+    from fakescope.inference.images import fold_batchnorm
+
+    fast = fold_batchnorm(model, (3, size, size), str(device))
+    folded = fast is not None
+    fast = fast if folded else model
+
+    def run(net, channels_last: bool):
+        def infer():
+            x = net.normalize(x8)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=bf16):
+                return net(x)
+        return infer
 
     with FlopCounterMode(display=False) as counter:
-        infer()
+        run(model, False)()
     flop_per_image = counter.get_total_flops() / args.batch
 
     n = args.matmul
@@ -83,21 +102,53 @@ def main() -> None:
     b = torch.randn(n, n, device=device, dtype=dtype)
     t_mm = best_time(lambda: a @ b, args.repeats, sync)
     matmul_flops = 2 * n ** 3 / t_mm
-
-    t_model = best_time(infer, args.repeats, sync)
-    images_per_s = args.batch / t_model
     roofline = matmul_flops / flop_per_image
 
+    paths = {"eager (as built)": (model, False)}
+    times = {}
+    t_eager = best_time(run(model, False), args.repeats, sync)
+    times["eager (as built)"] = t_eager
+    # detect's path: folded batch norms, and the faster of the two layouts (as its batch tuner chooses)
+    fast.to(memory_format=torch.channels_last)
+    t_cl = best_time(run(fast, True), args.repeats, sync)
+    fast.to(memory_format=torch.contiguous_format)
+    t_contig = best_time(run(fast, False), args.repeats, sync) if folded else t_eager
+    layout = "channels-last" if t_cl < t_contig else "contiguous"
+    detect_name = f"detect path ({'batch norms folded' if folded else 'no batch norm folded'}, {layout})"
+    if layout == "channels-last":
+        fast.to(memory_format=torch.channels_last)
+    paths[detect_name] = (fast, layout == "channels-last")
+    times[detect_name] = min(t_cl, t_contig)
+
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    name = torch.cuda.get_device_name(device) if gpu else f"{os.cpu_count()} CPU cores"
+    from common import cpu_model
+
+    name = torch.cuda.get_device_name(device) if gpu else f"{cpu_model()}, {os.cpu_count()} CPU cores"
     print(f"machine: {name}, 1-minute load {load:.2f}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{'bf16 autocast' if bf16 else 'fp32'}")
     print(f"model: {args.model}, {model.num_parameters() / 1e6:.1f} M parameters, input {args.batch} x 3 x {size} x {size}")
     print(f"model FLOP per image (FlopCounterMode): {flop_per_image / 1e9:.2f} GFLOP")
     print(f"matmul {n}x{n} ({dtype}): {matmul_flops / 1e9:.1f} GFLOP/s -> roofline {roofline:.2f} images/s")
-    print(f"measured inference: {images_per_s:.2f} images/s ({t_model:.3f} s per batch of {args.batch}, "
-          f"{images_per_s * flop_per_image / 1e9:.1f} GFLOP/s)")
-    print(f"ratio measured / roofline images per second: {images_per_s / roofline:.3f}")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for label, (net, cl) in paths.items():
+            fn = run(net, cl)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                fn()
+            print(f"\nprofile, {label}, one batch of {args.batch}:")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
+    ratio = 0.0
+    for label, t in times.items():
+        images_per_s = args.batch / t
+        ratio = images_per_s / roofline
+        print(f"{label}: {images_per_s:.2f} images/s ({t:.3f} s per batch of {args.batch}, "
+              f"{images_per_s * flop_per_image / 1e9:.1f} GFLOP/s), {ratio:.3f} of the roofline")
+    print(f"detect path over eager: {t_eager / times[detect_name]:.3f}x")
+    print(f"ratio measured / roofline images per second (detect path): {ratio:.3f}")
+    if ratio < args.goal:
+        print(f"goal missed: {ratio:.3f} < {args.goal} of the roofline")
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# batch sizes that `detect --batch-size auto` measures are cached per machine: the suite's go to a folder of its own
+# (never the user's home, and no test's batch hangs on what an earlier run measured)
+os.environ["FAKESCOPE_CACHE"] = tempfile.mkdtemp(prefix="fakescope-test-cache-")
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 

@@ -240,3 +240,48 @@ def test_the_default_answers_offline_from_the_signals_and_says_what_is_missing(t
         text = " ".join(rec["warnings"])
         assert "npr.progan_4class_3090" in text and "--weights-file" in text  # which, and how to supply it
         assert rec["members"]["npr"]["score"] is None
+
+
+def test_detect_runs_a_fusion_a_user_detector_and_the_default_and_keeps_their_reasons(fusion, tmp_path, monkeypatch,
+                                                                                      capsys):
+    pytest.importorskip("imwatermark")
+    pytest.importorskip("pyarrow")
+    import csv
+
+    import pyarrow.parquet as pq
+
+    from fakescope.cli import main
+    from fakescope.media.watermark import watermark_image
+
+    folder, _, _ = fusion
+    plain, marked = tmp_path / "plain.png", tmp_path / "marked.png"
+    _photo().save(plain)
+    watermark_image(_photo(), "sdxl").save(marked)
+    files = [str(plain), str(marked), str(tmp_path / "gone.png")]
+    # a fusion folder: members' scores, signals and reasons reach every output format
+    for out in (tmp_path / "f.jsonl", tmp_path / "f.csv", tmp_path / "f.parquet"):
+        assert main(["detect", *files, "-m", str(folder), "-o", str(out), "--progress", "off"]) == 0
+    recs = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in recs[:2]] == files[:2] and recs[0]["model"] == "fused"
+    assert set(recs[0]["members"]) == {"red", "blue"} and recs[1]["signals"]["watermark"] == 1.0
+    assert any("48/48 bits" in r for r in recs[1]["reasons"]) and recs[0]["signals"]["watermark"] == 0.0
+    assert recs[2]["score"] is None and "gone.png" in recs[2]["error"]
+    rows = list(csv.DictReader((tmp_path / "f.csv").open()))
+    assert json.loads(rows[1]["members"]) == recs[1]["members"] and json.loads(rows[1]["reasons"]) == recs[1]["reasons"]
+    table = pq.read_table(tmp_path / "f.parquet").to_pylist()
+    assert json.loads(table[1]["signals"]) == recs[1]["signals"] and table[1]["reasons"] == recs[1]["reasons"]
+    # the threshold given applies to the fused score
+    assert main(["detect", str(plain), "-m", str(folder), "--threshold", "0", "--progress", "off"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["label"] == "fake"
+    # a user's own detector file
+    assert main(["detect", str(plain), "-m", _detector(tmp_path, "red"), "--progress", "off"]) == 0
+    rec = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert rec["model"] == "red" and 0.0 <= rec["score"] <= 1.0 and rec["backend"] == "python"
+    # no -m: the default fusion; offline its detector cannot be fetched, the watermark still answers
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FAKESCOPE_HOME", str(tmp_path / "home"))
+    assert main(["detect", str(marked), "--progress", "off"]) == 0
+    out, err = capsys.readouterr()
+    rec = json.loads(out.splitlines()[0])
+    assert rec["model"] == "default" and rec["label"] == "fake" and rec["members"]["npr"]["score"] is None
+    assert "detector npr could not be loaded" in err and "npr.progan_4class_3090" in err

@@ -39,6 +39,7 @@ class DetectSummary:
     skipped: int = 0  # files of the folders given left out by their name (each has a record: kind "skipped")
     previous: int = 0  # records already in the output when the run started (an earlier run's)
     errors: list[str] = field(default_factory=list)  # the first failures' messages
+    bf16: dict[str, Any] | None = None  # with bf16: how far its scores are from float32 on the first inputs
 
     @property
     def total(self) -> int:

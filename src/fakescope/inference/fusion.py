@@ -20,8 +20,8 @@ from typing import Any, Iterable, Iterator, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from fakescope.errors import CheckpointError, FakescopeError
-from fakescope.inference.inputs import skip_reason
+from fakescope.errors import CheckpointError, ConfigError, FakescopeError
+from fakescope.inference.inputs import Missing, skip_reason
 from fakescope.inference.records import RECORD_FIELDS
 from fakescope.inference.signals import SIGNALS, read_signals
 from fakescope.inference.user_detector import PREFIX as PY_PREFIX
@@ -106,18 +106,33 @@ def read_fusion(spec: str | os.PathLike) -> tuple[FusionSpec, Path]:
 
 def load_scorer(spec: str | os.PathLike, **options):
     """Whatever ``-m`` names, loaded: ``py:file.py`` (:class:`UserDetector`), a fusion folder
-    (:class:`FusionDetector`), or anything :meth:`Detector.from_pretrained` takes (checkpoint folders, released
-    names, Hub ids, ``.onnx`` files)."""
-    text = str(spec)
-    if text.startswith(PY_PREFIX):
-        return UserDetector(text, batch_size=int(options.get("batch_size") or 16))
-    if text == DEFAULT and not Path(text).exists():
-        return FusionDetector.load(DEFAULT_FILE, optional=True, **options)
-    if is_fusion(text):
-        return FusionDetector.load(text, **options)
-    from fakescope.inference.pipeline import Detector
+    (:class:`FusionDetector`), ``default`` (the default fusion, :data:`DEFAULT_FILE`), or anything
+    :meth:`Detector.from_pretrained` takes (checkpoint folders, released names, Hub ids, ``.onnx`` files).
 
-    return Detector.from_pretrained(text, **options)
+    For a user detector or a fusion, ``threshold`` and ``operating_point`` apply to its own score (a fusion's
+    members keep theirs; it reads their scores, not their labels), and ``explain`` is refused (Grad-CAM needs one
+    network); the other options go to a fusion's members."""
+    text = str(spec)
+    own = text.startswith(PY_PREFIX) or (text == DEFAULT and not Path(text).exists()) or is_fusion(text)
+    if not own:
+        from fakescope.inference.pipeline import Detector
+
+        return Detector.from_pretrained(text, **options)
+    threshold, point = options.pop("threshold", None), options.pop("operating_point", None)
+    if options.pop("explain", None):
+        raise ConfigError(f"{text}: --explain draws a Grad-CAM map of one network; a fusion or a user detector has "
+                          "none (explain one of its members instead)")
+    batch = options.get("batch_size")
+    batch = int(batch) if isinstance(batch, int) or str(batch).isdigit() else 16  # 'auto' is for its members
+    if text.startswith(PY_PREFIX):
+        scorer = UserDetector(text, batch_size=batch)
+    elif text == DEFAULT and not Path(text).exists():
+        scorer = FusionDetector.load(DEFAULT_FILE, optional=True, **options)
+    else:
+        scorer = FusionDetector.load(text, **options)
+    if threshold is not None or point is not None:
+        scorer.threshold, scorer.operating_point, scorer.threshold_source = scorer.operating(point, threshold)
+    return scorer
 
 
 def _resolve_member(spec: str, folder: Path) -> str:
@@ -169,8 +184,9 @@ class FusionDetector:
             raise CheckpointError(f"{folder / FUSION_FILE}: {len(failed)} member(s) cannot be loaded:\n  "
                                   + "\n  ".join(failed))
         gone = {f.split(" ", 1)[0]: f for f in failed}
+        batch = options.get("batch_size")
         return cls(fusion, members, source=fusion.name if optional else str(folder), unavailable=gone,
-                   batch_size=int(options.get("batch_size") or 16))
+                   batch_size=int(batch) if isinstance(batch, int) or str(batch).isdigit() else 16)
 
     def operating(self, operating_point: str | None = None, threshold: float | None = None
                   ) -> tuple[float, str, str]:
@@ -211,6 +227,8 @@ class FusionDetector:
             signals = read_signals(str(x)) if isinstance(x, (str, os.PathLike)) and Path(x).is_file() else \
                 {"features": dict.fromkeys(SIGNALS), "reasons": [], "missing": dict.fromkeys(SIGNALS, "not a file")}
             rec = self.fuse(path, member_recs, signals)
+            if isinstance(x, Missing):  # unreadable or unsupported: its own reason, not the members' echo of it
+                rec.update(error=x.error if path in x.error else f"{path}: {x.error}", score=None, label=None)
             rec["seconds"] = round(time.perf_counter() - started, 4)
             if extra:
                 rec.update(extra)

@@ -1,14 +1,22 @@
 """The image path of :class:`~fakescope.inference.Detector`: an image made into its one model input (through
-the face path where the checkpoint has a face stage), and its score read back."""
+the face path where the checkpoint has a face stage), and its score read back; and how batches of model inputs
+(images, frames, clips) are scored (:class:`Scoring`: batch size and memory layout, given or measured, batch norms
+folded, precision, lanes)."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import torch
 from PIL import Image
 
 from fakescope.errors import DataError
 from fakescope.inference.faces import image_face
 from fakescope.inference.job import Job, keep_canvas, keep_input, note_region
+from fakescope.inference.stream import BatchChoice
+
+log = logging.getLogger(__name__)
 
 
 def prepare_image(detector, job: Job, img: Image.Image, path: str) -> None:
@@ -28,3 +36,163 @@ def prepare_image(detector, job: Job, img: Image.Image, path: str) -> None:
 def image_score(scores: list[float]) -> float:
     """An image's score: that of its one model input."""
     return scores[0]
+
+
+# ------------------------------------------------------------------------------------------- scoring
+BF16_CHECKED = 32  # with bf16: inputs also scored in float32, to say how far apart the two are
+
+
+class Scoring:
+    """What :class:`~fakescope.inference.Detector` does with a batch of model inputs: its batch size and memory
+    layout (given, or measured by :class:`BatchTuner`), its precision, and its lanes."""
+
+    _in_lanes = False  # while lanes score, the model's layout stays as it is
+    lanes_now = 1  # the lanes about to score (batches are measured for that many in flight)
+
+    def lanes_for(self, details: bool = False, num_workers: int = 0) -> int:
+        """How many lanes score these inputs (1: the calling thread does it all); see :class:`InferenceOptions`."""
+        if (details or num_workers or self.explain is not None or self.face_pipeline is not None
+                or str(self.device) != "cpu"):
+            return 1
+        return self.lanes or torch.get_num_threads()
+
+    def speed_text(self) -> str:
+        """How inputs are scored, in words: batch size and layout per input shape, lanes, precision."""
+        lanes = self.lanes_for()
+        parts = [f"{'x'.join(map(str, shape))}: batch {c.batch}{', channels-last' if c.channels_last else ''}"
+                 + (f" ({c.source}, {c.ms_per_input:.1f} ms an input)" if c.ms_per_input else "")
+                 for shape, c in self.__dict__.get("_choices", {}).items()] or [f"batch {self.batch_size}"]
+        return "; ".join(parts) + (f"; {lanes} lanes" if lanes > 1 else "") + ("; bf16" if self.bf16 else "")
+
+    def input_shape(self) -> tuple[int, ...]:
+        """One model input's shape, as the preprocessing makes it."""
+        s = int(self.preprocess.input_size)
+        return (int(self.preprocess.clip_len), 3, s, s) if self.modality == "clip" else (3, s, s)
+
+    @property
+    def scoring_model(self):
+        """The model that scores: :attr:`model`, or with ``batch_size='auto'`` its copy made faster (batch norms
+        folded into the convolutions before them, :func:`fold_batchnorm`; its layout set)."""
+        return self.__dict__.get("_fast_model") or self.model
+
+    def set_layout(self, channels_last: bool) -> None:
+        """Score in the channels-last memory layout (PyTorch models) or the contiguous one."""
+        if self.backend == "torch" and bool(channels_last) != self.channels_last:
+            self.scoring_model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            self.channels_last = bool(channels_last)
+
+    def set_backend_threads(self, threads: int) -> None:
+        """onnxruntime's threads a call (0: its default), for lanes that each make their own calls."""
+        setter = getattr(self.model, "set_threads", None)
+        if setter is not None:
+            setter(threads)
+        elif self.backend == "onnx" and hasattr(self.model, "session"):
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            if threads:  # one thread a lane, that sleeps when idle rather than spin against the other lanes
+                opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.model.session = ort.InferenceSession(str(self.model.path), opts, providers=self.model.providers)
+
+    def batch_choice(self, shape: tuple[int, ...]) -> BatchChoice:
+        """Batch size and layout for model inputs of ``shape``: as given, or measured (``batch_size='auto'``)."""
+        if not self.auto_batch:
+            return BatchChoice(self.batch_size, self.channels_last)
+        choices = self.__dict__.setdefault("_choices", {})
+        if shape in choices:
+            return choices[shape]
+        try:
+            if self.backend == "torch" and "_fast_model" not in self.__dict__ and not self._in_lanes:
+                self._fast_model = fold_batchnorm(self.model, shape, self.device)
+            choice = self.tuner.choose(self, shape, layouts=not self._in_lanes)
+        except Exception as exc:  # a model that fails on random pixels: scored as given, its errors in the records
+            log.warning("%s: batch size not measured for inputs of shape %s (%s: %s); batch %d used",
+                        self.name, shape, type(exc).__name__, exc, self.batch_size)
+            choice = BatchChoice(self.batch_size, self.channels_last)
+        if not self._in_lanes:
+            self.set_layout(choice.channels_last)
+        choices[shape] = choice
+        return choice
+
+    @torch.inference_mode()
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        """P(fake) of one batch of model inputs, in this detector's layout and precision."""
+        return self._forward(x, self.bf16)
+
+    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+        if self.backend != "torch":
+            return self.model.predict_proba(x).float().cpu()
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(str(self.device).split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            return self.scoring_model.predict_proba(x).float().cpu()
+
+    def _score_all(self, x: torch.Tensor) -> torch.Tensor:
+        """P(fake) of model inputs of one shape, in batches of the size chosen for it."""
+        size = self.batch_choice(tuple(x.shape[1:])).batch
+        out = []
+        for start in range(0, len(x), size):
+            part = x[start:start + size]
+            out.append(self._score(part))
+            if self.bf16 and (self.bf16_check is None or self.bf16_check["inputs"] < BF16_CHECKED):
+                self._check_bf16(part, out[-1])
+        return torch.cat(out)
+
+    def _check_bf16(self, x: torch.Tensor, scores: torch.Tensor) -> None:
+        """Score ``x`` in float32 too, and keep how far the bf16 scores are from it."""
+        diff = (self._forward(x, False) - scores).abs()
+        with self._lock:
+            c = self.bf16_check or {"inputs": 0, "max_abs_diff": 0.0, "sum_abs_diff": 0.0}
+            c["inputs"] += len(diff)
+            c["max_abs_diff"] = max(c["max_abs_diff"], float(diff.max()))
+            c["sum_abs_diff"] += float(diff.sum())
+            c["mean_abs_diff"] = c["sum_abs_diff"] / c["inputs"]
+            self.bf16_check = c
+
+
+@torch.no_grad()
+def fold_batchnorm(model, shape: tuple[int, ...], device: str = "cpu", tolerance: float = 1e-5):
+    """A copy of ``model`` in which each BatchNorm2d (in evaluation, with running statistics) whose input is the
+    output of the Conv2d run just before it is folded into that convolution's weights and bias: the same
+    function, one pass over the activations less. The pairs are found by running the copy once on random pixels
+    of ``shape``; the copy is kept only where its logits on other random pixels are within ``tolerance``
+    (relative) of the model's, else ``None`` (a convolution whose output something else reads too, say)."""
+    import copy
+
+    from torch import nn
+
+    fast = copy.deepcopy(model).eval()
+    last: list = [None, None]  # the last convolution run, and its output (held: an id is never reused meanwhile)
+    pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
+    hooks = []
+    for mod in fast.modules():
+        if isinstance(mod, nn.Conv2d):
+            hooks.append(mod.register_forward_hook(lambda m, i, out: last.__setitem__(slice(None), [m, out])))
+        elif isinstance(mod, nn.BatchNorm2d) and mod.track_running_stats and mod.running_var is not None:
+            hooks.append(mod.register_forward_pre_hook(
+                lambda m, i: pairs.append((last[0], m)) if i[0] is last[1] else None))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, *shape), dtype=torch.uint8, generator=gen).to(device)
+    try:
+        fast(fast.normalize(x))
+    finally:
+        for h in hooks:
+            h.remove()
+        last.clear()
+    if not pairs or len({id(bn) for _, bn in pairs}) != len(pairs):
+        return None
+    for conv, bn in pairs:
+        scale = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+        bias = shift if conv.bias is None else conv.bias * scale + shift
+        conv.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1), requires_grad=False)
+        conv.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        bn.forward = nn.Identity().forward  # this copy's instance only: the model's own batch norms are untouched
+    x = model.normalize(torch.randint(0, 256, (2, *shape), dtype=torch.uint8, generator=gen).to(device))
+    want = model(x).float()
+    if float((fast(x).float() - want).abs().max()) > tolerance * (1.0 + float(want.abs().max())):
+        return None
+    return fast

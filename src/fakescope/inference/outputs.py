@@ -295,7 +295,8 @@ def parquet_schema():
              "frame_scores": pa.list_(f64), "frame_indices": pa.list_(i64), "frame_times": pa.list_(f64),
              "clip_scores": pa.list_(f64), "region": s, "warnings": pa.list_(s), "model": s, "model_version": s, "backend": s,
              "demonstration": pa.bool_(), "error": s, "seconds": f64, "explanation": pa.list_(s),
-             "provenance": s}  # region, provenance: JSON text
+             "provenance": s, "members": s, "signals": s, "reasons": pa.list_(s)}  # region, provenance, members,
+    # signals: JSON text
     return pa.schema([(k, types[k]) for k in RECORD_FIELDS])
 
 

@@ -36,6 +36,7 @@ explanation (:mod:`.visual`).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +48,11 @@ from fakescope.data.transforms import Preprocessor
 from fakescope.errors import CheckpointError, ConfigError
 from fakescope.faces import FacePipeline
 from fakescope.inference.backends import load_model
-from fakescope.inference.images import image_score
+from fakescope.inference.images import Scoring, image_score
 from fakescope.inference.inputs import Missing, iter_inputs, skip_reason
 from fakescope.inference.job import Job, new_record
 from fakescope.inference.loader import prepare_jobs
+from fakescope.inference.stream import DEFAULT_TUNER, run_lanes
 from fakescope.inference.verdict import give_verdict, label_of, resolve_threshold
 from fakescope.inference.videos import video_score
 from fakescope.inference.visual import cam_picture, write_explanation
@@ -66,9 +68,17 @@ class InferenceOptions:
     the checkpoint is). ``operating_point``: ``eer``, ``fpr1`` or ``fpr5`` take the threshold the checkpoint's
     calibration chose on its validation data (``fakescope calibrate``), a number is a fixed threshold (as
     ``threshold``). Neither given: a calibrated checkpoint's default operating point, else 0.5.
-    ``batch_size``: model inputs per forward pass (images, frames or clips). ``faces``: ``auto`` follows the checkpoint's face stage; ``on`` forces one
-    (the checkpoint's, else ``prepare``'s default), ``off`` scores whole images. ``num_frames``: frames sampled
-    from a video for image detectors. ``max_clips``: clips scored per video for clip detectors.
+    ``batch_size``: model inputs per forward pass (images, frames or clips); ``auto``: the fastest per input for
+    this model and machine, and the faster memory layout, measured at first use and cached
+    (:class:`~fakescope.inference.stream.BatchTuner`). ``lanes``: on a CPU, threads that each decode, preprocess
+    and score a share of the inputs with one torch thread of their own
+    (:func:`~fakescope.inference.stream.run_lanes`; records stay in input order); 0: one per torch CPU thread;
+    1: everything in the calling thread. Lanes need a detector without a face stage or explanations, and no
+    ``num_workers``; elsewhere inputs are scored in the calling thread. ``bf16``: score in bfloat16 (autocast;
+    PyTorch only); the first inputs are also scored in float32 and :attr:`Detector.bf16_check` says how far apart
+    the two are. ``faces``: ``auto`` follows the checkpoint's face stage; ``on`` forces one (the checkpoint's,
+    else ``prepare``'s default), ``off`` scores whole images. ``num_frames``: frames sampled from a video for
+    image detectors. ``max_clips``: clips scored per video for clip detectors.
     ``face_detector_weights``: the face detector's weights file or folder, where they are not installed.
     ``explain``: a folder where each scored input gets a Grad-CAM overlay PNG (the model input, its highest
     scoring frame for a video) and, for a video, its score timeline; the record's ``explanation`` lists them.
@@ -78,7 +88,9 @@ class InferenceOptions:
 
     threshold: float | None = None
     operating_point: str | None = None
-    batch_size: int = 32
+    batch_size: int | str = 32
+    lanes: int = 1
+    bf16: bool = False
     faces: str = "auto"
     num_frames: int = VIDEO_FRAMES  # as prepare samples them, so detect scores the frames it cropped
     max_clips: int = 4
@@ -89,8 +101,11 @@ class InferenceOptions:
     def check(self) -> None:
         if self.threshold is not None and not 0.0 <= float(self.threshold) <= 1.0:
             raise ConfigError(f"threshold must lie in [0, 1], got {self.threshold}")
-        if int(self.batch_size) < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.batch_size != "auto" and (isinstance(self.batch_size, bool) or not str(self.batch_size).isdigit()
+                                          or int(self.batch_size) < 1):
+            raise ConfigError(f"batch size must be 'auto' or a whole number of at least 1, got {self.batch_size}")
+        if int(self.lanes) < 0:
+            raise ConfigError(f"lanes must be 0 (one per CPU thread) or more, got {self.lanes}")
         if int(self.num_frames) < 1 or int(self.max_clips) < 1:
             raise ConfigError("num_frames and max_clips must be at least 1")
         if self.faces not in ("auto", "on", "off"):
@@ -105,7 +120,7 @@ class InferenceOptions:
                                   "or a threshold in [0, 1]")
 
 
-class Detector:
+class Detector(Scoring):
     """A trained detector with the pipeline its checkpoint calls for. Build it with :meth:`from_pretrained`.
 
     Options: those of :class:`InferenceOptions` (keyword arguments), plus ``device`` (``auto``: a GPU when there
@@ -126,7 +141,17 @@ class Detector:
         self.temperature = float(self.calibration["temperature"]) if self.calibration else None
         self.threshold, self.operating_point, self.threshold_source = self.operating(opt.operating_point,
                                                                                      opt.threshold)
-        self.batch_size = int(opt.batch_size)
+        self.auto_batch = opt.batch_size == "auto"
+        self.batch_size = 32 if self.auto_batch else int(opt.batch_size)
+        self.block_size = self.batch_size  # inputs dealt to each of several processes in turn: never measured
+        self.lanes = int(opt.lanes)
+        self.tuner = DEFAULT_TUNER
+        self.channels_last = False
+        self.bf16 = bool(opt.bf16)
+        self.bf16_check: dict[str, Any] | None = None  # scores in bf16 against float32 on the first inputs
+        self._lock = threading.Lock()
+        if self.bf16 and backend != "torch":
+            raise ConfigError("bf16 scoring needs the PyTorch backend, not onnx")
         self.num_frames = int(opt.num_frames)
         self.max_clips = int(opt.max_clips)
         self.preprocess = model.preprocess
@@ -218,7 +243,7 @@ class Detector:
         ``details=True`` it also holds ``details``: the input image (first frame for videos) and the face crops
         used, as arrays.
         """
-        return next(self.run_items([(x, name, None)], details=details))
+        return next(self._run(prepare_jobs(self, [(x, name, None)], details=details)))
 
     def predict_many(self, inputs: Iterable, *, details: bool = False, progress=None, num_workers: int = 0
                      ) -> Iterator[dict[str, Any]]:
@@ -260,17 +285,35 @@ class Detector:
         ``collected``: a list that iterating ``items`` fills (files skipped by a walk); worker 0's copy is
         brought back into it.
         """
-        yield from self._run(prepare_jobs(self, items, details=details, num_workers=num_workers,
-                                          collected=collected))
+        lanes = self.lanes_for(details, num_workers)
+        if lanes < 2:
+            yield from self._run(prepare_jobs(self, items, details=details, num_workers=num_workers,
+                                              collected=collected))
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // lanes))  # threads started from here on take this many
+        if self.backend != "torch":
+            self.set_backend_threads(max(1, threads // lanes))
+        try:
+            self.lanes_now = lanes
+            choice = self.batch_choice(self.input_shape())  # measured before the lanes start: alone
+            self._in_lanes = True
+            yield from run_lanes(self, items, lanes, chunk=choice.batch)
+        finally:
+            self._in_lanes, self.lanes_now = False, 1
+            torch.set_num_threads(threads)
+            if self.backend != "torch":
+                self.set_backend_threads(0)
 
     # ----------------------------------------------------------- pipeline
     def _run(self, jobs: Iterable[Job]) -> Iterator[dict[str, Any]]:
         pending: list[Job] = []
         count = 0
+        limit = self.batch_choice(self.input_shape()).batch if self.auto_batch else self.batch_size
         for job in jobs:
             pending.append(job)
             count += 0 if job.inputs is None else len(job.inputs)
-            if count >= self.batch_size:
+            if count >= limit:
                 yield from self._finish(pending)
                 pending, count = [], 0
         yield from self._finish(pending)
@@ -281,35 +324,31 @@ class Detector:
         rec.update(kind="skipped", error=skip_reason(path))
         return rec
 
-    @torch.inference_mode()
-    def _score(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend == "torch":
-            return self.model.predict_proba(x.to(self.device, non_blocking=True)).float().cpu()
-        return self.model.predict_proba(x).float().cpu()
-
     def _finish(self, jobs: list[Job]) -> Iterator[dict[str, Any]]:
-        """Score the jobs' model inputs in batches and fill their records, in order."""
-        live = [j for j in jobs if j.inputs is not None and j.record["error"] is None]
-        scores: list[torch.Tensor] = []
-        failure = None
-        if live:
-            x = torch.cat([j.inputs for j in live])
+        """Score the jobs' model inputs (grouped by shape, in batches) and fill their records, in order."""
+        groups: dict[tuple[int, ...], list[Job]] = {}
+        for j in jobs:
+            if j.inputs is not None and j.record["error"] is None:
+                groups.setdefault(tuple(j.inputs.shape[1:]), []).append(j)
+        scores: dict[int, list[float]] = {}
+        failed: dict[int, str] = {}
+        for group in groups.values():
             try:
-                for start in range(0, len(x), self.batch_size):
-                    scores.append(self._score(x[start:start + self.batch_size]))
+                flat = self._score_all(torch.cat([j.inputs for j in group])).tolist()
             except Exception as exc:  # e.g. out of memory: these inputs fail, the next batch may not
-                failure = f"the model failed on this batch ({type(exc).__name__}: {exc})"
-        flat = torch.cat(scores).tolist() if scores and failure is None else []
-        offset = 0
+                failed.update((id(j), f"the model failed on this batch ({type(exc).__name__}: {exc})")
+                              for j in group)
+                continue
+            offset = 0
+            for j in group:
+                scores[id(j)] = flat[offset:offset + len(j.inputs)]
+                offset += len(j.inputs)
         for job in jobs:
             rec = job.record
-            if job in live:
-                n = len(job.inputs)
-                if failure is not None:
-                    rec["error"] = f"{rec['path']}: {failure}"
-                else:
-                    self._fill_scores(job, flat[offset:offset + n])
-                offset += n
+            if id(job) in failed:
+                rec["error"] = f"{rec['path']}: {failed[id(job)]}"
+            elif id(job) in scores:
+                self._fill_scores(job, scores[id(job)])
             rec["seconds"] = round(time.perf_counter() - job.started, 4)
             if job.details is not None:
                 rec["details"] = job.details

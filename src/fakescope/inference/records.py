@@ -9,11 +9,13 @@ from typing import Any
 # (calibrated: true), else the model's own; model_score: the model's own P(fake); threshold: on the scale of score;
 # region: what part of the input the model saw; operating_point: how the threshold was chosen (fixed, eer, fpr1, fpr5) and threshold_source: on what;
 # face_boxes: the faces scored, [frame index, x1, y1, x2, y2] in the frame's pixels (face-stage models);
-# provenance: what the file says of its origin (C2PA, XMP, generator metadata, camera), apart from the score
+# provenance: what the file says of its origin (C2PA, XMP, generator metadata, camera), apart from the score;
+# members, signals, reasons: a fusion's (fakescope.inference.fusion): each member detector's score or error, each
+# signal's value (watermark, C2PA, metadata), and the contributions to the fused verdict in words
 RECORD_FIELDS = ("path", "kind", "score", "label", "threshold", "calibrated", "model_score", "operating_point",
                  "threshold_source", "faces_found", "face_boxes", "frame_scores", "frame_indices", "frame_times", "clip_scores",
                  "region", "warnings", "model", "model_version", "backend", "demonstration", "error", "seconds", "explanation",
-                 "provenance")
+                 "provenance", "members", "signals", "reasons")
 
 
 def csv_row(rec: dict[str, Any]) -> dict[str, Any]:

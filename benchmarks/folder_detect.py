@@ -1,0 +1,238 @@
+"""Images per second of ``fakescope detect DIR -o out.parquet`` against an eager float32 loop, on this machine.
+
+    python benchmarks/folder_detect.py                        # 2,000 files, npr and efficientnet_b4
+    python benchmarks/folder_detect.py --files 200 --models npr --no-onnx    # a quick check of the script
+
+The folder: ``--files`` (2,000) JPEG and PNG files (one in four a PNG) of mixed sizes, each side drawn from
+256-1536 px, written by this script (smooth random colour fields with noise; seed 0) into ``--data`` (reused
+when it already holds them). The detectors: ``npr`` and ``efficientnet_b4`` with the preprocessing of their
+released weights in the pretrained catalogue (npr.progan_4class: 256 px, bilinear resize, ImageNet mean/std;
+efficientnet_b4.deepfakebench_ffpp_c23: 256 px, bicubic resize, mean/std 0.5, unpadded stem), random weights
+(seed 0), saved as checkpoints; EfficientNet-B4's face stage is left out, so both score whole images.
+
+Each measurement is a child process, timed from its start to its end (imports, model loading and everything):
+
+* **baseline**: an eager float32 loop: decode a file (``fakescope.media.image.load_image``), transform it
+  (the model's evaluation preprocessing, ``Preprocessor``), score it alone (``predict_proba``, torch's default
+  threads), next file;
+* **fakescope**: ``fakescope detect DIR -m CKPT -o out.parquet`` with its defaults (``--batch-size auto``,
+  lanes), after one untimed run on 8 files has measured the batch size and layout into a fresh cache (its time
+  is printed: what the first run on a machine pays once);
+* **bf16**: the same with ``--bf16``; its scores against the float32 run's on every file;
+* **onnx**: the checkpoint exported by ``fakescope export`` and ``fakescope detect --backend onnx``.
+
+Printed: the machine (CPU model, cores, load average before and after each run), each run's wall time, images
+per second, peak RSS (the child's max RSS) and its largest score difference from the baseline. The last line
+is the speed-up of each model (baseline time / fakescope time, float32). Goals: a speed-up of at least 3, the
+float32 scores within 1e-5 of the baseline's, and a peak RSS of at most 1.5 GiB; a missed goal is named on
+stderr after everything else, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import cpu_model
+
+GOAL_SPEEDUP = 3.0
+GOAL_DIFF = 1e-5
+GOAL_RSS_MIB = 1536.0
+MODELS = {  # registered name -> the catalogue entry whose preprocessing (and model options) it takes
+    "npr": "npr.progan_4class",
+    "efficientnet_b4": "efficientnet_b4.deepfakebench_ffpp_c23",
+}
+
+
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+# ---------------------------------------------------------------------------------------------- the data
+def write_folder(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """``n`` JPEG and PNG files of mixed sizes (reused when the folder already holds exactly them)."""
+    from PIL import Image
+
+    stamp = folder / ".made"
+    want = f"{n} {seed}"
+    if stamp.is_file() and stamp.read_text() == want:
+        return sorted(p for p in folder.iterdir() if p.suffix in (".jpg", ".png"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in folder.iterdir():
+        p.unlink()
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        w, h = (int(v) for v in rng.integers(256, 1537, 2))
+        coarse = rng.uniform(0, 255, (max(2, h // 64), max(2, w // 64), 3)).astype(np.uint8)
+        img = np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC), dtype=np.int16)
+        img = np.clip(img + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+        png = i % 4 == 3
+        p = folder / f"{i:05d}.{'png' if png else 'jpg'}"
+        if png:
+            Image.fromarray(img).save(p, compress_level=6)
+        else:
+            Image.fromarray(img).save(p, quality=int(rng.integers(75, 96)))
+        paths.append(p)
+    stamp.write_text(want)
+    return paths
+
+
+def make_checkpoint(name: str, folder: Path) -> Path:
+    import torch
+
+    import fakescope
+
+    try:
+        from fakescope.zoo.catalogue import PRETRAINED
+    except ImportError:  # before the zoo package
+        from fakescope.models.pretrained_entries import PRETRAINED
+    model_cfg = dict(PRETRAINED.get(MODELS[name]).model)
+    pp = dict(model_cfg.pop("preprocess"))
+    pp["face"] = None  # whole images (the release crops faces first)
+    torch.manual_seed(0)
+    return fakescope.save(fakescope.create_model(name, preprocess=pp, **model_cfg).eval(), folder)
+
+
+# ------------------------------------------------------------------------------------------ child runs
+def eager_loop(ckpt: str, folder: str, out: str) -> None:
+    """The baseline, in its own process: decode, transform and score one file at a time."""
+    import torch
+
+    import fakescope
+    from fakescope.data.transforms import Preprocessor
+    from fakescope.media.image import load_image
+
+    model = fakescope.load(ckpt, device="cpu").eval()
+    pre = Preprocessor(model.preprocess, train=False)
+    scores = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.suffix in (".jpg", ".png"):
+            with torch.no_grad():
+                scores[str(p)] = float(model.predict_proba(pre(load_image(p)).unsqueeze(0))[0])
+    Path(out).write_text(json.dumps(scores))
+
+
+def timed(cmd: list[str], env: dict | None = None) -> dict:
+    """Run ``cmd``; its wall time, peak RSS (MiB) and the load average before and after."""
+    before = load()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err[-3000:]}")
+    return {"wall": wall, "rss": usage.ru_maxrss / 1024.0, "load": f"{before}->{load()}", "stderr": err,
+            "stdout": out}
+
+
+def detect_scores(out: Path) -> dict[str, float]:
+    from fakescope.inference.outputs import read_records
+
+    return {r["path"]: r["score"] for r in read_records(out) if r.get("score") is not None}
+
+
+def compare(got: dict[str, float], ref: dict[str, float]) -> float:
+    if set(got) != set(ref):
+        return float("inf")
+    return max(abs(got[k] - ref[k]) for k in ref)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--data", type=Path, help="the folder of images (default: a folder in the temporary directory)")
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime runs")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 runs")
+    ap.add_argument("--child", nargs=3, metavar=("CKPT", "DIR", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        eager_loop(*args.child)
+        return
+    import torch
+
+    data = args.data or Path(tempfile.gettempdir()) / "fakescope-folder-detect"
+    work = Path(tempfile.mkdtemp(prefix="fakescope-fd-"))
+    t0 = time.perf_counter()
+    paths = write_folder(data, args.files)
+    sizes = np.array([p.stat().st_size for p in paths])
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads by default), load average {load()}")
+    print(f"data: {len(paths)} files in {data} ({sum(p.suffix == '.png' for p in paths)} PNG, the rest JPEG; "
+          f"sides 256-1536 px; {sizes.sum() / 2**20:.0f} MiB; ready in {time.perf_counter() - t0:.0f} s)")
+    for p in paths:  # every run then reads them from the page cache
+        p.read_bytes()
+    cli = [sys.executable, "-m", "fakescope.cli"]
+    env = dict(os.environ, FAKESCOPE_CACHE=str(work / "cache"))
+    results: dict[str, dict] = {}
+    missed: list[str] = []
+    for name in args.models:
+        ck = make_checkpoint(name, work / name)
+        base = timed([sys.executable, __file__, "--child", str(ck), str(data), str(work / f"{name}-eager.json")])
+        ref = json.loads((work / f"{name}-eager.json").read_text())
+        n = len(ref)
+        print(f"{name}: eager fp32 loop (one file at a time): {base['wall']:.1f} s = {n / base['wall']:.2f} "
+              f"images/s, peak RSS {base['rss']:.0f} MiB (load {base['load']})")
+        runs = {"fakescope": [], "bf16": ["--bf16"], "onnx": ["--backend", "onnx"]}
+        if args.no_bf16:
+            runs.pop("bf16")
+        if args.no_onnx:
+            runs.pop("onnx")
+        else:
+            timed(cli + ["export", str(ck), "--format", "onnx"])  # its exporter's warnings stay in the child
+        for kind, extra in runs.items():  # untimed: the batch size and layout measured once, into the cache
+            warm = timed(cli + ["detect", *map(str, paths[:8]), "-m", str(ck), "-o", str(work / f"{name}-{kind}.jsonl"),
+                                "--progress", "off", *extra], env)
+            print(f"{name}: first run on this machine{' with ' + ' '.join(extra) if extra else ''} (8 files; measures "
+                  f"batch size and layout): {warm['wall']:.1f} s, peak RSS {warm['rss']:.0f} MiB; "
+                  + next((ln.strip() for ln in warm["stderr"].splitlines() if "scoring:" in ln), ""))
+        row = {"baseline": base["wall"]}
+        for kind, extra in runs.items():
+            out = work / f"{name}-{kind}.parquet"
+            r = timed(cli + ["detect", str(data), "-m", str(ck), "-o", str(out), "--progress", "off", *extra], env)
+            got = detect_scores(out)
+            diff = compare(got, ref)
+            note = next((ln.strip() for ln in r["stderr"].splitlines() if "scoring:" in ln or "bf16:" in ln), "")
+            vs = ""
+            if kind == "bf16":
+                vs = f", against the float32 run {compare(got, detect_scores(work / f'{name}-fakescope.parquet')):.2e}"
+            print(f"{name}: fakescope detect{' ' + ' '.join(extra) if extra else ''}: {r['wall']:.1f} s = "
+                  f"{len(got) / r['wall']:.2f} images/s (x{base['wall'] / r['wall']:.2f} the eager loop), peak RSS "
+                  f"{r['rss']:.0f} MiB, max |score - eager score| {diff:.2e}{vs} (load {r['load']}); {note}")
+            row[kind] = r["wall"]
+            if kind == "fakescope":
+                if diff > GOAL_DIFF:
+                    missed.append(f"{name}: float32 scores differ from the eager loop by {diff:.2e} (goal <= 1e-5)")
+                if r["rss"] > GOAL_RSS_MIB:
+                    missed.append(f"{name}: peak RSS {r['rss']:.0f} MiB (goal <= {GOAL_RSS_MIB:.0f} MiB)")
+        results[name] = row
+    print("| model | eager loop | fakescope detect | " + " | ".join(k for k in ("bf16", "onnx") if k in row) + " |")
+    for name, row in results.items():
+        cells = [f"{args.files / row[k]:.2f} img/s (x{row['baseline'] / row[k]:.2f})" for k in ("fakescope", "bf16",
+                                                                                               "onnx") if k in row]
+        print(f"| {name} | {args.files / row['baseline']:.2f} img/s | " + " | ".join(cells) + " |")
+    speedups = {name: row["baseline"] / row["fakescope"] for name, row in results.items()}
+    for name, s in speedups.items():
+        if s < GOAL_SPEEDUP:
+            missed.append(f"{name}: speed-up x{s:.2f} (goal >= {GOAL_SPEEDUP:g})")
+    print("speed-up (eager loop time / fakescope detect time, float32): "
+          + ", ".join(f"{name} x{s:.2f}" for name, s in speedups.items()))
+    sys.stdout.flush()
+    for m in missed:
+        print(f"goal missed: {m}", file=sys.stderr)
+    sys.exit(1 if missed else 0)
+
+
+if __name__ == "__main__":
+    main()
