@@ -63,7 +63,9 @@ def main() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from fakescope.models import create_model
+    from fakescope.utils.memory import reuse_freed_buffers
 
+    reuse_freed_buffers()  # as fakescope detect sets glibc's allocator (docs/speed.md); both paths run under it
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -78,7 +80,7 @@ def main() -> None:
     size = args.size or model.preprocess.input_size
     x8 = torch.randint(0, 256, (args.batch, 3, size, size), dtype=torch.uint8, device=device)
 
-    from fakescope.inference.images import fold_batchnorm
+    from fakescope.inference.images import fold_batchnorm, set_memory_format
 
     fast = fold_batchnorm(model, (3, size, size), str(device))
     folded = fast is not None
@@ -109,14 +111,14 @@ def main() -> None:
     t_eager = best_time(run(model, False), args.repeats, sync)
     times["eager (as built)"] = t_eager
     # detect's path: folded batch norms, and the faster of the two layouts (as its batch tuner chooses)
-    fast.to(memory_format=torch.channels_last)
+    set_memory_format(fast, True)
     t_cl = best_time(run(fast, True), args.repeats, sync)
-    fast.to(memory_format=torch.contiguous_format)
+    set_memory_format(fast, False)
     t_contig = best_time(run(fast, False), args.repeats, sync) if folded else t_eager
     layout = "channels-last" if t_cl < t_contig else "contiguous"
     detect_name = f"detect path ({'batch norms folded' if folded else 'no batch norm folded'}, {layout})"
     if layout == "channels-last":
-        fast.to(memory_format=torch.channels_last)
+        set_memory_format(fast, True)
     paths[detect_name] = (fast, layout == "channels-last")
     times[detect_name] = min(t_cl, t_contig)
 

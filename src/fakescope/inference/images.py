@@ -78,7 +78,7 @@ class Scoring:
     def set_layout(self, channels_last: bool) -> None:
         """Score in the channels-last memory layout (PyTorch models) or the contiguous one."""
         if self.backend == "torch" and bool(channels_last) != self.channels_last:
-            self.scoring_model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            set_memory_format(self.scoring_model, channels_last)
             self.channels_last = bool(channels_last)
 
     def set_backend_threads(self, threads: int) -> None:
@@ -151,6 +151,17 @@ class Scoring:
             c["sum_abs_diff"] += float(diff.sum())
             c["mean_abs_diff"] = c["sum_abs_diff"] / c["inputs"]
             self.bf16_check = c
+
+
+@torch.no_grad()
+def set_memory_format(model, channels_last: bool) -> None:
+    """Every 4-D parameter and buffer of ``model`` (convolution weights) in the channels-last layout, or back to the
+    contiguous one. Unlike ``model.to(memory_format=...)`` this leaves tensors of other ranks as they are (a 3-D
+    convolution's 5-D weight has no channels-last layout of rank 4, and ``to`` raises on it)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.dim() == 4:
+            t.data = t.data.contiguous(memory_format=fmt)
 
 
 @torch.no_grad()
