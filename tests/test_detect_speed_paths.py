@@ -285,3 +285,24 @@ def test_a_convolution_whose_output_is_read_twice_is_not_folded():
 
     model = Twice().eval()
     assert fold_batchnorm(model, (3, 8, 8)) is None
+
+
+def test_channels_last_leaves_a_3d_convolution_as_it_is():
+    """A model with a 3-D convolution (SFCL-HCMF's inter-block stage has one) cannot go through
+    model.to(memory_format=channels_last); set_memory_format converts its 4-D weights only, values unchanged."""
+    from torch import nn
+
+    from fakescope.inference.images import set_memory_format
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Unflatten(1, (1, 4)), nn.Conv3d(1, 2, 1), nn.Flatten(1, 2)).eval()
+    x = torch.randn(2, 3, 9, 9)
+    want = model(x)
+    with pytest.raises(RuntimeError):
+        model.to(memory_format=torch.channels_last)
+    set_memory_format(model, True)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[2].weight.dim() == 5 and model[2].weight.is_contiguous()
+    assert torch.allclose(model(x.contiguous(memory_format=torch.channels_last)), want, atol=1e-6)
+    set_memory_format(model, False)
+    assert model[0].weight.is_contiguous()
