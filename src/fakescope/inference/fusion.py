@@ -122,10 +122,8 @@ def load_scorer(spec: str | os.PathLike, **options):
     if options.pop("explain", None):
         raise ConfigError(f"{text}: --explain draws a Grad-CAM map of one network; a fusion or a user detector has "
                           "none (explain one of its members instead)")
-    batch = options.get("batch_size")
-    batch = int(batch) if isinstance(batch, int) or str(batch).isdigit() else 16  # 'auto' is for its members
     if text.startswith(PY_PREFIX):
-        scorer = UserDetector(text, batch_size=batch)
+        scorer = UserDetector(text, batch_size=files_per_call(options))
     elif text == DEFAULT and not Path(text).exists():
         scorer = FusionDetector.load(DEFAULT_FILE, optional=True, **options)
     else:
@@ -133,6 +131,13 @@ def load_scorer(spec: str | os.PathLike, **options):
     if threshold is not None or point is not None:
         scorer.threshold, scorer.operating_point, scorer.threshold_source = scorer.operating(point, threshold)
     return scorer
+
+
+def files_per_call(options: dict[str, Any]) -> int:
+    """Files a user detector or a fusion takes at a time: ``batch_size`` where it is a number, else 16 (``auto``
+    is measured by the members that are networks)."""
+    batch = options.get("batch_size")
+    return int(batch) if isinstance(batch, int) or str(batch).isdigit() else 16
 
 
 def _resolve_member(spec: str, folder: Path) -> str:
@@ -184,9 +189,8 @@ class FusionDetector:
             raise CheckpointError(f"{folder / FUSION_FILE}: {len(failed)} member(s) cannot be loaded:\n  "
                                   + "\n  ".join(failed))
         gone = {f.split(" ", 1)[0]: f for f in failed}
-        batch = options.get("batch_size")
         return cls(fusion, members, source=fusion.name if optional else str(folder), unavailable=gone,
-                   batch_size=int(batch) if isinstance(batch, int) or str(batch).isdigit() else 16)
+                   batch_size=files_per_call(options))
 
     def operating(self, operating_point: str | None = None, threshold: float | None = None
                   ) -> tuple[float, str, str]:
