@@ -23,7 +23,6 @@ Speed on a CPU (measured in ``docs/speed.md``):
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -41,6 +40,7 @@ from fakescope.inference.detect_output import DetectOutput, DetectSummary
 from fakescope.inference.inputs import Missing, iter_inputs
 from fakescope.inference.outputs import output_format
 from fakescope.utils.distributed import Ranks
+from fakescope.utils.memory import cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +123,6 @@ def cache_file() -> Path:
     root = os.environ.get("FAKESCOPE_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fakescope")
     return Path(root) / "batch-tuning.json"
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_model() -> str:
-    from fakescope.utils.memory import cpu_model as name
-
-    return name()
 
 
 class BatchTuner:

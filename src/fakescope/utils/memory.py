@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -52,6 +53,7 @@ def reuse_freed_buffers() -> bool:
     return _mallopt({M_MMAP_THRESHOLD: REUSE_MMAP_THRESHOLD, M_TRIM_THRESHOLD: REUSE_TRIM_THRESHOLD})
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or what the platform says where that file cannot be read."""
     import platform
