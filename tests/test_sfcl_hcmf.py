@@ -491,3 +491,20 @@ def test_tiny_sfcl_hcmf_trains_through_the_engine_and_reports_every_generator(tm
     table = (result.run_dir / "eval" / "metrics.md").read_text()
     for family in ("tconv", "nearest", "bilinear", "pixelshuffle", "diffusion", "mean"):
         assert family in table
+
+
+@pytest.mark.parametrize("d_v", [5, 8, 12])
+def test_faae_attention_on_the_fused_kernel_equals_the_unfused_definition(d_v):
+    from fakescope.models.sfcl_hcmf.fusion import attend
+
+    gen = torch.Generator().manual_seed(d_v)
+    q, k = (torch.randn(2, 50, 8, generator=gen) for _ in range(2))
+    v = torch.randn(2, 50, d_v, generator=gen)
+    want = torch.softmax(q @ k.transpose(1, 2) / 8 ** 0.5, dim=-1) @ v  # eq. (12), written out
+    got = attend(q, k.transpose(1, 2).contiguous().transpose(1, 2), v)  # a strided key, as FAAE's transpose makes
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5, rtol=0)
+    # and a channels-last input to the model gives the contiguous one's logits
+    model = create_model("sfcl_hcmf_tiny").eval()
+    x = torch.rand(2, 3, 32, 32, generator=gen)
+    with torch.no_grad():
+        assert torch.allclose(model(x.contiguous(memory_format=torch.channels_last)), model(x), atol=1e-5)

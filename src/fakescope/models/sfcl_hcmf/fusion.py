@@ -14,6 +14,27 @@ from torch import Tensor, nn
 from fakescope.models.sfcl_hcmf.spectral import sida_dim, sida_stat_slices
 
 
+def attend(q: Tensor, k: Tensor, v: Tensor, fused: bool = True) -> Tensor:
+    """``softmax(Q K^T / sqrt(d_q)) V`` for ``q, k [B, N, d_q]`` and ``v [B, N, d_v]`` (one head).
+
+    PyTorch's fused (flash) attention kernels need values as wide as the queries; FAAE's are narrower
+    (``C_S`` channels against ``2 d_m``), which sent it to the unfused path that builds the whole ``N x N``
+    matrix (2304 x 2304 per image at 380 px). Zero columns appended to ``V`` leave the product's first
+    ``d_v`` columns unchanged, so the values are padded to ``d_q`` and the padding is dropped after. The fused
+    CPU kernel also wants 4-D inputs (a heads axis) whose last dimension is contiguous.
+
+    ``fused=False`` keeps PyTorch's choice (the unfused path for these shapes): FAAE takes it in training, where
+    batch statistics of a fresh model magnify the kernels' different rounding (1e-7) a thousandfold, and a
+    training run stays as it was before the fused path came in.
+    """
+    d_q, d_v = q.shape[-1], v.shape[-1]
+    if not fused or d_v > d_q:
+        return F.scaled_dot_product_attention(q, k, v)
+    v = F.pad(v, (0, d_q - d_v)) if d_v < d_q else v
+    out = F.scaled_dot_product_attention(*(t.unsqueeze(1).contiguous() for t in (q, k, v)))
+    return out[:, 0, :, :d_v]
+
+
 class FAAE(nn.Module):
     """Frequency-Aware Attention Enhancement, the shallow fusion (eqs. 10-13)."""
 
@@ -36,7 +57,7 @@ class FAAE(nn.Module):
         k = torch.cat([self.k_f(x_f), self.k_s(x_s)], dim=1).flatten(2).transpose(1, 2)  # eq. (11): [B, N, 2d_m]
         v = self.conv_f(x_f).flatten(2).transpose(1, 2)  # Conv_F(X_f): [B, N, C_S]
         # eq. (12): alpha = softmax_row(Q^T K / sqrt(2 d_m)); alpha (*) Conv_F(X_f): weighted sum over positions
-        ctx = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, c, h, w)
+        ctx = attend(q, k, v, fused=not self.training).transpose(1, 2).reshape(b, c, h, w)
         return x_s + self.bn(self.conv_s(ctx * torch.sigmoid(self.gamma)))  # eq. (13): Y_S
 
 

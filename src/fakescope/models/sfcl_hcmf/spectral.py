@@ -67,7 +67,9 @@ def frequency_tensor(pixels: Tensor, *, block: int = 8, ycbcr: bool = True, leve
     if pixels.ndim != 4 or pixels.shape[1] != 3:
         raise ValueError(f"frequency_tensor expects RGB images [B, 3, H, W], got {tuple(pixels.shape)}")
     with no_autocast(pixels):
-        x = pad_to_multiple(pixels.to(work_dtype(pixels)), block, pad_mode, pad_side)
+        # contiguous: from a channels-last input the convolution's output would be channels-last too, and SIDA's
+        # statistics over the block grid of that layout ran 3x slower (strided rows copied one by one)
+        x = pad_to_multiple(pixels.to(work_dtype(pixels)), block, pad_mode, pad_side).contiguous()
         weight, bias = frequency_operator(block, ycbcr, level_shift, x.dtype, x.device)
         b, _, h, w = x.shape
         with exact_fp32(x):
