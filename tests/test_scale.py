@@ -308,3 +308,19 @@ def test_eval_and_detect_fix_the_allocators_mmap_threshold_unless_the_environmen
     env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     left = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert left.stdout.strip() == "False", left.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages")
+def test_the_command_asks_torch_for_huge_pages_before_torch_is_imported_unless_the_environment_says():
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    cli = ("import os, sys\nfrom fakescope.cli import main\nbefore = 'torch' in sys.modules\n"
+           "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint(os.environ.get('THP_MEM_ALLOC_ENABLE'), before)")
+    out = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, env=env)
+    assert out.stdout.splitlines()[-1] == "1 False", out.stderr  # set before torch was imported (it reads it once)
+    late = "import torch\nfrom fakescope.utils.memory import huge_pages_for_large_tensors as h\nimport os\n" \
+           "print(h(), os.environ.get('THP_MEM_ALLOC_ENABLE'))"
+    out = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False None", out.stderr  # too late once torch is imported: left alone
+    env["THP_MEM_ALLOC_ENABLE"] = "0"
+    out = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, env=env)
+    assert out.stdout.splitlines()[-1] == "0 False", out.stderr  # the user's choice wins

@@ -13,11 +13,13 @@ import sys
 from fakescope.cli.parser import build_parser
 from fakescope.errors import FakescopeError
 from fakescope.utils import console
+from fakescope.utils.memory import huge_pages_for_large_tensors
 
 __all__ = ["build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    huge_pages_for_large_tensors()  # before anything imports torch (fakescope.utils.memory)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also come after the options (`train CONFIG --resume k=v`), which argparse leaves
