@@ -306,3 +306,25 @@ def test_channels_last_leaves_a_3d_convolution_as_it_is():
     assert torch.allclose(model(x.contiguous(memory_format=torch.channels_last)), want, atol=1e-6)
     set_memory_format(model, False)
     assert model[0].weight.is_contiguous()
+
+
+# ---------------------------------------------------------------------------------------------- torch.compile
+def test_compiled_scoring_gives_the_eager_scores(ckpt, folder, tmp_path):
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    det = Detector.from_pretrained(ckpt, device="cpu", compile=True, batch_size=4)
+    recs = [r for r in det.predict_many([str(folder)]) if r["score"] is not None]
+    ref = one_at_a_time(det, folder)
+    # 23 images: five batches of 4 and one of 3, padded to 4, so one graph serves them all
+    assert len(recs) == len(ref) == 23 and max(abs(r["score"] - ref[r["path"]]) for r in recs) < 1e-5
+    assert counters["stats"]["unique_graphs"] - graphs == 1 and "torch.compile" in det.speed_text()
+    assert det.lanes_for() == 1  # a compiled graph scores in the calling thread
+    out = tmp_path / "c.jsonl"
+    assert main(["detect", str(folder), "-m", str(ckpt), "-o", str(out), "--compile", "--device", "cpu",
+                 "--progress", "off"]) == 0  # --batch-size auto: measured on the eager model, then compiled
+    got = {r["path"]: r["score"] for r in map(json.loads, out.read_text().splitlines()) if r["score"] is not None}
+    assert got.keys() == ref.keys() and max(abs(got[p] - ref[p]) for p in got) < 1e-5
+    for bad in ({"bf16": True}, {"backend": "onnx"}):
+        with pytest.raises(Exception, match="compile needs the PyTorch backend"):
+            Detector(det.model, det.config, source="x", compile=True, **bad)

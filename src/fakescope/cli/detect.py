@@ -53,6 +53,9 @@ def add_detect_parser(sub) -> None:
     s.add_argument("--bf16", action="store_true",
                    help="score in bfloat16 (PyTorch; fast on CPUs with AMX or AVX512-BF16); the first inputs are "
                         "also scored in float32 and the summary says how far apart the scores are")
+    s.add_argument("--compile", action="store_true",
+                   help="score with torch.compile of the model (PyTorch, float32): its first batch compiles it (a "
+                        "minute or more on a CPU), later ones run faster; worth it for long runs (docs/speed.md)")
     s.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar on standard error (auto: only on a terminal)")
     s.set_defaults(func=cmd_detect)
@@ -85,6 +88,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     ranks = launch(args.devices, args.num_nodes, args.device)
     detector = load_scorer(args.model, backend=args.backend, onnx=args.onnx, device=ranks.device,
                            weights_file=args.weights_file, explain=args.explain, lanes=args.lanes, bf16=args.bf16,
+                           compile=args.compile,
                            **inference_kwargs(args))
     skipped: list[str] = []
     bar = None

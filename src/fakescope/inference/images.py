@@ -1,7 +1,7 @@
 """The image path of :class:`~fakescope.inference.Detector`: an image made into its one model input (through
 the face path where the checkpoint has a face stage), and its score read back; and how batches of model inputs
 (images, frames, clips) are scored (:class:`Scoring`: batch size and memory layout, given or measured, batch norms
-folded, precision, lanes)."""
+folded, precision, lanes, torch.compile)."""
 
 from __future__ import annotations
 
@@ -44,15 +44,17 @@ BF16_CHECKED = 32  # with bf16: inputs also scored in float32, to say how far ap
 
 class Scoring:
     """What :class:`~fakescope.inference.Detector` does with a batch of model inputs: its batch size and memory
-    layout (given, or measured by :class:`BatchTuner`), its precision, and its lanes."""
+    layout (given, or measured by :class:`BatchTuner`), its precision, its lanes, and ``torch.compile``."""
 
+    compile = False  # score with torch.compile of the scoring model (:meth:`_compiled`)
+    _measuring = False  # while the batch tuner times the model: the eager model (compiling each batch tried is slow)
     _in_lanes = False  # while lanes score, the model's layout stays as it is
     lanes_now = 1  # the lanes about to score (batches are measured for that many in flight)
 
     def lanes_for(self, details: bool = False, num_workers: int = 0) -> int:
         """How many lanes score these inputs (1: the calling thread does it all); see :class:`InferenceOptions`."""
         if (details or num_workers or self.explain is not None or self.face_pipeline is not None
-                or str(self.device) != "cpu"):
+                or str(self.device) != "cpu" or self.compile):
             return 1
         return self.lanes or torch.get_num_threads()
 
@@ -62,7 +64,8 @@ class Scoring:
         parts = [f"{'x'.join(map(str, shape))}: batch {c.batch}{', channels-last' if c.channels_last else ''}"
                  + (f" ({c.source}, {c.ms_per_input:.1f} ms an input)" if c.ms_per_input else "")
                  for shape, c in self.__dict__.get("_choices", {}).items()] or [f"batch {self.batch_size}"]
-        return "; ".join(parts) + (f"; {lanes} lanes" if lanes > 1 else "") + ("; bf16" if self.bf16 else "")
+        return ("; ".join(parts) + (f"; {lanes} lanes" if lanes > 1 else "") + ("; bf16" if self.bf16 else "")
+                + ("; torch.compile" if self.compile else ""))
 
     def input_shape(self) -> tuple[int, ...]:
         """One model input's shape, as the preprocessing makes it."""
@@ -105,7 +108,11 @@ class Scoring:
         try:
             if self.backend == "torch" and "_fast_model" not in self.__dict__ and not self._in_lanes:
                 self._fast_model = fold_batchnorm(self.model, shape, self.device)
-            choice = self.tuner.choose(self, shape, layouts=not self._in_lanes)
+            self._measuring = True
+            try:
+                choice = self.tuner.choose(self, shape, layouts=not self._in_lanes)
+            finally:
+                self._measuring = False
         except Exception as exc:  # a model that fails on random pixels: scored as given, its errors in the records
             log.warning("%s: batch size not measured for inputs of shape %s (%s: %s); batch %d used",
                         self.name, shape, type(exc).__name__, exc, self.batch_size)
@@ -118,7 +125,13 @@ class Scoring:
     @torch.inference_mode()
     def _score(self, x: torch.Tensor) -> torch.Tensor:
         """P(fake) of one batch of model inputs, in this detector's layout and precision."""
-        return self._forward(x, self.bf16)
+        n = len(x)
+        if self.compile and self.backend == "torch" and not self._measuring:
+            # one compiled graph per input shape: a short batch is padded with zeros, their scores dropped
+            size = self.batch_choice(tuple(x.shape[1:])).batch
+            if n < size:
+                x = torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))])
+        return self._forward(x, self.bf16)[:n]
 
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
@@ -127,8 +140,26 @@ class Scoring:
         x = x.to(self.device, non_blocking=True)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        compiled = self.compile and not self._measuring
+        if compiled and not x.is_inference():  # an inference tensor always: another kind would recompile the graph
+            x = x.clone()
+        score = self._compiled(tuple(x.shape[1:])) if compiled else self.scoring_model.predict_proba
         with torch.autocast(str(self.device).split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-            return self.scoring_model.predict_proba(x).float().cpu()
+            return score(x).float().cpu()
+
+    def _compiled(self, shape: tuple[int, ...]):
+        """``predict_proba`` of the scoring model (batch norms folded where they fold) under ``torch.compile``
+        (inductor; ``dynamic=False``: a graph per input shape, as :meth:`_score` pads short batches). Made at the
+        first call; the graph itself is compiled at the first batch (a minute or more for a large model on a CPU,
+        less with inductor's on-disk cache warm)."""
+        with self._lock:
+            fn = self.__dict__.get("_compiled_fn")
+            if fn is None:
+                if "_fast_model" not in self.__dict__:
+                    self._fast_model = fold_batchnorm(self.model, shape, self.device)
+                log.info("%s: compiling the model with torch.compile at its first batch", self.name)
+                fn = self._compiled_fn = torch.compile(self.scoring_model.predict_proba, dynamic=False)
+            return fn
 
     def _score_all(self, x: torch.Tensor) -> torch.Tensor:
         """P(fake) of model inputs of one shape, in batches of the size chosen for it."""

@@ -76,9 +76,12 @@ class InferenceOptions:
     1: everything in the calling thread. Lanes need a detector without a face stage or explanations, and no
     ``num_workers``; elsewhere inputs are scored in the calling thread. ``bf16``: score in bfloat16 (autocast;
     PyTorch only); the first inputs are also scored in float32 and :attr:`Detector.bf16_check` says how far apart
-    the two are. ``faces``: ``auto`` follows the checkpoint's face stage; ``on`` forces one (the checkpoint's,
-    else ``prepare``'s default), ``off`` scores whole images. ``num_frames``: frames sampled from a video for
-    image detectors. ``max_clips``: clips scored per video for clip detectors.
+    the two are. ``compile``: score with ``torch.compile`` of the model (batch norms folded; PyTorch only, not
+    with ``bf16``): each input shape's graph is compiled at its first batch (a minute or more for a large model on
+    a CPU), every forward pass then runs at the batch size (short batches padded), without lanes; worth it for long
+    runs (docs/speed.md). ``faces``: ``auto`` follows the checkpoint's face stage; ``on`` forces one (the
+    checkpoint's, else ``prepare``'s default), ``off`` scores whole images. ``num_frames``: frames sampled from a
+    video for image detectors. ``max_clips``: clips scored per video for clip detectors.
     ``face_detector_weights``: the face detector's weights file or folder, where they are not installed.
     ``explain``: a folder where each scored input gets a Grad-CAM overlay PNG (the model input, its highest
     scoring frame for a video) and, for a video, its score timeline; the record's ``explanation`` lists them.
@@ -91,6 +94,7 @@ class InferenceOptions:
     batch_size: int | str = 32
     lanes: int = 1
     bf16: bool = False
+    compile: bool = False
     faces: str = "auto"
     num_frames: int = VIDEO_FRAMES  # as prepare samples them, so detect scores the frames it cropped
     max_clips: int = 4
@@ -152,6 +156,9 @@ class Detector(Scoring):
         self._lock = threading.Lock()
         if self.bf16 and backend != "torch":
             raise ConfigError("bf16 scoring needs the PyTorch backend, not onnx")
+        self.compile = bool(opt.compile)
+        if self.compile and (backend != "torch" or self.bf16):
+            raise ConfigError("compile needs the PyTorch backend in float32 (not onnx, not bf16)")
         self.num_frames = int(opt.num_frames)
         self.max_clips = int(opt.max_clips)
         self.preprocess = model.preprocess

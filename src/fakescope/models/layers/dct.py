@@ -98,8 +98,8 @@ def block_dct_basis(n: int = 8, zigzag: bool = True, dtype: torch.dtype = torch.
     """``T [n*n, n, n]`` with ``coefficient[z] = sum_ij T[z, i, j] block[i, j]`` (2-D DCT-II, zigzag rows)."""
     d = dct_matrix(n)
     t = torch.einsum("ki,lj->klij", d, d).reshape(n * n, n, n)  # kron(D, D): (D B D^T)[k, l]
-    if zigzag:
-        t = t[list(zigzag_order(n))]
+    if zigzag:  # under torch.compile the order is worked out afresh: its tracer skips (and warns of) the cache
+        t = t[list((zigzag_order.__wrapped__ if torch.compiler.is_compiling() else zigzag_order)(n))]
     return t.to(dtype=dtype, device=device)
 
 
