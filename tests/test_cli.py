@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -67,3 +68,53 @@ def test_core_commands_do_not_import_optional_extras():
             "assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_command_runs_with_its_own_options_declared_alone():
+    from fakescope.cli.parser import COMMANDS, build_parser, command_in
+
+    assert command_in(["-v", "detect", "x.jpg"]) == "detect"
+    assert command_in(["--help"]) is None and command_in(["detcet", "x"]) is None
+    full = build_parser()
+    for argv in (["detect", "a.jpg", "b", "--batch-size", "4", "--lanes", "2"], ["eval", "ck", "--data", "d"],
+                 ["serve", "ck", "--max-batch", "8"], ["models", "--pretrained"], ["train", "cfg.yaml", "k=v"]):
+        alone = build_parser(command_in(argv))
+        assert set(alone._subparsers._group_actions[0].choices) == {argv[0]}
+        assert vars(alone.parse_args(argv)) == vars(full.parse_args(argv)), argv
+    assert set(full._subparsers._group_actions[0].choices) == set(COMMANDS)
+
+
+def test_detect_imports_neither_scikit_learn_nor_torch_dynamo(tmp_path):
+    """Scoring needs neither; importing them made every `fakescope detect` 3-4 s slower to start."""
+    code = ("import sys, torch, fakescope; from PIL import Image; from fakescope.cli import main; "
+            f"root = {str(tmp_path)!r}; torch.manual_seed(0); "
+            "fakescope.save(fakescope.create_model('simple_cnn_tiny'), root + '/ck'); "
+            "Image.new('RGB', (40, 30), (90, 20, 200)).save(root + '/a.png'); "
+            "gone = [m for m in ('sklearn', 'torch._dynamo') if m in sys.modules]; "
+            "assert not gone, ('before', gone); "
+            "assert main(['detect', root + '/a.png', '-m', root + '/ck', '-o', root + '/o.jsonl']) == 0; "
+            "assert open(root + '/o.jsonl').read().count('\"score\"') == 1; "
+            "bad = [m for m in ('sklearn', 'torch._dynamo') if m in sys.modules]; assert not bad, bad")
+    env = {**os.environ, "FAKESCOPE_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_building_on_the_meta_device_leaves_initialisation_of_real_tensors_alone():
+    import torch
+    from torch.nn import init
+
+    from fakescope.zoo.checkpoint import _meta_init_skipped
+
+    before = init.kaiming_normal_
+    with _meta_init_skipped():
+        assert init.kaiming_normal_ is not before
+        with torch.device("meta"):
+            meta = torch.nn.Linear(4, 3)
+        torch.manual_seed(0)
+        real = torch.nn.Linear(4, 3)
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(4, 3)
+    assert init.kaiming_normal_ is before
+    assert meta.weight.is_meta and tuple(meta.weight.shape) == (3, 4)
+    assert torch.equal(real.weight, plain.weight) and torch.equal(real.bias, plain.bias)

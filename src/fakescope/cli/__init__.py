@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from fakescope.cli.parser import build_parser
+from fakescope.cli.parser import build_parser, command_in
 from fakescope.errors import FakescopeError
 from fakescope.utils import console
 from fakescope.utils.memory import huge_pages_for_large_tensors
@@ -20,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     huge_pages_for_large_tensors()  # before anything imports torch (fakescope.utils.memory)
-    parser = build_parser()
+    parser = build_parser(command_in(sys.argv[1:] if argv is None else list(argv)))
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also come after the options (`train CONFIG --resume k=v`), which argparse leaves
     # over once it has filled the positional list

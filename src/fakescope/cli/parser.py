@@ -16,14 +16,27 @@ from fakescope.cli.serve import add_serve_parser
 from fakescope.cli.synth import add_synth_parser
 from fakescope.cli.train import add_config_parser, add_quickstart_parser, add_train_parser
 
-# in the order `fakescope --help` lists them
-SUBCOMMANDS = (add_train_parser, add_eval_parser, add_calibrate_parser, add_fuse_parser, add_synth_parser,
-               add_prepare_parser, add_detect_parser, add_export_parser, add_serve_parser, add_models_parser, add_push_parser,
-               add_config_parser, add_quickstart_parser)
+# command -> the function that declares it, in the order `fakescope --help` lists them
+COMMANDS = {"train": add_train_parser, "eval": add_eval_parser, "calibrate": add_calibrate_parser,
+            "fuse": add_fuse_parser, "synth": add_synth_parser, "prepare": add_prepare_parser,
+            "detect": add_detect_parser, "export": add_export_parser, "serve": add_serve_parser,
+            "models": add_models_parser, "push": add_push_parser, "config": add_config_parser,
+            "quickstart": add_quickstart_parser}
+SUBCOMMANDS = tuple(COMMANDS.values())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line; choices come from the registries and defaults from the option classes."""
+def command_in(argv: list[str]) -> str | None:
+    """The subcommand that ``argv`` runs (its first word that is not an option), when it names one."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; choices come from the registries and defaults from the option classes.
+
+    ``command``: declare that subcommand alone (what running it needs). Some commands take their defaults from
+    library functions whose modules are slow to import (``eval`` imports scikit-learn): declaring every command
+    made each run of any one of them pay for all. Without it (``fakescope --help``, a misspelt command), all."""
     p = argparse.ArgumentParser(
         prog="fakescope",
         description="Generalizable deepfake and AI-generated image detection (SFCL-HCMF, FSSNet, SDR).",
@@ -31,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"fakescope {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add_parser in SUBCOMMANDS:
+    for add_parser in (COMMANDS[command],) if command in COMMANDS else SUBCOMMANDS:
         add_parser(sub)
     for command in sub.choices.values():  # every option's help ends with its default
         command.formatter_class = HelpFormatter

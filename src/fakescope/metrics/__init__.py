@@ -28,7 +28,6 @@ from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from fakescope.metrics.calibration import expected_calibration_error, tpr_at_fpr
 
@@ -45,6 +44,8 @@ def equal_error_rate(labels: Sequence[int], scores: Sequence[float]) -> float | 
     s = np.asarray(scores, dtype=np.float64)
     if not _two_classes(y):
         return None
+    from sklearn.metrics import roc_curve  # here: scikit-learn takes 1-2 s to import, scoring needs none of it
+
     fpr, tpr, _ = roc_curve(y, s)
     fnr = 1.0 - tpr
     diff = fnr - fpr  # starts at 1 (fpr=0, fnr=1) and ends at -1 (fpr=1, fnr=0)
@@ -76,6 +77,8 @@ def video_scores(scores: Sequence[float], labels: Sequence[int], video_ids: Sequ
 def compute_metrics(labels: Sequence[int], scores: Sequence[float], video_ids: Sequence[str | None] | None = None,
                     threshold: float = 0.5) -> dict[str, float | int | None]:
     """All metrics for one test set (see the module docstring)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=np.float64)
     if y.shape != s.shape:

@@ -23,7 +23,6 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 TARGET_FPR = {"fpr1": 0.01, "fpr5": 0.05}
 OPERATING_POINTS = ("eer", "fpr1", "fpr5")
@@ -125,6 +124,8 @@ def threshold_at_fpr(labels: Sequence[int], scores: Sequence[float], target: flo
 
 def threshold_at_eer(labels: Sequence[int], scores: Sequence[float]) -> float:
     y, s = _arrays(labels, scores)
+    from sklearn.metrics import roc_curve  # here: scikit-learn takes 1-2 s to import, scoring needs none of it
+
     fpr, tpr, thr = roc_curve(y, s)
     i = int(np.argmin(np.abs((1 - tpr) - fpr)[1:])) + 1  # the first ROC point is the threshold 'inf'
     return float(min(thr[i], 1.0))
@@ -134,6 +135,8 @@ def tpr_at_fpr(labels: Sequence[int], scores: Sequence[float], target: float) ->
     y, s = _arrays(labels, scores)
     if np.unique(y).size < 2:
         return None
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, _ = roc_curve(y, s)
     return float(tpr[fpr <= target + 1e-12].max())
 
