@@ -22,7 +22,10 @@ Each measurement is a child process, timed from its start to its end (imports, m
 * **onnx**: the checkpoint exported by ``fakescope export`` and ``fakescope detect --backend onnx``.
 
 Printed: the machine (CPU model, cores, load average before and after each run), each run's wall time, images
-per second, peak RSS (the child's max RSS) and its largest score difference from the baseline. The last line
+per second, peak RSS (the child's max RSS) and its largest score difference from the baseline; and an estimate
+of the ceiling, the speed-up no float32 scorer of the model could pass on this machine (:func:`ceiling`: every
+core decoding and scoring files on its own, the forward pass at the one-thread matmul rate, measured before and
+after the runs). The last line
 is the speed-up of each model (baseline time / fakescope time, float32). Goals: a speed-up of at least 3, the
 float32 scores within 1e-5 of the baseline's, and a peak RSS of at most 1.5 GiB; a missed goal is named on
 stderr after everything else, and the exit status is 1.
@@ -102,6 +105,56 @@ def make_checkpoint(name: str, folder: Path) -> Path:
     return fakescope.save(fakescope.create_model(name, preprocess=pp, **model_cfg).eval(), folder)
 
 
+def matmul_rate(repeats: int = 8) -> float:
+    """FLOP/s of the fastest square float32 matmul on one thread (sides 1024-2048, best of ``repeats`` each)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rate = 0.0
+    try:
+        for side in (1024, 1536, 2048):
+            a, b = torch.randn(side, side), torch.randn(side, side)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                a @ b
+                rate = max(rate, 2 * side ** 3 / (time.perf_counter() - t0))
+    finally:
+        torch.set_num_threads(threads)
+    return rate
+
+
+def file_costs(ckpt: Path, paths: list[Path], sample: int = 200) -> tuple[float, float]:
+    """The model's FLOP a file, and the mean thread time to decode and preprocess one (``sample`` files spread
+    through the folder)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import fakescope
+    from fakescope.data.transforms import Preprocessor
+    from fakescope.media.image import load_image
+
+    model = fakescope.load(ckpt, device="cpu").eval()
+    pre = Preprocessor(model.preprocess, train=False)
+    chosen = paths[:: max(1, len(paths) // sample)][:sample]
+    spent = 0.0
+    for p in chosen:
+        t0 = time.thread_time()
+        x = pre(load_image(p))
+        spent += time.thread_time() - t0
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.predict_proba(x.unsqueeze(0))
+    return counter.get_total_flops(), spent / len(chosen)
+
+
+def ceiling(flop: float, prep: float, rate: float, cores: int) -> float:
+    """The most files per second any float32 scorer of the model could reach on this machine, estimated: every
+    core decodes, preprocesses and scores files on its own (no thread waits for another, no memory traffic
+    between the cores), the forward pass at the one-thread matmul ``rate``, the fastest arithmetic torch does on
+    a core."""
+    return cores / (prep + flop / rate)
+
+
 # ------------------------------------------------------------------------------------------ child runs
 def eager_loop(ckpt: str, folder: str, out: str) -> None:
     """The baseline, in its own process: decode, transform and score one file at a time."""
@@ -173,6 +226,7 @@ def main() -> None:
           f"sides 256-1536 px; {sizes.sum() / 2**20:.0f} MiB; ready in {time.perf_counter() - t0:.0f} s)")
     for p in paths:  # every run then reads them from the page cache
         p.read_bytes()
+    rate = matmul_rate()  # measured again after the runs: the better of the two is used
     cli = [sys.executable, "-m", "fakescope.cli"]
     env = dict(os.environ, FAKESCOPE_CACHE=str(work / "cache"))
     results: dict[str, dict] = {}
@@ -198,6 +252,7 @@ def main() -> None:
                   f"batch size and layout): {warm['wall']:.1f} s, peak RSS {warm['rss']:.0f} MiB; "
                   + next((ln.strip() for ln in warm["stderr"].splitlines() if "scoring:" in ln), ""))
         row = {"baseline": base["wall"]}
+        row["flop"], row["prep"], row["n"] = *file_costs(ck, paths), n
         for kind, extra in runs.items():
             out = work / f"{name}-{kind}.parquet"
             r = timed(cli + ["detect", str(data), "-m", str(ck), "-o", str(out), "--progress", "off", *extra], env)
@@ -217,15 +272,28 @@ def main() -> None:
                 if r["rss"] > GOAL_RSS_MIB:
                     missed.append(f"{name}: peak RSS {r['rss']:.0f} MiB (goal <= {GOAL_RSS_MIB:.0f} MiB)")
         results[name] = row
-    print("| model | eager loop | fakescope detect | " + " | ".join(k for k in ("bf16", "onnx") if k in row) + " |")
+    rate = max(rate, matmul_rate())
+    cores = torch.get_num_threads()
     for name, row in results.items():
-        cells = [f"{args.files / row[k]:.2f} img/s (x{row['baseline'] / row[k]:.2f})" for k in ("fakescope", "bf16",
-                                                                                               "onnx") if k in row]
-        print(f"| {name} | {args.files / row['baseline']:.2f} img/s | " + " | ".join(cells) + " |")
+        best = ceiling(row["flop"], row["prep"], rate, cores)
+        row["ceiling"] = row["baseline"] * best / row["n"]
+        print(f"{name}: ceiling (estimate): {row['flop'] / 1e9:.2f} GFLOP a file at the one-thread matmul rate "
+              f"({rate / 1e9:.1f} GFLOP/s, the best before and after the runs) = {1e3 * row['flop'] / rate:.1f} ms, "
+              f"plus {1e3 * row['prep']:.1f} ms to decode and preprocess, on each of {cores} cores: at most "
+              f"{best:.2f} images/s = x{row['ceiling']:.2f} the eager loop, for any float32 scorer of this model "
+              "(startup not counted)")
+    kinds = [k for k in ("fakescope", "bf16", "onnx") if k in row]
+    heads = {"fakescope": "fakescope detect", "bf16": "--bf16", "onnx": "--backend onnx"}
+    print("| model | eager loop | " + " | ".join(heads[k] for k in kinds) + " | float32 ceiling (estimate) |")
+    for name, row in results.items():
+        cells = [f"{row['n'] / row[k]:.2f} img/s (x{row['baseline'] / row[k]:.2f})" for k in kinds]
+        print(f"| {name} | {row['n'] / row['baseline']:.2f} img/s | " + " | ".join(cells)
+              + f" | x{row['ceiling']:.2f} |")
     speedups = {name: row["baseline"] / row["fakescope"] for name, row in results.items()}
     for name, s in speedups.items():
         if s < GOAL_SPEEDUP:
-            missed.append(f"{name}: speed-up x{s:.2f} (goal >= {GOAL_SPEEDUP:g})")
+            missed.append(f"{name}: speed-up x{s:.2f} (goal >= {GOAL_SPEEDUP:g}; this machine's float32 ceiling, "
+                          f"estimated above: x{results[name]['ceiling']:.2f})")
     print("speed-up (eager loop time / fakescope detect time, float32): "
           + ", ".join(f"{name} x{s:.2f}" for name, s in speedups.items()))
     sys.stdout.flush()

@@ -165,6 +165,7 @@ def main() -> None:
 
         pool = ThreadPoolExecutor(max_workers=lanes)
         lanes_name = f"detect path in {lanes} lanes (contiguous, {lane_batch} images a lane)"
+
         def in_lanes():
             list(pool.map(lambda _: lane(), range(lanes)))
             torch.set_num_threads(threads)  # this thread's again (a library may keep one setting for all threads)
