@@ -104,10 +104,10 @@ def test_building_on_the_meta_device_leaves_initialisation_of_real_tensors_alone
     import torch
     from torch.nn import init
 
-    from fakescope.zoo.checkpoint import _meta_init_skipped
+    from fakescope.models.state import meta_init_skipped
 
     before = init.kaiming_normal_
-    with _meta_init_skipped():
+    with meta_init_skipped():
         assert init.kaiming_normal_ is not before
         with torch.device("meta"):
             meta = torch.nn.Linear(4, 3)

@@ -22,7 +22,6 @@ COMMANDS = {"train": add_train_parser, "eval": add_eval_parser, "calibrate": add
             "detect": add_detect_parser, "export": add_export_parser, "serve": add_serve_parser,
             "models": add_models_parser, "push": add_push_parser, "config": add_config_parser,
             "quickstart": add_quickstart_parser}
-SUBCOMMANDS = tuple(COMMANDS.values())
 
 
 def command_in(argv: list[str]) -> str | None:
@@ -44,7 +43,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"fakescope {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add_parser in (COMMANDS[command],) if command in COMMANDS else SUBCOMMANDS:
+    for add_parser in (COMMANDS[command],) if command in COMMANDS else COMMANDS.values():
         add_parser(sub)
     for command in sub.choices.values():  # every option's help ends with its default
         command.formatter_class = HelpFormatter

@@ -3,6 +3,8 @@ does not match. Every loader of fakescope (checkpoints, backbones, converted rel
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from pathlib import Path
 
 import torch
@@ -64,3 +66,31 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
     check_state_shapes({k: tuple(v.shape) for k, v in module.state_dict().items()},
                        {k: tuple(v.shape) for k, v in state.items()}, source, type(module).__name__)
     module.load_state_dict(state, strict=True)
+
+
+@contextlib.contextmanager
+def meta_init_skipped():
+    """Within it, ``torch.nn.init``'s functions leave meta tensors as they are (for a model built on the meta
+    device, as :func:`fakescope.zoo.checkpoint.load` first builds one to check its shapes).
+
+    A meta tensor holds no values, so drawing them does nothing; but torch draws them through its Python
+    reference implementations, whose first call imports ``torch._dynamo`` (1.5-2 s of every ``load``).
+    Other tensors are initialised as before (the functions are put back afterwards; should another thread
+    build a model meanwhile, it gets the same results)."""
+    from torch.nn import init
+
+    def skipping(fn):
+        @functools.wraps(fn)
+        def inner(tensor, *args, **kwargs):
+            return tensor if getattr(tensor, "is_meta", False) else fn(tensor, *args, **kwargs)
+        return inner
+
+    saved = {n: getattr(init, n) for n in dir(init) if n.endswith("_") and not n.startswith("_")
+             and callable(getattr(init, n))}
+    try:
+        for n, fn in saved.items():
+            setattr(init, n, skipping(fn))
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(init, n, fn)

@@ -33,7 +33,7 @@ from fakescope.models.base import LABELS, DetectorModel
 from fakescope.zoo.card import model_card
 from fakescope.zoo.hub import sha256_of as weights_sha256  # noqa: F401  (the name export and inference use)
 from fakescope.models.registry import create_model, model_entry
-from fakescope.models.state import check_state_shapes, load_state_strict
+from fakescope.models.state import check_state_shapes, load_state_strict, meta_init_skipped
 from fakescope.preprocess import LEGACY_FACE_CROP, FaceCropConfig, PreprocessConfig
 
 WEIGHTS = "model.safetensors"
@@ -297,7 +297,7 @@ def _build(name: str, model_cfg: dict[str, Any], shapes: dict[str, tuple[int, ..
 
     try:
         with _BuildGuard(shapes, path / CONFIG, name), \
-                (_meta_init_skipped() if meta else contextlib.nullcontext()), \
+                (meta_init_skipped() if meta else contextlib.nullcontext()), \
                 torch.device("meta") if meta else contextlib.nullcontext():
             model = create_model(name, **model_cfg)
     except CheckpointError:
@@ -311,40 +311,6 @@ def _build(name: str, model_cfg: dict[str, Any], shapes: dict[str, tuple[int, ..
     check_state_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes, str(path / WEIGHTS),
                        f"{type(model).__name__} that {CONFIG} describes")
     return model
-
-
-def _meta_init_skipped():
-    """While the model is built on the meta device: ``torch.nn.init``'s functions leave meta tensors as they are.
-
-    A meta tensor holds no values, so drawing them does nothing; but torch draws them through its Python
-    reference implementations, whose first call imports ``torch._dynamo`` (about 1.5 s of every ``load``).
-    Other tensors are initialised as before (the functions are put back afterwards; should another thread
-    build a model meanwhile, it sees the same results)."""
-    import contextlib
-    import functools
-
-    from torch.nn import init
-
-    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
-
-    def skipping(fn):
-        @functools.wraps(fn)
-        def inner(tensor, *args, **kwargs):
-            return tensor if getattr(tensor, "is_meta", False) else fn(tensor, *args, **kwargs)
-        return inner
-
-    @contextlib.contextmanager
-    def patched():
-        saved = {n: getattr(init, n) for n in names}
-        try:
-            for n, fn in saved.items():
-                setattr(init, n, skipping(fn))
-            yield
-        finally:
-            for n, fn in saved.items():
-                setattr(init, n, fn)
-
-    return patched()
 
 
 def weight_shapes(file: str | Path) -> dict[str, tuple[int, ...]]:
