@@ -188,7 +188,8 @@ def main() -> None:
             infer_compiled()
             compile_s[layout_name] = time.perf_counter() - t0
             with torch.inference_mode():
-                diffs[layout_name] = float((infer_compiled() - fast.predict_proba(fast.normalize(x8))).abs().max())
+                ref = fast.predict_proba(fast.normalize(x8))
+                diffs[layout_name] = (float((infer_compiled() - ref).abs().max()), float(ref.std()))
             compiled_name = f"detect --compile path ({folded_name}, {layout_name})"
             calls[compiled_name] = infer_compiled
             batches[compiled_name] = args.batch
@@ -232,8 +233,11 @@ def main() -> None:
             print(f"\nprofile, {label}, one batch of {args.batch}:")
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
     for layout_name, seconds in compile_s.items():
+        diff, spread = diffs[layout_name]
         print(f"torch.compile, {layout_name}: first call {seconds:.1f} s (compiling), "
-              f"scores within {diffs[layout_name]:.1e} of the folded model's")
+              f"scores within {diff:.1e} of the folded model's (their standard deviation over the batch: "
+              f"{spread:.1e}" + ("; random weights give nearly one score to every input, so this says little)"
+                                 if spread < 0.01 else ")"))
     speeds = {}
     for label, t in times.items():
         speeds[label] = batches[label] / t
