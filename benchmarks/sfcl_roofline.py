@@ -120,7 +120,8 @@ def main() -> None:
 
     # counted on the definition: the unfused attention (FAAE's values unpadded), which FlopCounterMode counts
     with FlopCounterMode(display=False) as counter, \
-            mock.patch("fakescope.models.sfcl_hcmf.fusion.attend", F.scaled_dot_product_attention):
+            mock.patch("fakescope.models.sfcl_hcmf.fusion.attend",
+                       lambda q, k, v, fused=True: F.scaled_dot_product_attention(q, k, v)):
         run(model, False)()
     flop_per_image = counter.get_total_flops() / args.batch
 
