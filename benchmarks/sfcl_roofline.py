@@ -19,7 +19,7 @@
    timed once per round in turn, its best of ``--repeats`` rounds after a warm-up: the model as
    built (eager); the model as ``fakescope detect`` scores it with its default ``--batch-size
    auto`` (batch norms folded into the convolutions before them,
-   ``fakescope.inference.images.fold_batchnorm``) in the contiguous and in the channels-last
+   ``fakescope.inference.folding.fold_batchnorm``) in the contiguous and in the channels-last
    layout (detect's tuner takes the faster; docs/speed.md); on a CPU with two or more threads the
    same folded model in lanes (threads of one torch thread each, ``--lane-batch`` images a lane),
    as ``detect --faces off`` scores face crops given as files; with ``--compile`` also
@@ -99,7 +99,8 @@ def main() -> None:
     size = args.size or model.preprocess.input_size
     x8 = torch.randint(0, 256, (args.batch, 3, size, size), dtype=torch.uint8, device=device)
 
-    from fakescope.inference.images import fold_batchnorm, set_memory_format
+    from fakescope.inference.folding import fold_batchnorm
+    from fakescope.inference.images import set_memory_format
 
     fast = fold_batchnorm(model, (3, size, size), str(device))
     folded = fast is not None

@@ -14,6 +14,7 @@ from PIL import Image
 from fakescope.errors import DataError
 from fakescope.inference.faces import image_face
 from fakescope.inference.job import Job, keep_canvas, keep_input, note_region
+from fakescope.inference.folding import fold_batchnorm
 from fakescope.inference.stream import BatchChoice
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ class Scoring:
     @property
     def scoring_model(self):
         """The model that scores: :attr:`model`, or with ``batch_size='auto'`` its copy made faster (batch norms
-        folded into the convolutions before them, :func:`fold_batchnorm`; its layout set)."""
+        folded into the convolutions before them, :func:`~fakescope.inference.folding.fold_batchnorm`; its layout
+        set)."""
         return self.__dict__.get("_fast_model") or self.model
 
     def set_layout(self, channels_last: bool) -> None:
@@ -193,48 +195,3 @@ def set_memory_format(model, channels_last: bool) -> None:
     for t in [*model.parameters(), *model.buffers()]:
         if t.dim() == 4:
             t.data = t.data.contiguous(memory_format=fmt)
-
-
-@torch.no_grad()
-def fold_batchnorm(model, shape: tuple[int, ...], device: str = "cpu", tolerance: float = 1e-5):
-    """A copy of ``model`` in which each BatchNorm2d (in evaluation, with running statistics) whose input is the
-    output of the Conv2d run just before it is folded into that convolution's weights and bias: the same
-    function, one pass over the activations less. The pairs are found by running the copy once on random pixels
-    of ``shape``; the copy is kept only where its logits on other random pixels are within ``tolerance``
-    (relative) of the model's, else ``None`` (a convolution whose output something else reads too, say)."""
-    import copy
-
-    from torch import nn
-
-    fast = copy.deepcopy(model).eval()
-    last: list = [None, None]  # the last convolution run, and its output (held: an id is never reused meanwhile)
-    pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
-    hooks = []
-    for mod in fast.modules():
-        if isinstance(mod, nn.Conv2d):
-            hooks.append(mod.register_forward_hook(lambda m, i, out: last.__setitem__(slice(None), [m, out])))
-        elif isinstance(mod, nn.BatchNorm2d) and mod.track_running_stats and mod.running_var is not None:
-            hooks.append(mod.register_forward_pre_hook(
-                lambda m, i: pairs.append((last[0], m)) if i[0] is last[1] else None))
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (2, *shape), dtype=torch.uint8, generator=gen).to(device)
-    try:
-        fast(fast.normalize(x))
-    finally:
-        for h in hooks:
-            h.remove()
-        last.clear()
-    if not pairs or len({id(bn) for _, bn in pairs}) != len(pairs):
-        return None
-    for conv, bn in pairs:
-        scale = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
-        shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
-        bias = shift if conv.bias is None else conv.bias * scale + shift
-        conv.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1), requires_grad=False)
-        conv.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
-        bn.forward = nn.Identity().forward  # this copy's instance only: the model's own batch norms are untouched
-    x = model.normalize(torch.randint(0, 256, (2, *shape), dtype=torch.uint8, generator=gen).to(device))
-    want = model(x).float()
-    if float((fast(x).float() - want).abs().max()) > tolerance * (1.0 + float(want.abs().max())):
-        return None
-    return fast
