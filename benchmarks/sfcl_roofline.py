@@ -21,7 +21,8 @@
    auto`` (batch norms folded into the convolutions before them,
    ``fakescope.inference.folding.fold_batchnorm``) in the contiguous and in the channels-last
    layout (detect's tuner takes the faster; docs/speed.md); on a CPU with two or more threads the
-   same folded model in lanes (threads of one torch thread each, ``--lane-batch`` images a lane),
+   same folded model in lanes (threads of one torch thread each, ``--lane-batch`` images a lane; in either
+   layout, as detect's tuner measures both at a lane's thread count),
    as ``detect --faces off`` scores face crops given as files; with ``--compile`` also
    ``torch.compile`` of the folded model in either layout, as ``detect --compile`` scores (the
    compile times printed).
@@ -151,29 +152,32 @@ def main() -> None:
     threads = torch.get_num_threads()
     lanes = args.lanes or threads
     pool = None
-    if not gpu and lanes > 1:  # the lanes in the contiguous layout (detect's tuner keeps it unless 5% slower)
+    if not gpu and lanes > 1:  # the lanes in either layout: detect's tuner measures both at a lane's threads
         from concurrent.futures import ThreadPoolExecutor
 
         lane_batch = args.lane_batch or max(1, args.batch // lanes)
         lane_x8 = x8[:lane_batch] if lane_batch <= args.batch else torch.randint(
             0, 256, (lane_batch, 3, size, size), dtype=torch.uint8)
         rounds = 2  # batches each lane scores in one timed call: the lanes drift apart, as in detect
+        pool = ThreadPoolExecutor(max_workers=lanes)
 
-        def lane():
+        def lane(net, channels_last: bool):
             torch.set_num_threads(max(1, threads // lanes))  # this lane's thread
             with torch.inference_mode():
                 for _ in range(rounds):
-                    fast(fast.normalize(lane_x8))
+                    x = net.normalize(lane_x8)
+                    net(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
 
-        pool = ThreadPoolExecutor(max_workers=lanes)
-        lanes_name = f"detect path in {lanes} lanes (contiguous, {lane_batch} images a lane)"
+        for net, cl in ((fast, False), (fast_cl, True)):
+            lanes_name = (f"detect path in {lanes} lanes ({'channels-last' if cl else 'contiguous'}, "
+                          f"{lane_batch} images a lane)")
 
-        def in_lanes():
-            list(pool.map(lambda _: lane(), range(lanes)))
-            torch.set_num_threads(threads)  # this thread's again (a library may keep one setting for all threads)
+            def in_lanes(net=net, cl=cl):
+                list(pool.map(lambda _: lane(net, cl), range(lanes)))
+                torch.set_num_threads(threads)  # this thread's again (a library may keep one setting for all threads)
 
-        calls[lanes_name] = in_lanes
-        batches[lanes_name] = lanes * lane_batch * rounds
+            calls[lanes_name] = in_lanes
+            batches[lanes_name] = lanes * lane_batch * rounds
 
     compile_s, diffs = {}, {}
     if args.compile:  # as detect --compile: predict_proba of the folded model, one graph per layout here

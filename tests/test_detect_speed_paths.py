@@ -193,6 +193,31 @@ def test_the_choice_follows_the_timer_and_is_cached(ckpt, tmp_path):
     assert det3.batch_choice(det3.input_shape()) == choice
 
 
+def test_for_lanes_every_lane_scores_at_once_while_timed(ckpt):
+    import threading
+
+    det = Detector.from_pretrained(ckpt, device="cpu", batch_size="auto")
+    det.lanes_now = 2
+    threads: list[str] = []
+    score = det._score
+
+    def seen(x):
+        threads.append(threading.current_thread().name)
+        return score(x)
+
+    det._score = seen
+    cost = {False: {1: 1.0, 2: 1.6, 4: 2.4}, True: {1: 1.0, 2: 1.5, 4: 2.2}}  # seconds a pass of both lanes, /100
+    det.tuner = tuner = BatchTuner(False, timer=FakeTimer(det, lambda b, cl: cost[cl][b] / 100), repeats=2)
+    choice = det.batch_choice(det.input_shape())
+    # batches of which two lanes hold at most 8 inputs; per input: a pass's time over both lanes' inputs
+    assert [(b, cl) for b, cl, _ in tuner.trials] == [(1, False), (2, False), (4, False), (1, True), (2, True),
+                                                      (4, True)]
+    assert (choice.batch, choice.channels_last, choice.ms_per_input) == (4, True, pytest.approx(2.75))
+    assert len(threads) == 6 * (1 + 2) * 2  # each candidate: one untimed pass and two timed ones, in both lanes
+    assert all(name.startswith("fakescope-tuning") for name in threads) and len(set(threads)) == 2
+    assert "lanes=2 at once" in tuner.key(det, det.input_shape())
+
+
 def test_within_five_percent_the_smaller_batch_and_the_contiguous_layout_win(ckpt):
     det = Detector.from_pretrained(ckpt, device="cpu", batch_size="auto")
     cost = {False: {1: 1.0, 2: 1.9, 4: 3.3, 8: 6.9}, True: {1: 0.99, 2: 1.8, 4: 3.4, 8: 6.4}}
