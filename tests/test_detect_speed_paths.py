@@ -276,7 +276,7 @@ def test_options_are_checked(ckpt, capsys):
 
 # ---------------------------------------------------------------------------------------- folded batch norms
 def test_folded_batch_norms_give_the_models_scores(ckpt):
-    from fakescope.inference.images import fold_batchnorm
+    from fakescope.inference.folding import fold_batchnorm
 
     det = Detector.from_pretrained(ckpt, device="cpu")
     gen = torch.Generator().manual_seed(3)
@@ -292,7 +292,7 @@ def test_folded_batch_norms_give_the_models_scores(ckpt):
 
 
 def test_a_convolution_whose_output_is_read_twice_is_not_folded():
-    from fakescope.inference.images import fold_batchnorm
+    from fakescope.inference.folding import fold_batchnorm
 
     class Twice(torch.nn.Module):
         def __init__(self) -> None:
