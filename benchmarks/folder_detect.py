@@ -361,8 +361,7 @@ def main() -> None:
               f"{best:.2f} images/s = x{row['ceiling']:.2f} the eager loop, for any float32 scorer of this model "
               "(startup not counted)")
     kinds = [k for k in ("fakescope", "bf16", "onnx") if k in row]
-    heads = {"fakescope": "fakescope detect", "bf16": "--bf16", "onnx": "--backend onnx"}
-    print("| model | eager loop | " + " | ".join(heads[k] for k in kinds) + " | float32 ceiling (estimate) |")
+    print("| model | eager loop | " + " | ".join(heads_of(k) for k in kinds) + " | float32 ceiling (estimate) |")
     for name, row in results.items():
         cells = [f"{row['n'] / row[k]:.2f} img/s (x{row['baseline'] / row[k]:.2f})" for k in kinds]
         print(f"| {name} | {row['n'] / row['baseline']:.2f} img/s | " + " | ".join(cells)

@@ -291,27 +291,6 @@ def test_folded_batch_norms_give_the_models_scores(ckpt):
     assert all(m.forward.__self__ is m for m in det.model.modules())  # the model's own batch norms are untouched
 
 
-def test_a_convolution_whose_output_is_read_twice_is_not_folded():
-    from fakescope.inference.folding import fold_batchnorm
-
-    class Twice(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv, self.bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
-            self.bn.running_mean.fill_(0.5)
-            self.bn.running_var.fill_(4.0)
-
-        def normalize(self, x):
-            return x.float() / 255
-
-        def forward(self, x):
-            y = self.conv(x)
-            return (self.bn(y) + y).mean(dim=(1, 2, 3))  # the convolution's output, read by its norm and after
-
-    model = Twice().eval()
-    assert fold_batchnorm(model, (3, 8, 8)) is None
-
-
 def test_channels_last_leaves_a_3d_convolution_as_it_is():
     """A model with a 3-D convolution (SFCL-HCMF's inter-block stage has one) cannot go through
     model.to(memory_format=channels_last); set_memory_format converts its 4-D weights only, values unchanged."""

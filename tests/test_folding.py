@@ -93,60 +93,67 @@ def test_a_model_with_statistics_of_smooth_images_is_folded(seed):
     assert torch.allclose(got, want, atol=TOLERANCE, rtol=0)
 
 
+class ConvNorm(Pixels):
+    """A convolution and a batch norm with statistics away from their initial values; each test's forward says
+    how they are wired."""
+
+    def __init__(self, norm: type[nn.BatchNorm2d] = nn.BatchNorm2d) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3), norm(4)
+        self.bn.running_mean.fill_(0.5)
+        self.bn.running_var.fill_(4.0)
+
+
 def test_a_batch_norm_that_computes_something_else_is_not_folded():
     class Doubled(nn.BatchNorm2d):
         def forward(self, x):
             return 2 * super().forward(x)
 
-    class Net(Pixels):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv, self.bn = nn.Conv2d(3, 4, 3), Doubled(4)
-
+    class Net(ConvNorm):
         def forward(self, x):
             return self.bn(self.conv(x)).mean(dim=(1, 2, 3))
 
-    model = Net().eval()
-    model.bn.running_var.fill_(4.0)
-    assert fold_batchnorm(model, (3, 8, 8)) is None
+    assert fold_batchnorm(Net(Doubled).eval(), (3, 8, 8)) is None
+
+
+def test_a_convolution_whose_output_is_read_twice_is_not_folded():
+    class Twice(ConvNorm):
+        def forward(self, x):
+            y = self.conv(x)
+            return (self.bn(y) + y).mean(dim=(1, 2, 3))  # the convolution's output, read by its norm and after
+
+    assert fold_batchnorm(Twice().eval(), (3, 8, 8)) is None
 
 
 def test_a_convolution_whose_output_a_later_layer_reads_again_is_not_folded():
-    class Later(Pixels):
+    class Later(ConvNorm):
         def __init__(self) -> None:
             super().__init__()
-            self.conv, self.bn, self.other = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1)
+            self.other = nn.Conv2d(4, 4, 1)
 
         def forward(self, x):
             y = self.conv(x)
             z = torch.relu(self.bn(y))
             return (self.other(z) * y).mean(dim=(1, 2, 3))  # the convolution's output, read after its norm
 
-    model = Later().eval()
-    model.bn.running_var.fill_(4.0)
-    assert fold_batchnorm(model, (3, 8, 8)) is None
+    assert fold_batchnorm(Later().eval(), (3, 8, 8)) is None
 
 
 def test_a_convolution_run_again_without_its_norm_is_not_folded():
-    class Twice(Pixels):
+    class Again(ConvNorm):
         def __init__(self) -> None:
             super().__init__()
             self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+            self.bn.running_var.fill_(4.0)
 
         def forward(self, x):
             return self.conv(torch.relu(self.bn(self.conv(x)))).mean(dim=(1, 2, 3))
 
-    model = Twice().eval()
-    model.bn.running_var.fill_(4.0)
-    assert fold_batchnorm(model, (3, 8, 8)) is None
+    assert fold_batchnorm(Again().eval(), (3, 8, 8)) is None
 
 
 def test_reading_a_shape_between_a_convolution_and_its_norm_does_not_stop_the_folding():
-    class Net(Pixels):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
-
+    class Net(ConvNorm):
         def forward(self, x):
             y = self.conv(x)
             assert y.shape[1] == 4 and y.dim() == 4 and y.size(0) == x.size(0)
@@ -154,8 +161,6 @@ def test_reading_a_shape_between_a_convolution_and_its_norm_does_not_stop_the_fo
 
     torch.manual_seed(0)
     model = Net().eval()
-    model.bn.running_mean.fill_(0.3)
-    model.bn.running_var.fill_(4.0)
     fast = fold_batchnorm(model, (3, 8, 8))
     assert fast is not None and folded(fast) == [fast.bn]
     x = model.normalize(torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8))
