@@ -2,7 +2,8 @@
 
 Run it only when a model's numerics change on purpose, and say why in the commit.
 Each file holds the logits of one tiny registered model (seed 0 initialisation) on a
-fixed input (seed 0 uniform noise), in eval mode and in train mode (seed 1).
+fixed input (seed 0 uniform noise), in eval mode and in train mode (seed 1), computed in float64
+(tests/test_golden.py says why).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def main() -> None:
         sys.exit(f"not a tiny registered model: {', '.join(unknown)} (known: {', '.join(GOLDEN_MODELS)})")
     for name in names:
         logits, shape = golden_logits(name)
-        (HERE / f"{name}.json").write_text(json.dumps({"model": name, "input_shape": shape,
+        (HERE / f"{name}.json").write_text(json.dumps({"model": name, "input_shape": shape, "dtype": "float64",
                                                       "logits": logits}, indent=1) + "\n")
         print(name, logits)
 
