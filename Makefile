@@ -9,6 +9,9 @@
 #                                (.ci/run installs them), and skips with the reason otherwise
 #   make test-threads            the model, explanation and verdict tests again under OMP_NUM_THREADS=1 and =2
 #                                (their outcome must not hang on the order of float sums; CI runs it after make test)
+#   make test-kernels            those tests and the batch-norm folding tests again with torch's, oneDNN's and MKL's
+#                                scalar or SSE4 kernels (as a CPU other than the one that wrote the expected values
+#                                would round; CI runs it after make test-threads)
 #   make test-slow               the slow tests too
 #   make mutation-check          break each pretrained converter on purpose (two same-shape blocks swapped, or the
 #                                head read in the wrong order) and check the full-depth parity test catches it
@@ -35,8 +38,11 @@ INVISIBLE_WATERMARK_SPEC ?= invisible-watermark==0.2.0
 PYTEST_ARGS ?=
 # tests that train or run models: run again with one and with two threads by `make test-threads`
 THREAD_TESTS ?= tests/test_explain.py tests/test_golden.py tests/test_verdict.py tests/test_forward_contract.py
+# ... and once more with other kernels than this CPU's fastest: `make test-kernels`
+KERNEL_TESTS ?= $(THREAD_TESTS) tests/test_folding.py
+SCALAR_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
 
-.PHONY: install quickstart test test-threads test-slow mutation-check clean
+.PHONY: install quickstart test test-threads test-kernels test-slow mutation-check clean
 
 install: $(VENV)/.install-stamp
 
@@ -61,6 +67,9 @@ test: install
 test-threads: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(THREAD_TESTS) $(PYTEST_ARGS)
 	OMP_NUM_THREADS=2 $(PY) -m pytest $(THREAD_TESTS) $(PYTEST_ARGS)
+
+test-kernels: install
+	$(SCALAR_KERNELS) $(PY) -m pytest $(KERNEL_TESTS) $(PYTEST_ARGS)
 
 mutation-check: install
 	$(PY) tests/mutation_check.py
