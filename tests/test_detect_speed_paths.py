@@ -16,6 +16,7 @@ from PIL import Image
 from test_detect import make_checkpoint
 
 from fakescope.cli import main
+from fakescope.errors import CompileError
 from fakescope.data.transforms import Preprocessor
 from fakescope.inference import Detector
 from fakescope.inference.job import Job, new_record
@@ -332,3 +333,45 @@ def test_compiled_scoring_gives_the_eager_scores(ckpt, folder, tmp_path):
     for bad in ({"bf16": True}, {"backend": "onnx"}):
         with pytest.raises(Exception, match="compile needs the PyTorch backend"):
             Detector(det.model, det.config, source="x", compile=True, **bad)
+
+
+def test_a_model_that_does_not_compile_stops_the_run_once(ckpt, folder, tmp_path, monkeypatch, capsys):
+    """A compiler that fails (no C++ compiler, say) fails at every batch's first call alike: one clear error for the
+    run, one attempt, instead of every file's record carrying the compiler's message and a new attempt per batch."""
+    attempts = []
+
+    def broken_compile(fn, **kwargs):
+        def run(x):
+            attempts.append(len(x))
+            raise RuntimeError("C++ compile error\n(the compiler's output)")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    det = Detector.from_pretrained(ckpt, device="cpu", compile=True, batch_size=4)
+    with pytest.raises(CompileError, match=r"could not compile .*\(RuntimeError: C\+\+ compile error\); score without"):
+        list(det.predict_many([str(folder)]))
+    assert attempts == [4]
+    out = tmp_path / "c.jsonl"
+    assert main(["detect", str(folder), "-m", str(ckpt), "-o", str(out), "--compile", "--batch-size", "4",
+                 "--device", "cpu", "--progress", "off"]) == 2
+    err = capsys.readouterr().err
+    assert "fakescope: error:" in err and "score without --compile" in err and "Traceback" not in err
+
+
+def test_a_compiled_graph_that_fails_later_fails_its_batch_only(ckpt, folder, monkeypatch):
+    """Once a shape's graph has run, a later failure (out of memory, say) is that batch's, as without --compile."""
+    calls = []
+
+    def flaky_compile(fn, **kwargs):
+        def run(x):
+            calls.append(len(x))
+            if len(calls) == 2:
+                raise RuntimeError("out of memory")
+            return fn(x)
+        return run
+
+    monkeypatch.setattr(torch, "compile", flaky_compile)
+    det = Detector.from_pretrained(ckpt, device="cpu", compile=True, batch_size=4)
+    recs = [r for r in det.predict_many([str(folder)]) if r["kind"] != "skipped"]
+    failed = [r for r in recs if r["error"] and "the model failed on this batch (RuntimeError: out of memory)" in r["error"]]
+    assert failed and any(r["score"] is not None for r in recs) and len(calls) > 2

@@ -25,3 +25,8 @@ class WeightsUnavailableError(FakescopeError):
 
 class MissingExtraError(FakescopeError, ImportError):
     """An optional dependency is not installed."""
+
+
+class CompileError(FakescopeError):
+    """torch.compile could not compile the model (no C++ compiler, an unsupported operator): a run-level error,
+    raised once, rather than the same failure in every file's record."""

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fakescope.errors import DataError
+from fakescope.errors import CompileError, DataError
 from fakescope.inference.faces import image_face
 from fakescope.inference.job import Job, keep_canvas, keep_input, note_region
 from fakescope.inference.folding import fold_batchnorm
@@ -145,9 +145,28 @@ class Scoring:
         compiled = self.compile and not self._measuring
         if compiled and not x.is_inference():  # an inference tensor always: another kind would recompile the graph
             x = x.clone()
-        score = self._compiled(tuple(x.shape[1:])) if compiled else self.scoring_model.predict_proba
+        if compiled:
+            return self._run_compiled(x, bf16)
         with torch.autocast(str(self.device).split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-            return score(x).float().cpu()
+            return self.scoring_model.predict_proba(x).float().cpu()
+
+    def _run_compiled(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+        """The compiled model's scores of ``x``. The first call at an input shape compiles its graph: a failure
+        there is the compiler's, not the batch's, and would recur at every batch (each trying to compile again),
+        so it is raised once as a :class:`~fakescope.errors.CompileError` that stops the run."""
+        shape = tuple(x.shape)
+        done = self.__dict__.setdefault("_compiled_shapes", set())
+        try:
+            with torch.autocast(str(self.device).split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+                scores = self._compiled(shape[1:])(x).float().cpu()
+        except Exception as exc:
+            if shape in done:
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise CompileError(f"{self.name}: torch.compile could not compile the model for inputs of shape "
+                               f"{list(shape)} ({type(exc).__name__}: {first}); score without --compile") from exc
+        done.add(shape)
+        return scores
 
     def _compiled(self, shape: tuple[int, ...]):
         """``predict_proba`` of the scoring model (batch norms folded where they fold) under ``torch.compile``

@@ -45,7 +45,7 @@ from typing import Any, Iterable, Iterator
 import torch
 
 from fakescope.data.transforms import Preprocessor
-from fakescope.errors import CheckpointError, ConfigError
+from fakescope.errors import CheckpointError, CompileError, ConfigError
 from fakescope.faces import FacePipeline
 from fakescope.inference.backends import load_model
 from fakescope.inference.images import Scoring, image_score
@@ -342,6 +342,8 @@ class Detector(Scoring):
         for group in groups.values():
             try:
                 flat = self._score_all(torch.cat([j.inputs for j in group])).tolist()
+            except CompileError:  # the same for every batch: the run stops, records already given are kept
+                raise
             except Exception as exc:  # e.g. out of memory: these inputs fail, the next batch may not
                 failed.update((id(j), f"the model failed on this batch ({type(exc).__name__}: {exc})")
                               for j in group)
