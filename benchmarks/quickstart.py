@@ -7,7 +7,9 @@ once per training seed (the benchmark data always uses seed 0, and is generated 
 per-generator AUCs, the mean AUC, the mean and the worst AUC over the generators not seen in training, the share of
 test reals and fakes that ``fakescope detect`` flags at the checkpoint's default operating point (the 1%-FPR
 threshold fitted on its validation data) and at a fixed 0.5 on the calibrated P(fake), and the wall time; then the
-mean and range over the seeds, with the CPU model (the figures depend on it and on the thread count). The goal is a mean AUC of at least 0.85 for every seed, and
+mean and range over the seeds, with the CPU model (the figures depend on it and on the thread count), and per seed
+the fingerprints of the data, of the weights the seed drew and of the trained weights (where two machines' figures
+differ, the first fingerprint that differs says whether the data, the initial weights or the training parted). The goal is a mean AUC of at least 0.85 for every seed, and
 at most 10 minutes on 2 CPU cores for one run; the last line is the slowest run's wall time as a ratio of the
 10-minute budget (below 1 meets it).
 """
@@ -23,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_model
+from common import cpu_model, files_sha256
 
 BUDGET_S = 600.0
 GOAL_AUC = 0.85
@@ -58,6 +60,7 @@ def main() -> None:
         print(f"  mean AUC {run['mean']:.4f} (goal >= {GOAL_AUC}); unseen generators: mean {run['unseen']:.4f}, worst "
               f"{worst} {unseen[worst]:.4f}; wall time {wall:.1f} s")
         run["flags"] = flag_rates(Path(res["checkpoint"]))
+        print("  " + fingerprints(os.path.join(out, "data"), Path(res["checkpoint"])))
         for name, (reals, fakes, thr) in run["flags"].items():
             print(f"  flagged at {name} (threshold {thr:.4g}): " + ", ".join(f"{g} {100 * reals[g]:.1f}% of reals / {100 * fakes[g]:.1f}% of "
                                                        f"fakes" for g in reals))
@@ -78,6 +81,20 @@ def main() -> None:
     print(f"ratio slowest wall time / 10-minute budget: {slowest / BUDGET_S:.3f}")
     if not all(m >= GOAL_AUC for m in means):
         sys.exit(1)
+
+
+def fingerprints(data: str, checkpoint: Path) -> str:
+    """SHA-256 (first 16 hex digits) of the benchmark data, of the weights the seed drew and of the trained weights:
+    where two machines' runs of the same seed differ, the first fingerprint that differs says where they parted."""
+    from safetensors.torch import load_file
+
+    from fakescope.utils.fingerprint import weights_sha256
+
+    drawn = json.loads((checkpoint / "config.json").read_text())["training"]["initial_weights_sha256"]
+    trained = weights_sha256(load_file(str(checkpoint / "model.safetensors")))
+    data_sha = files_sha256(data, skip=("meta.json",))  # the benchmark's meta.json holds its generation's wall time
+    return (f"fingerprints (SHA-256): data {data_sha[:16]}, initial weights {drawn[:16]}, "
+            f"trained weights {trained[:16]}")
 
 
 def flag_rates(checkpoint: Path) -> dict[str, tuple[dict[str, float], dict[str, float], float]]:

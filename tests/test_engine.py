@@ -144,13 +144,36 @@ def test_fp16_without_a_gpu_is_a_clear_error(tmp_path, tiny_synth):
 def test_deterministic_runs_are_identical(tmp_path, tiny_synth):
     from safetensors.torch import load_file
 
-    outs = []
+    outs, drawn = [], []
     for sub in ("a", "b"):
         r = train(tiny_experiment(tmp_path / sub, tiny_synth, "trainer.deterministic=true", "trainer.max_epochs=1",
                                   "eval.after_training=false", "seed=3"), echo=quiet)
         outs.append(load_file(str(r.checkpoint / "model.safetensors")))
+        drawn.append(json.loads((r.checkpoint / "config.json").read_text())["training"]["initial_weights_sha256"])
     assert outs[0].keys() == outs[1].keys()
     assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+    assert drawn[0] == drawn[1]
+
+
+def test_the_checkpoint_records_the_weights_its_seed_drew(tmp_path, tiny_synth):
+    """The fingerprint of the initial weights (which another CPU's kernels may draw otherwise from the same seed) is
+    that of the model the seed builds, not of the trained one, and another seed draws others."""
+    import lightning as L
+    from safetensors.torch import load_file
+
+    from fakescope.train.module import DetectorModule
+    from fakescope.utils.fingerprint import weights_sha256
+
+    recorded, cfgs = {}, {}
+    for seed in (3, 4):
+        cfgs[seed] = tiny_experiment(tmp_path / str(seed), tiny_synth, "trainer.max_epochs=1",
+                                     "eval.after_training=false", f"seed={seed}")
+        r = train(cfgs[seed], echo=quiet)
+        recorded[seed] = json.loads((r.checkpoint / "config.json").read_text())["training"]["initial_weights_sha256"]
+        assert recorded[seed] != weights_sha256(load_file(str(r.checkpoint / "model.safetensors")))  # trained
+    L.seed_everything(3, workers=True, verbose=False)
+    assert recorded[3] == weights_sha256(DetectorModule(cfgs[3].to_dict()).model)
+    assert recorded[3] != recorded[4] and len(recorded[3]) == 64
 
 
 def test_data_errors_name_the_problem(tmp_path, tiny_synth):

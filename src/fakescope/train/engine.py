@@ -33,6 +33,7 @@ from fakescope.data.layouts import generators_seen
 from fakescope.errors import ConfigError
 from fakescope.utils import console
 from fakescope.utils.console import quiet_lightning, show_progress
+from fakescope.utils.fingerprint import weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     if _rank() == 0:
         dump_config(cfg, run_dir / "config.yaml")
     module = DetectorModule(cfg.to_dict())
+    initial_weights = weights_sha256(module.model)  # what the seed drew here: another CPU's kernels may draw otherwise
     dm = DetectorDataModule(cfg, module.model.preprocess, module.model.modality)
     trainer = build_trainer(cfg, extra_callbacks, echo)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
@@ -224,6 +226,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         "lr": cfg.optim.lr,
         "batch_size": data.batch_size,
         "seed": cfg.seed,
+        "initial_weights_sha256": initial_weights,
     }
     validation = {k.split("/", 1)[1]: v for k, v in best_row.items() if k.startswith("val/")}
     extra, notes = demonstration_record(cfg)
