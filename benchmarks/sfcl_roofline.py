@@ -25,11 +25,15 @@
    layout, as detect's tuner measures both at a lane's thread count),
    as ``detect --faces off`` scores face crops given as files; with ``--compile`` also
    ``torch.compile`` of the folded model in either layout, as ``detect --compile`` scores (the
-   compile times printed).
+   compile times printed); on a CPU with onnxruntime installed (``pip install -e ".[onnx]"``; ``--no-onnx``
+   skips it), the model exported by ``fakescope export --format onnx`` as ``detect --backend onnx`` scores
+   it: one session on torch's threads at ``--batch``, and the same session in lanes of one thread each
+   (its export time, parity figure and score difference from the folded PyTorch model printed).
    The process sets torch's and glibc's allocators as the ``fakescope`` command does.
 
-Roofline images/s = matmul FLOP/s / model FLOP per image. The last line is the ratio of
-the measured images/s of the fastest detect path to that bound (1.0 would be a model that runs at
+Roofline images/s = matmul FLOP/s / model FLOP per image. The line before the last gives the ratio for
+the default path (PyTorch, no ``--compile``: the faster of its layouts and lanes), the last line the ratio of
+the measured images/s of the fastest detect path (any backend) to that bound (1.0 would be a model that runs at
 matmul speed; depthwise convolutions, normalisation and the DCT front end keep real CNNs well
 below it); the script exits 1 when it is below ``--goal`` (0.5). ``--profile N`` prints the N
 operators that took the most CPU time in each path (torch.profiler, one batch).
@@ -55,6 +59,34 @@ def best_time(fn, repeats: int, sync) -> float:
     return best
 
 
+def onnx_profile(path, x8, top: int, folder: str) -> str:
+    """Where onnxruntime's time went in one batch (its second run; the first allocates): kernel time per operator."""
+    import json
+    from collections import Counter
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(folder, "ort-profile")
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    pixels = {session.get_inputs()[0].name: x8.float().numpy()}
+    session.run(None, pixels)
+    session.run(None, pixels)
+    with open(session.end_profiling()) as fh:
+        events = json.load(fh)
+    last_run = max(e["ts"] for e in events if e.get("name") == "model_run")
+    per_op, calls = Counter(), Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= last_run:
+            per_op[e["args"]["op_name"]] += e["dur"] / 1e3
+            calls[e["args"]["op_name"]] += 1
+    total = sum(per_op.values())
+    return (f"\nprofile, onnxruntime (its default threads), one batch of {len(x8)}: {total:.0f} ms in kernels\n"
+            + "\n".join(f"  {op:<28} {ms:9.1f} ms {100 * ms / total:5.1f}%  {calls[op]} calls"
+                        for op, ms in per_op.most_common(top)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="sfcl_hcmf", help="registered model name")
@@ -71,6 +103,7 @@ def main() -> None:
     ap.add_argument("--lane-batch", type=int, default=None,
                     help="images a lane scores at once (default: batch / lanes)")
     ap.add_argument("--compile", action="store_true", help="also time the model as detect --compile scores it")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime paths (detect --backend onnx)")
     ap.add_argument("--goal", type=float, default=0.5, help="exit 1 when the detect path's ratio is below this")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="print the N operators with the most CPU time, per path")
@@ -184,21 +217,62 @@ def main() -> None:
         for net, cl in ((fast, False), (fast_cl, True)):
             compiled = torch.compile(net.predict_proba, dynamic=False)
 
-            def infer_compiled(net=net, cl=cl, compiled=compiled):
-                x = net.normalize(x8)
+            def infer_compiled(cl=cl, compiled=compiled):  # as detect: uint8 pixels, an inference tensor
                 with torch.inference_mode():
-                    return compiled(x.contiguous(memory_format=torch.channels_last) if cl else x.clone())
+                    return compiled(x8.contiguous(memory_format=torch.channels_last) if cl else x8.clone())
 
             layout_name = "channels-last" if cl else "contiguous"
             t0 = time.perf_counter()
             infer_compiled()
             compile_s[layout_name] = time.perf_counter() - t0
             with torch.inference_mode():
-                ref = fast.predict_proba(fast.normalize(x8))
+                ref = fast.predict_proba(x8)
                 diffs[layout_name] = (float((infer_compiled() - ref).abs().max()), float(ref.std()))
             compiled_name = f"detect --compile path ({folded_name}, {layout_name})"
             calls[compiled_name] = infer_compiled
             batches[compiled_name] = args.batch
+
+    onnx_notes = []
+    if not gpu and not bf16 and not args.no_onnx:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            onnx_notes.append("onnxruntime is not installed: its paths skipped (pip install -e \".[onnx]\")")
+        else:
+            import tempfile
+
+            import fakescope
+            from fakescope.export import export_onnx
+            from fakescope.inference.backends import OnnxImageModel
+
+            scratch = tempfile.TemporaryDirectory(prefix="sfcl-roofline-")  # removed when main returns
+            folder = scratch.name
+            fakescope.save(model, folder)
+            t0 = time.perf_counter()
+            exported = export_onnx(folder)  # the parity check against PyTorch included
+            onnx_notes.append(f"ONNX export: {time.perf_counter() - t0:.1f} s; {exported.summary()}")
+            onnx_model = OnnxImageModel(exported.path)
+            with torch.inference_mode():
+                ref = fast.predict_proba(x8)
+            onnx_notes.append(f"onnxruntime scores within {float((onnx_model.predict_proba(x8) - ref).abs().max()):.1e} "
+                              f"of the folded PyTorch model's (their standard deviation over the batch: "
+                              f"{float(ref.std()):.1e})")
+            onnx_name = f"detect --backend onnx path ({threads} threads a call)"
+            calls[onnx_name] = lambda: onnx_model.predict_proba(x8)
+            batches[onnx_name] = args.batch
+            if pool is not None:  # detect's lanes share one session of one thread a call
+                lane_onnx = OnnxImageModel(exported.path)
+                lane_onnx.set_threads(max(1, threads // lanes))
+                onnx_lanes_name = f"detect --backend onnx path in {lanes} lanes ({lane_batch} images a lane)"
+
+                def onnx_lane(_):
+                    for _ in range(rounds):
+                        lane_onnx.predict_proba(lane_x8)
+
+                calls[onnx_lanes_name] = lambda: list(pool.map(onnx_lane, range(lanes)))
+                batches[onnx_lanes_name] = lanes * lane_batch * rounds
+            if args.profile:
+                onnx_notes.append(onnx_profile(exported.path, x8, args.profile, folder))
 
     times = dict.fromkeys(calls, float("inf"))
     for fn in calls.values():
@@ -238,6 +312,8 @@ def main() -> None:
                 fn()
             print(f"\nprofile, {label}, one batch of {args.batch}:")
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
+    for line in onnx_notes:
+        print(line)
     for layout_name, seconds in compile_s.items():
         diff, spread = diffs[layout_name]
         print(f"torch.compile, {layout_name}: first call {seconds:.1f} s (compiling), "
@@ -249,6 +325,8 @@ def main() -> None:
         speeds[label] = batches[label] / t
         print(f"{label}: {speeds[label]:.2f} images/s ({t:.3f} s for {batches[label]} images, "
               f"{speeds[label] * flop_per_image / 1e9:.1f} GFLOP/s), {speeds[label] / roofline:.3f} of the roofline")
+    default = max((label for label in speeds if label.startswith("detect path")), key=speeds.get)
+    print(f"default path (PyTorch, no --compile), ratio to the roofline: {speeds[default] / roofline:.3f} ({default})")
     best = max((label for label in speeds if label.startswith("detect")), key=speeds.get)
     print(f"fastest detect path over eager: {speeds[best] / speeds['eager (as built)']:.3f}x ({best})")
     ratio = speeds[best] / roofline

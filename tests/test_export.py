@@ -61,6 +61,26 @@ def test_onnx_backend_matches_pytorch_on_images_and_videos(exported, tmp_path):
     assert np.allclose(onnx_recs[2]["frame_scores"], torch_recs[2]["frame_scores"], atol=PARITY_TOLERANCE)
 
 
+def test_onnx_lanes_share_one_session_of_one_thread_a_call(exported, tmp_path):
+    ck, _ = exported
+    media = make_media(tmp_path / "media")
+    images = [media["noise"], media["face"]] * 3
+    alone = [r["score"] for r in Detector.from_pretrained(ck, backend="onnx", device="cpu").predict_many(images)]
+    det = Detector.from_pretrained(ck, backend="onnx", device="cpu", lanes=2, batch_size=2)
+    model, threads_seen = det.model, set()
+    scores = type(model).predict_proba
+
+    def spy(pixels):  # the threads of the session that scores each batch
+        threads_seen.add(model.session.get_session_options().intra_op_num_threads)
+        return scores(model, pixels)
+
+    model.predict_proba = spy
+    in_lanes = [r["score"] for r in det.predict_many(images)]
+    assert in_lanes == pytest.approx(alone, abs=1e-6) and len(set(in_lanes)) > 1
+    assert threads_seen == {1}  # one thread a call while the lanes run
+    assert model.session.get_session_options().intra_op_num_threads == 0  # onnxruntime's default again after
+
+
 def test_stale_export_and_clip_models_are_refused(tmp_path):
     ck = make_checkpoint(tmp_path / "ck", "simple_cnn_tiny")
     export_onnx(ck)

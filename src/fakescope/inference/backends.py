@@ -64,6 +64,16 @@ class OnnxImageModel:
             raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({exc})") from None
         self.providers = self.session.get_providers()
 
+    def set_threads(self, threads: int) -> None:
+        """onnxruntime's threads a call (0: its default), for lanes that each make their own calls: a new session."""
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:  # one thread a lane, that sleeps when idle rather than spin against the other lanes
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
+
     def predict_proba(self, pixels: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(pixels.float().cpu().numpy())
         return torch.from_numpy(self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x})[0])

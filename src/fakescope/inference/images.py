@@ -87,18 +87,11 @@ class Scoring:
             self.channels_last = bool(channels_last)
 
     def set_backend_threads(self, threads: int) -> None:
-        """onnxruntime's threads a call (0: its default), for lanes that each make their own calls."""
+        """The backend's threads a call (0: its default), for lanes that each make their own calls (onnxruntime;
+        PyTorch's are set per thread)."""
         setter = getattr(self.model, "set_threads", None)
         if setter is not None:
             setter(threads)
-        elif self.backend == "onnx" and hasattr(self.model, "session"):
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            if threads:  # one thread a lane, that sleeps when idle rather than spin against the other lanes
-                opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.model.session = ort.InferenceSession(str(self.model.path), opts, providers=self.model.providers)
 
     def batch_choice(self, shape: tuple[int, ...]) -> BatchChoice:
         """Batch size and layout for model inputs of ``shape``: as given, or measured (``batch_size='auto'``)."""
