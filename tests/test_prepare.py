@@ -282,6 +282,35 @@ def test_image_dataset_is_referenced_in_place(tmp_path):
     assert torch.tensor([x.label for x in samples]).sum() == 2
 
 
+def test_rewriting_the_sets_leaves_a_concurrent_shards_temporary_files_alone(tmp_path, monkeypatch):
+    """Two shards running at once both rewrite sets/: one must not delete the other's half-written file (its
+    rename then failed: FileNotFoundError), nor fail on a stale set the other removed first."""
+    import fakescope.data.manifest as manifest
+
+    out = tmp_path / "out"
+    rows = [{"path": f"crops/{i}.png", "label": str(i % 2), "method": "gan" if i % 2 else "", "split": "test"}
+            for i in range(4)]
+    manifest.write_outputs(out, [{"key": "k", "rows": rows}])
+    folder = out / "sets" / "test"
+    theirs = folder / ".gan.csv.tmp-99999"  # the other shard, between writing and renaming
+    theirs.write_text("half written")
+    stale = folder / "old.csv"  # a set of an earlier run, which the other shard may remove first
+    stale.write_text("path,label\n")
+    real_glob = Path.glob
+
+    def glob_then_other_shard_removes(self, pattern):
+        found = list(real_glob(self, pattern))
+        stale.unlink(missing_ok=True)
+        return iter(found)
+
+    monkeypatch.setattr(Path, "glob", glob_then_other_shard_removes)
+    manifest.write_outputs(out, [{"key": "k", "rows": rows}])
+    monkeypatch.undo()
+    assert theirs.read_text() == "half written"
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "all.csv", "all.meta.json", "gan.csv", "gan.meta.json"]
+
+
 def test_worker_processes_give_the_output_of_one_process(face_videos, tmp_path):
     """--workers: videos go to worker processes (here replaced after each video); same crops, same manifest."""
     outs = {}

@@ -268,10 +268,11 @@ def _write_sets(out: Path, rows: list[dict[str, Any]], face: FaceCropConfig | No
             write_meta(f, face)
             written.add(f)
             written.add(meta_path(f))
-    # remove sets left from an earlier run that no longer exist
+    # remove sets left from an earlier run that no longer exist: only finished set files (a shard running at the
+    # same time may hold a hidden temporary file here, or have removed a file already)
     for old in (out / "sets").glob("*/*.*") if (out / "sets").is_dir() else []:
-        if old not in written:
-            old.unlink()
+        if old not in written and not old.name.startswith(".") and old.name.endswith((".csv", META_SUFFIX)):
+            old.unlink(missing_ok=True)
     return sum(1 for f in written if f.suffix == ".csv")
 
 
